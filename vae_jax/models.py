@@ -1,0 +1,202 @@
+"""Flax Linen modules: encoders q(z|x, phi) and decoders p(x|z, theta).
+
+Only modules live here; objectives are in ``vae_jax.objectives``. All modules
+are deterministic: randomness enters the objective through explicit keys.
+
+Shapes: data are flat vectors ``x: [B, D]`` with ``D = H * W * C``; the
+convolutional modules reshape to ``image_shape = (H, W, C)`` internally, so
+every model has the same interface.
+
+* Encoder ``__call__(x: [B, D]) -> (mean [B, L], log_scale [B, L])``.
+* Decoder ``__call__(z: [..., L]) -> dict`` of likelihood parameters:
+  ``{"logits": [..., D]}`` (Bernoulli) or
+  ``{"mean": [..., D], "log_scale": [..., D]}`` (Gaussian).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+GAUSSIAN_SCALES = ("shared", "per_pixel")
+
+
+class MLP(nn.Module):
+  """Dense layers with ``activation`` between them (none after the last)."""
+  features: Sequence[int]
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x):
+    act = getattr(nn, self.activation)
+    for i, f in enumerate(self.features):
+      x = nn.Dense(f, name=f"dense_{i}")(x)
+      if i < len(self.features) - 1:
+        x = act(x)
+    return x
+
+
+class MLPEncoder(nn.Module):
+  """q(z|x) = N(mean(x), diag(exp(log_scale(x))^2)) from an MLP.
+
+  With ``hidden_dims=()`` the encoder is linear (used for the PPCA bridge).
+  """
+  hidden_dims: Sequence[int]
+  latent_dim: int
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, D]
+    h = x
+    act = getattr(nn, self.activation)
+    for i, f in enumerate(self.hidden_dims):
+      h = act(nn.Dense(f, name=f"hidden_{i}")(h))
+    mean = nn.Dense(self.latent_dim, name="mean")(h)          # [B, L]
+    log_scale = nn.Dense(self.latent_dim, name="log_scale")(h)  # [B, L]
+    return mean, log_scale
+
+
+class LikelihoodHead(nn.Module):
+  """Turns decoder features [..., D] into likelihood parameters."""
+  likelihood: str = "bernoulli"
+  gaussian_scale: str = "shared"
+
+  @nn.compact
+  def __call__(self, out):
+    if self.likelihood == "bernoulli":
+      return {"logits": out}
+    if self.likelihood == "gaussian":
+      d = out.shape[-1]
+      shape = (1,) if self.gaussian_scale == "shared" else (d,)
+      log_scale = self.param("log_scale", nn.initializers.zeros, shape,
+                             out.dtype)
+      return {"mean": out, "log_scale": jnp.broadcast_to(log_scale, out.shape)}
+    raise ValueError(f"unknown likelihood {self.likelihood!r}; "
+                     f"choose one of {LIKELIHOODS}")
+
+
+class MLPDecoder(nn.Module):
+  """p(x|z) with an MLP from z: [..., L] to the parameters of x: [..., D]."""
+  hidden_dims: Sequence[int]
+  output_dim: int
+  likelihood: str = "bernoulli"
+  gaussian_scale: str = "shared"
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, z):
+    out = MLP(tuple(self.hidden_dims) + (self.output_dim,),
+              self.activation, name="mlp")(z)
+    return LikelihoodHead(self.likelihood, self.gaussian_scale,
+                          name="head")(out)
+
+
+def _check_conv_shape(image_shape):
+  h, w, _ = image_shape
+  if h % 4 or w % 4:
+    raise ValueError(f"conv models need height and width divisible by 4, "
+                     f"got image_shape={tuple(image_shape)}; use --model=mlp")
+
+
+class ConvEncoder(nn.Module):
+  """Two stride-2 convolutions then a dense layer; for 28x28x1 or 32x32x3."""
+  image_shape: Sequence[int]
+  latent_dim: int
+  channels: Sequence[int] = (32, 64)
+  hidden_dim: int = 256
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, H*W*C]
+    _check_conv_shape(self.image_shape)
+    h = x.reshape(x.shape[:-1] + tuple(self.image_shape))
+    for i, c in enumerate(self.channels):
+      h = nn.relu(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME",
+                          name=f"conv_{i}")(h))
+    h = h.reshape(h.shape[:-3] + (-1,))
+    h = nn.relu(nn.Dense(self.hidden_dim, name="hidden")(h))
+    mean = nn.Dense(self.latent_dim, name="mean")(h)
+    log_scale = nn.Dense(self.latent_dim, name="log_scale")(h)
+    return mean, log_scale
+
+
+class ConvDecoder(nn.Module):
+  """Dense layer to a (H/4, W/4) feature map, then two stride-2 transposed convs."""
+  image_shape: Sequence[int]
+  likelihood: str = "bernoulli"
+  gaussian_scale: str = "shared"
+  channels: Sequence[int] = (64, 32)
+  hidden_dim: int = 256
+
+  @nn.compact
+  def __call__(self, z):  # z: [..., L]
+    _check_conv_shape(self.image_shape)
+    h_img, w_img, c_img = self.image_shape
+    lead = z.shape[:-1]
+    h = z.reshape((-1, z.shape[-1]))
+    h = nn.relu(nn.Dense(self.hidden_dim, name="hidden")(h))
+    h = nn.relu(nn.Dense((h_img // 4) * (w_img // 4) * self.channels[0],
+                         name="project")(h))
+    h = h.reshape((-1, h_img // 4, w_img // 4, self.channels[0]))
+    h = nn.relu(nn.ConvTranspose(self.channels[1], (4, 4), strides=(2, 2),
+                                 padding="SAME", name="deconv_0")(h))
+    h = nn.ConvTranspose(c_img, (4, 4), strides=(2, 2), padding="SAME",
+                         name="deconv_1")(h)
+    out = h.reshape(lead + (h_img * w_img * c_img,))
+    return LikelihoodHead(self.likelihood, self.gaussian_scale,
+                          name="head")(out)
+
+
+class VAE(nn.Module):
+  """Encoder and decoder under one parameter tree: ``{"encoder", "decoder"}``.
+
+  ``init`` traces both halves; use ``apply(..., method="encode")`` or
+  ``method="decode"`` to run one of them. The parameter tree's top-level keys
+  ("encoder" = phi, "decoder" = theta) are what the variational-EM code uses
+  to split the gradient.
+  """
+  encoder: nn.Module
+  decoder: nn.Module
+
+  def __call__(self, x):
+    mean, log_scale = self.encoder(x)
+    return mean, log_scale, self.decoder(mean)
+
+  def encode(self, x):
+    return self.encoder(x)
+
+  def decode(self, z):
+    return self.decoder(z)
+
+
+def make_vae(*, model: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
+             latent_dim: int = 50, hidden_dims: Sequence[int] = (200, 200),
+             likelihood: str = "bernoulli", gaussian_scale: str = "shared",
+             activation: str = "relu") -> VAE:
+  """Builds the VAE named by the runner's flags.
+
+  ``model="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
+  default (two hidden layers of 200 units, 50 latents; the decoder mirrors
+  the encoder's hidden sizes). ``model="conv"``: convolutional encoder and
+  decoder for 28x28x1 or 32x32x3 images.
+  """
+  if likelihood not in LIKELIHOODS:
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+  if gaussian_scale not in GAUSSIAN_SCALES:
+    raise ValueError(f"gaussian_scale must be one of {GAUSSIAN_SCALES}, "
+                     f"got {gaussian_scale!r}")
+  output_dim = 1
+  for s in image_shape:
+    output_dim *= int(s)
+  if model == "mlp":
+    enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation)
+    dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,
+                     likelihood, gaussian_scale, activation)
+  elif model == "conv":
+    enc = ConvEncoder(tuple(image_shape), latent_dim)
+    dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale)
+  else:
+    raise ValueError(f"model must be 'mlp' or 'conv', got {model!r}")
+  return VAE(encoder=enc, decoder=dec)

@@ -1,0 +1,95 @@
+"""Figures written into the workdir (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+
+def tile_images(images: np.ndarray, image_shape: Sequence[int],
+                ncols: int, pad: int = 1) -> np.ndarray:
+  """Tiles flat images [N, H*W*C] into one [rows*(H+pad), ncols*(W+pad), C] canvas."""
+  h, w, c = image_shape
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0).reshape(-1, h, w, c)
+  n = len(images)
+  nrows = math.ceil(n / ncols)
+  canvas = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), np.float32)
+  for i, img in enumerate(images):
+    r, col = divmod(i, ncols)
+    canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+           pad + col * (w + pad):pad + col * (w + pad) + w] = img
+  return canvas
+
+
+def _show(ax, canvas):
+  if canvas.shape[-1] == 1:
+    ax.imshow(canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  else:
+    ax.imshow(canvas, interpolation="nearest")
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def save_image_grid(path: str, images: np.ndarray, image_shape: Sequence[int], *,
+                    ncols: int = 10, title: str = "") -> str:
+  """Saves a grid of flat images in [0, 1] as a PNG and returns the path."""
+  canvas = tile_images(images, image_shape, ncols)
+  scale = 0.35 if image_shape[0] >= 16 else 0.25
+  fig, ax = plt.subplots(figsize=(max(3.0, canvas.shape[1] * scale / 10 * 1.0 + 1),
+                                  max(3.0, canvas.shape[0] * scale / 10 + 0.8)))
+  _show(ax, canvas)
+  if title:
+    ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def save_reconstructions(path: str, inputs: np.ndarray, recons: np.ndarray,
+                         image_shape: Sequence[int], *, ncols: int = 10,
+                         title: str = "") -> str:
+  """Saves rows of inputs above their reconstructions (alternating rows)."""
+  n = (len(inputs) // ncols) * ncols or len(inputs)
+  rows = []
+  for start in range(0, n, ncols):
+    rows.append(inputs[start:start + ncols])
+    rows.append(recons[start:start + ncols])
+  grid = np.concatenate(rows)
+  canvas = tile_images(grid, image_shape, ncols)
+  fig, ax = plt.subplots(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1] + 0.6))
+  _show(ax, canvas)
+  ax.set_title(title or "odd rows: held-out inputs; even rows: reconstructions",
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def save_curves(path: str, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+                xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> str:
+  """Line plot of named (x, y) curves."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, (x, y) in curves.items():
+    ax.plot(x, y, label=name, marker="." if len(x) < 30 else None)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if logy:
+    ax.set_yscale("log")
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
