@@ -221,8 +221,10 @@ def _load_tfds(name: str, data_dir: str | None):
         f"--data_dir=DIR, or use --dataset=mnist_5k (offline).") from None
   (train_img, train_y), (eval_img, eval_y) = map(_source_to_arrays, sources)
   shape = tuple(int(s) for s in train_img.shape[1:])
-  scale = 1.0 if name == "binarized_mnist" else 255.0
-  flat = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / scale
+  if name == "binarized_mnist":  # stored as {0, 1} uint8
+    flat = lambda a: (a.reshape(a.shape[0], -1) > 0).astype(np.float32)
+  else:
+    flat = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / 255.0
   return flat(train_img), train_y, flat(eval_img), eval_y, shape
 
 

@@ -1,0 +1,168 @@
+"""Data loaders: embedded sets, TFDS under mock_data, IDX files, batches."""
+
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from vae_jax import data
+from vae_jax.errors import UserError
+
+
+def test_mnist_5k_split_is_stratified_and_fixed():
+  ds = data.load_arrays("mnist_5k")
+  assert ds.train_x.shape == (4500, 784) and ds.eval_x.shape == (500, 784)
+  assert ds.image_shape == (28, 28, 1)
+  assert ds.train_x.dtype == np.float32 and 0 <= ds.train_x.min() and ds.train_x.max() <= 1
+  assert np.all(np.bincount(ds.eval_y) == 50)
+  again = data.load_arrays("mnist_5k")
+  np.testing.assert_array_equal(ds.eval_x, again.eval_x)
+  # No image is in both splits.
+  train_keys = {r.tobytes() for r in ds.train_x}
+  assert not any(r.tobytes() in train_keys for r in ds.eval_x)
+
+
+def test_digits_and_binarization():
+  grey = data.load_arrays("digits")
+  assert grey.train_x.shape == (1500, 64) and grey.eval_x.shape == (297, 64)
+  assert len(np.unique(grey.train_x)) > 2
+  static = data.load_arrays("digits", binarize="static", seed=3)
+  assert set(np.unique(static.train_x)) == {0.0, 1.0}
+  np.testing.assert_array_equal(static.train_x, data.load_arrays("digits", binarize="static",
+                                                                 seed=3).train_x)
+  assert not np.array_equal(static.train_x,
+                            data.load_arrays("digits", binarize="static", seed=4).train_x)
+  # Static binarization is Bernoulli(pixel): its mean matches the grey mean.
+  assert abs(static.train_x.mean() - grey.train_x.mean()) < 0.01
+  # The eval split is binarized from a fixed seed, whatever the run's seed.
+  dynamic = data.load_arrays("digits", binarize="dynamic", seed=9)
+  np.testing.assert_array_equal(dynamic.eval_x, static.eval_x)
+  np.testing.assert_array_equal(dynamic.train_x, grey.train_x)
+
+
+def test_bad_names_are_clear_errors():
+  with pytest.raises(UserError, match="unknown dataset 'mnist5k'"):
+    data.load_arrays("mnist5k")
+  with pytest.raises(UserError, match="--binarize"):
+    data.load_arrays("digits", binarize="sometimes")
+
+
+@pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)), ("binarized_mnist", (28, 28, 1)),
+                                        ("fashion_mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_tfds_data_source_under_mock_data(name, shape):
+  with tfds.testing.mock_data(num_examples=12):
+    ds = data.load_arrays(name, binarize="none")
+  assert ds.image_shape == shape
+  assert ds.train_x.shape == (12, int(np.prod(shape))) and ds.eval_x.shape[1] == ds.train_x.shape[1]
+  assert ds.train_x.min() >= 0 and ds.train_x.max() <= 1
+  if name == "binarized_mnist":
+    assert set(np.unique(ds.train_x)) <= {0.0, 1.0}
+
+
+def test_tfds_missing_dataset_is_a_clear_error(tmp_path):
+  # An empty data_dir, downloads switched off (tests never touch the network).
+  with pytest.raises(UserError, match="tfds build mnist"):
+    _no_download(tmp_path)
+
+
+def _no_download(tmp_path):
+  orig = tfds.data_source
+  try:
+    tfds.data_source = lambda *a, **k: orig(*a, **{**k, "download": False})
+    return data.load_arrays("mnist", str(tmp_path))
+  finally:
+    tfds.data_source = orig
+
+
+def _make_idx_dir(src, dst, gz_train=True):
+  os.makedirs(dst, exist_ok=True)
+  # Train on the shared test images too (the loader only cares about file names).
+  for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+    with gzip.open(os.path.join(src, f"t10k-{kind}.gz"), "rb") as f:
+      raw = f.read()
+    if gz_train:
+      shutil.copy(os.path.join(src, f"t10k-{kind}.gz"), os.path.join(dst, f"train-{kind}.gz"))
+    else:
+      with open(os.path.join(dst, f"train-{kind}"), "wb") as f:
+        f.write(raw)
+    with open(os.path.join(dst, f"t10k-{kind}"), "wb") as f:   # raw, not gzipped
+      f.write(raw)
+  return dst
+
+
+def test_idx_loader_on_real_mnist(shared_mnist_dir, tmp_path):
+  d = _make_idx_dir(shared_mnist_dir, str(tmp_path / "idx"))
+  ds = data.load_arrays("mnist_idx", d)
+  assert ds.train_x.shape == (10000, 784) and ds.eval_x.shape == (10000, 784)
+  assert ds.image_shape == (28, 28, 1)
+  assert np.all(np.bincount(ds.eval_y) > 800)
+  # Real digits: mean intensity of MNIST is about 0.13.
+  assert 0.12 < ds.eval_x.mean() < 0.14
+  np.testing.assert_array_equal(ds.train_x, ds.eval_x)
+
+
+def test_idx_loader_errors(shared_mnist_dir, tmp_path):
+  with pytest.raises(UserError, match="needs --data_dir"):
+    data.load_arrays("mnist_idx", None)
+  d = _make_idx_dir(shared_mnist_dir, str(tmp_path / "idx"), gz_train=False)
+  os.remove(os.path.join(d, "t10k-images-idx3-ubyte"))
+  with pytest.raises(UserError, match="missing t10k-images-idx3-ubyte"):
+    data.load_arrays("mnist_idx", d)
+  # Truncated file.
+  with open(os.path.join(d, "train-images-idx3-ubyte"), "rb") as f:
+    raw = f.read()
+  with open(os.path.join(d, "t10k-images-idx3-ubyte"), "wb") as f:
+    f.write(raw[:5000])
+  with pytest.raises(UserError, match="truncated"):
+    data.load_arrays("mnist_idx", d)
+  with open(os.path.join(d, "t10k-images-idx3-ubyte"), "wb") as f:
+    f.write(b"not an idx file at all")
+  with pytest.raises(UserError, match="no IDX header"):
+    data.load_arrays("mnist_idx", d)
+  labels = os.path.join(d, "train-labels-idx1-ubyte")
+  with open(labels, "rb") as f:
+    lab = f.read()
+  with open(labels, "wb") as f:
+    f.write(lab[:8] + lab[8:1008])  # 1000 labels for 10000 images: header mismatch
+  with pytest.raises(UserError):
+    data.load_arrays("mnist_idx", d)
+
+
+def test_batch_stream_is_deterministic_and_resumable():
+  x = np.arange(103, dtype=np.float32)[:, None] / 103
+  a = data.BatchStream(x, 10, seed=5)
+  batches = [next(a) for _ in range(25)]
+  assert a.state() == {"step": 25, "epoch": 2, "index": 5}
+  # Each epoch visits distinct examples, dropping the remainder.
+  epoch0 = np.concatenate(batches[:10])[:, 0]
+  assert len(np.unique(epoch0)) == 100
+  assert not np.array_equal(np.concatenate(batches[:10]), np.concatenate(batches[10:20]))
+  b = data.BatchStream(x, 10, seed=5)
+  b.restore({"step": 13, "epoch": 1, "index": 3})
+  for want in batches[13:]:
+    np.testing.assert_array_equal(next(b), want)
+  with pytest.raises(UserError):
+    b.restore({"step": 13, "epoch": 0, "index": 13})
+  with pytest.raises(UserError, match="batch_size"):
+    data.BatchStream(x, 1000, seed=0)
+
+
+def test_dynamic_binarization_redraws_each_step():
+  x = np.full((20, 50), 0.5, np.float32)
+  s = data.BatchStream(x, 20, seed=0, dynamic_binarize=True)
+  b0, b1 = next(s), next(s)
+  assert set(np.unique(b0)) == {0.0, 1.0}
+  assert not np.array_equal(b0, b1)
+  np.testing.assert_array_equal(s.batch(1), b1)
+
+
+def test_eval_batches_cover_every_row_once():
+  x = np.arange(23, dtype=np.float32)[:, None]
+  seen = []
+  for xb, mb in data.eval_batches(x, 10):
+    assert xb.shape == (10, 1)
+    seen.extend(xb[mb > 0, 0].tolist())
+  assert seen == list(range(23))
