@@ -322,6 +322,9 @@ def train_and_evaluate(config: dict, workdir: str,
                                        seed=int(config["seed"]))
   validate_data(ds, config)
   wd.write_config(workdir, config)
+  wd.write_json(os.path.join(workdir, "data_spec.json"),
+                {"name": ds.name, "image_shape": list(ds.image_shape),
+                 "num_train": len(ds.train_x), "num_eval": len(ds.eval_x)})
 
   model = build_model(config, ds.image_shape)
   loss_fn, est_state0 = make_loss_fn(model, config)
@@ -477,3 +480,38 @@ def _write_outputs(workdir, config, ds, model, state, final, steps_per_s):
                     xlabel="step", ylabel="nats per example",
                     title=f"VAE on {ds.name}")
   return summary
+
+
+def load_checkpoint(workdir: str, step: int | None = None):
+  """Loads a trained VAE from a workdir (for notebooks and tests).
+
+  Args:
+    workdir: a run's ``--workdir``.
+    step: checkpoint step; the newest intact one when None.
+
+  Returns:
+    (model, state, config): the Flax module, the restored ``TrainState``
+    (``state.params`` are the VAE parameters) and the run's config.
+  """
+  path = os.path.join(workdir, wd.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} holds no {wd.CONFIG_FILE}; is it a vae_jax workdir?")
+  config = {**DEFAULT_CONFIG, **wd.read_json(path)}
+  shape = tuple(wd.read_json(os.path.join(workdir, "data_spec.json"))["image_shape"])
+  model = build_model(config, shape)
+  loss_fn, est_state0 = make_loss_fn(model, config)
+  del loss_fn
+  tx = make_optimizer(float(config["learning_rate"]))
+  template = create_train_state(jax.random.key(0), model, tx, int(np.prod(shape)), est_state0)
+  manager = checkpointing.make_manager(workdir)
+  try:
+    if step is None:
+      restored = checkpointing.restore_latest(manager, template)
+      if restored is None:
+        raise UserError(f"no checkpoint in {checkpointing.checkpoint_dir(workdir)}.")
+      state = restored[0]
+    else:
+      state, _ = checkpointing.restore(manager, step, template)
+  finally:
+    checkpointing.close(manager)
+  return model, state, config
