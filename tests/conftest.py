@@ -33,8 +33,9 @@ def flag_args(config: dict) -> list[str]:
   return [f"--{k}={v}" for k, v in config.items()]
 
 
-def run_main(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+def run_main(args: list[str], timeout: float = 300, env=None,
+             **kwargs) -> subprocess.CompletedProcess:
   """Runs `python -m experiments.main ARGS` in a subprocess from the repo root."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(env or os.environ, JAX_PLATFORMS="cpu")
   return subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

@@ -182,3 +182,19 @@ def test_flagfile_and_helpfull_document_every_flag(tmp_path):
   proc = run_main([f"--flagfile={flagfile}", f"--workdir={workdir}"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert json.load(open(os.path.join(workdir, "summary.json")))["step"] == 20
+
+
+def test_data_parallel_over_two_devices_matches_one(tmp_path):
+  """Two (fake CPU) devices: batch sharded, state replicated, same numbers."""
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  assert run_main(flag_args(TINY_VAE) + [f"--workdir={one}"]).returncode == 0
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  proc = run_main(flag_args(TINY_VAE) + [f"--workdir={two}"], env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  s1 = json.load(open(os.path.join(one, "summary.json")))
+  s2 = json.load(open(os.path.join(two, "summary.json")))
+  assert s1["device_count"] == 1 and s2["device_count"] == 2
+  assert s2["eval_neg_elbo"] == pytest.approx(s1["eval_neg_elbo"], rel=1e-4)
+  bad = run_main(flag_args(dict(TINY_VAE, batch_size=51)) + [f"--workdir={tmp_path / 'bad'}"],
+                 env=env)
+  assert bad.returncode == 2 and "not divisible by the 2 devices" in bad.stderr

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vae_jax import checkpointing
 from vae_jax import data as data_lib
@@ -255,11 +256,12 @@ def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
 
 
 def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
-             key: jax.Array, num_dims: int) -> dict:
+             key: jax.Array, num_dims: int, sharding=None) -> dict:
   """Per-example averages over the whole split (fixed key: comparable numbers)."""
   totals = None
   for i, (xb, mb) in enumerate(data_lib.eval_batches(x, batch_size)):
-    out = eval_fn(params, jnp.asarray(xb), jnp.asarray(mb), jax.random.fold_in(key, i))
+    xb, mb = jax.device_put((xb, mb), sharding) if sharding is not None else (xb, mb)
+    out = eval_fn(params, xb, mb, jax.random.fold_in(key, i))
     totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
   totals = jax.device_get(totals)
   count = float(totals.pop("count"))
@@ -290,6 +292,22 @@ def check_workdir_config(workdir: str, config: dict) -> None:
 
 class NonFiniteLossError(UserError):
   """Raised when the loss or the gradient became NaN/Inf."""
+
+
+def make_shardings(batch_sizes: tuple[int, ...]) -> tuple[NamedSharding, NamedSharding]:
+  """Data parallelism over every local device: (replicated, batch-sharded).
+
+  The train state is replicated and each batch is split along its first axis
+  over a 1-D ``data`` mesh; jit then inserts the gradient all-reduce. With a
+  single device (the usual CPU case) both shardings are trivial.
+  """
+  n = jax.device_count()
+  for b in batch_sizes:
+    if b % n:
+      raise UserError(f"batch size {b} is not divisible by the {n} devices; "
+                      f"use a multiple of {n} for --batch_size and --eval_batch_size.")
+  mesh = jax.make_mesh((n,), ("data",))
+  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
 def _format_eta(seconds: float) -> str:
@@ -330,7 +348,10 @@ def train_and_evaluate(config: dict, workdir: str,
   loss_fn, est_state0 = make_loss_fn(model, config)
   tx = make_optimizer(float(config["learning_rate"]))
   root = jax.random.key(int(config["seed"]))
-  state = create_train_state(root, model, tx, ds.num_dims, est_state0)
+  replicated, batch_sharded = make_shardings(
+      (int(config["batch_size"]), int(config["eval_batch_size"])))
+  state = jax.device_put(create_train_state(root, model, tx, ds.num_dims, est_state0),
+                         replicated)
 
   manager = checkpointing.make_manager(workdir)
   stream = data_lib.BatchStream(ds.train_x, int(config["batch_size"]),
@@ -370,7 +391,7 @@ def train_and_evaluate(config: dict, workdir: str,
 
   def run_eval(step, fn=eval_fn):
     result = evaluate(fn, state.params, ds.eval_x, int(config["eval_batch_size"]),
-                      eval_key, ds.num_dims)
+                      eval_key, ds.num_dims, sharding=batch_sharded)
     writer.write(step, "eval", result)
     logging.info("step %d eval: neg_elbo %.3f nats (%.4f bits/dim)", step,
                  result["neg_elbo"], result["bits_per_dim"])
@@ -381,7 +402,7 @@ def train_and_evaluate(config: dict, workdir: str,
   t_first, overhead = None, 0.0
   acc, acc_n = None, 0
   for step in range(start_step, num_steps):
-    x = jnp.asarray(next(stream))
+    x = jax.device_put(next(stream), batch_sharded)
     state, metrics = step_fn(state, x)
     acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
     acc_n += 1
@@ -451,6 +472,7 @@ def _write_outputs(workdir, config, ds, model, state, final, steps_per_s):
       "examples_per_s": (steps_per_s * int(config["batch_size"])
                          if steps_per_s else None),
       "dataset": ds.name, "device": jax.devices()[0].platform,
+      "device_count": jax.device_count(),
   }
   if "neg_log_likelihood_iw" in final:
     summary["eval_neg_log_likelihood_iw"] = final["neg_log_likelihood_iw"]
