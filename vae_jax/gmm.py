@@ -121,7 +121,8 @@ def _natural_params(params: GMMParams) -> Array:
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
     pm = jnp.einsum("kij,kj->ki", prec, means)                             # [K, D]
     rows, cols = _triu(d)
-    quad = prec[:, rows, cols] * np.where(rows == cols, 1.0, 2.0)          # [K, F]
+    off_diag_twice = np.where(rows == cols, 1.0, 2.0).astype(cov.dtype)     # keep float32 float32
+    quad = prec[:, rows, cols] * off_diag_twice                            # [K, F]
   else:
     var = cov if ctype == "diag" else jnp.broadcast_to(cov[:, None], means.shape)
     logdet = jnp.sum(jnp.log(var), -1)

@@ -176,12 +176,21 @@ def _em(x: Array, w0: Array, sigma2_0: Array, num_iters: int):
 
   def body(params, _):
     ll = jnp.mean(log_prob(params, x))
-    ez, sum_ezz = e_step(params, xc)
-    return m_step(mean, xc, ez, sum_ezz), ll
+    ez, sum_ezz = e_step(params, xc)                          # E-step: q = p(z|x, theta_t)
+    new = m_step(mean, xc, ez, sum_ezz)                       # M-step: argmax ELBO(q, .)
+    q_cov = params.sigma2 * jnp.linalg.inv(
+        params.W.T @ params.W + params.sigma2 * jnp.eye(params.latent_dim, dtype=x.dtype))
+    elbo = jnp.mean(elbo_decomposition(new, x, ez, q_cov)["elbo"])
+    return new, (ll, elbo)
 
-  params, history = jax.lax.scan(body, PPCAParams(mean, w0, sigma2_0), None,
-                                 length=num_iters)
-  return params, jnp.append(history, jnp.mean(log_prob(params, x)))
+  params, (history, elbos) = jax.lax.scan(body, PPCAParams(mean, w0, sigma2_0), None,
+                                          length=num_iters)
+  return params, jnp.append(history, jnp.mean(log_prob(params, x))), elbos
+
+
+def _em_init(x: Array, latent_dim: int, key: Array):
+  scale = jnp.sqrt(jnp.mean(jnp.var(x, axis=0)))
+  return scale * jax.random.normal(key, (x.shape[1], latent_dim), x.dtype), scale**2
 
 
 def em(x, latent_dim: int, key: Array, num_iters: int = 100
@@ -199,11 +208,22 @@ def em(x, latent_dim: int, key: Array, num_iters: int = 100
     iterations, [num_iters + 1] (history[0] at the initialization). EM never
     decreases it.
   """
+  params, history, _ = em_with_trace(x, latent_dim, key, num_iters)
+  return params, history
+
+
+def em_with_trace(x, latent_dim: int, key: Array, num_iters: int = 100
+                  ) -> tuple[PPCAParams, np.ndarray, np.ndarray]:
+  """``em`` that also returns the bound: (params, log_likelihood [T + 1], elbo [T]).
+
+  elbo[t] = mean ELBO(q_t, theta_{t+1}) with q_t = p(z|x, theta_t), so
+  log_likelihood[t] <= elbo[t] <= log_likelihood[t + 1] (the E-step closes
+  the gap, the M-step raises the bound).
+  """
   x = _as_data(x, latent_dim)
-  scale = jnp.sqrt(jnp.mean(jnp.var(x, axis=0)))
-  w0 = scale * jax.random.normal(key, (x.shape[1], latent_dim), x.dtype)
-  params, history = _em(x, w0, scale**2, num_iters)
-  return params, np.asarray(history)
+  w0, s0 = _em_init(x, latent_dim, key)
+  params, history, elbos = _em(x, w0, s0, num_iters)
+  return params, np.asarray(history), np.asarray(elbos)
 
 
 @functools.partial(jax.jit, static_argnames=("num_iters",))
