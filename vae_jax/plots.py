@@ -40,13 +40,16 @@ def _show(ax, canvas):
 def save_image_grid(path: str, images: np.ndarray, image_shape: Sequence[int], *,
                     ncols: int = 10, title: str = "") -> str:
   """Saves a grid of flat images in [0, 1] as a PNG and returns the path."""
+  ncols = max(1, min(ncols, len(images)))
   canvas = tile_images(images, image_shape, ncols)
-  scale = 0.35 if image_shape[0] >= 16 else 0.25
-  fig, ax = plt.subplots(figsize=(max(3.0, canvas.shape[1] * scale / 10 * 1.0 + 1),
-                                  max(3.0, canvas.shape[0] * scale / 10 + 0.8)))
+  # About 0.6 inch per image whatever its resolution, room for the title.
+  inch_per_px = 0.6 / (image_shape[0] + 1)
+  width = max(4.0, canvas.shape[1] * inch_per_px + 0.3)
+  height = canvas.shape[0] * inch_per_px + (0.6 if title else 0.3)
+  fig, ax = plt.subplots(figsize=(width, height))
   _show(ax, canvas)
   if title:
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9, wrap=True)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=120)
