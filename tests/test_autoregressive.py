@@ -1,0 +1,189 @@
+"""MADE: the autoregressive property, an exact normalized likelihood, ancestral
+sampling, MLE, and the end-to-end baseline run."""
+
+import functools
+import itertools
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+from vae_jax import autoregressive as ar
+from vae_jax import data
+from vae_jax.errors import UserError
+
+
+def _random_params(model, num_dims, seed, scale=1.0):
+  """Every weight and bias ~ N(0, scale^2): far from the (zero-bias) init."""
+  params = model.init(jax.random.key(seed), jnp.zeros((1, num_dims)))
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  return jax.tree_util.tree_unflatten(
+      treedef, [scale * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
+
+
+def _all_binary(num_dims):
+  return np.array(list(itertools.product([0.0, 1.0], repeat=num_dims)), np.float32)
+
+
+@pytest.mark.parametrize("hidden", [(13, 9), (4,), ()])
+def test_jacobian_of_logits_is_strictly_lower_triangular(hidden):
+  d = 7
+  model = ar.MADE(hidden_dims=hidden)
+  params = _random_params(model, d, seed=0)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 2, d), jnp.float32)
+  jac = np.asarray(jax.jacfwd(lambda v: model.apply(params, v[None])[0])(x))  # [D, D]
+  assert jac.shape == (d, d)
+  np.testing.assert_array_equal(jac[np.triu_indices(d)], 0.0)
+  # Not trivially zero: most x_j with j < i do move logit_i (some, when a
+  # layer is narrower than D - 1 and drops degrees).
+  lower = jac[np.tril_indices(d, -1)]
+  assert np.mean(lower != 0.0) > (0.5 if min(hidden, default=d) >= d - 1 else 0.0)
+
+
+def test_masks_connect_exactly_the_strict_past_when_layers_are_wide_enough():
+  d = 6
+  for hidden in [(5,), (12, 7), (5, 5, 5), ()]:
+    path = functools.reduce(np.matmul, ar.made_masks(d, hidden))   # [D_in, D_out]
+    np.testing.assert_array_equal(path.T > 0, np.tril(np.ones((d, d)), -1) > 0)
+
+
+def test_log_prob_is_normalized_over_all_binary_vectors():
+  d = 8
+  model = ar.MADE(hidden_dims=(16, 16))
+  params = _random_params(model, d, seed=1, scale=1.5)
+  lp = jax.jit(functools.partial(ar.log_prob, model=model))(params, _all_binary(d))
+  assert lp.shape == (2 ** d,)
+  assert float(jnp.std(lp)) > 1.0          # far from uniform, so the check bites
+  assert abs(float(jax.scipy.special.logsumexp(lp))) < 1e-5
+
+
+def test_log_prob_equals_the_chain_rule_with_the_future_scrambled():
+  d, b = 10, 16
+  model = ar.MADE(hidden_dims=(20,))
+  params = _random_params(model, d, seed=2)
+  rng = np.random.default_rng(2)
+  x = rng.integers(0, 2, (b, d)).astype(np.float32)
+  expected = np.zeros(b)
+  for i in range(d):
+    # p(x_i | x_{1:i-1}): x_i and everything after it replaced by noise.
+    x_past = x.copy()
+    x_past[:, i:] = rng.integers(0, 2, (b, d - i))
+    logit = np.asarray(model.apply(params, x_past), np.float64)[:, i]
+    p1 = 1.0 / (1.0 + np.exp(-logit))
+    expected += np.where(x[:, i] == 1.0, np.log(p1), np.log1p(-p1))
+  got = jax.jit(functools.partial(ar.log_prob, model=model))(params, x)
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+  loss, aux = ar.nll_loss(params, x, model=model)
+  np.testing.assert_allclose(float(loss), -expected.mean(), rtol=1e-5)
+  assert aux["log_prob"].shape == (b,)
+
+
+def test_ancestral_samples_follow_the_model_distribution():
+  d, n = 3, 200_000
+  model = ar.MADE(hidden_dims=(8,))
+  params = _random_params(model, d, seed=3, scale=1.5)
+  outcomes = _all_binary(d)
+  p = np.exp(np.asarray(ar.log_prob(params, outcomes, model=model), np.float64))
+  # The law has real dependencies: far from the product of its marginals.
+  marg = np.array([p[outcomes[:, i] == 1].sum() for i in range(d)])
+  prod = np.prod(np.where(outcomes == 1, marg, 1 - marg), axis=1)
+  assert np.sum(p * np.log(p / prod)) > 0.02
+
+  draw = jax.jit(functools.partial(ar.sample, model=model, num_samples=n, num_dims=d))
+  x = np.asarray(draw(jax.random.key(0), params))
+  assert x.shape == (n, d) and set(np.unique(x)) <= {0.0, 1.0}
+  counts = np.bincount((x @ np.array([4, 2, 1])).astype(int), minlength=2 ** d)
+  chi2 = np.sum((counts - n * p) ** 2 / (n * p))
+  assert chi2 < stats.chi2.ppf(0.999, df=2 ** d - 1), (counts / n, p)
+  # A different key gives different samples.
+  assert not np.array_equal(x, np.asarray(draw(jax.random.key(1), params)))
+
+
+def test_mle_reaches_the_entropy_of_a_markov_chain():
+  d, n, flip = 4, 4000, 0.1
+  rng = np.random.default_rng(4)
+  x = np.zeros((n, d), np.float32)
+  x[:, 0] = rng.uniform(size=n) < 0.3
+  for i in range(1, d):
+    x[:, i] = np.where(rng.uniform(size=n) < flip, 1 - x[:, i - 1], x[:, i - 1])
+  # The MLE over all distributions on {0,1}^4 is the empirical law: the
+  # training NLL is >= its entropy, with equality at the optimum.
+  _, counts = np.unique(x, axis=0, return_counts=True)
+  freq = counts / n
+  h_emp = -np.sum(freq * np.log(freq))
+  h_b = lambda q: -q * math.log(q) - (1 - q) * math.log(1 - q)
+  assert h_emp == pytest.approx(h_b(0.3) + (d - 1) * h_b(flip), abs=0.05)
+
+  model = ar.MADE(hidden_dims=(32,))
+  tx = optax.adam(0.03)
+  state = ar.create_train_state(jax.random.key(0), model, tx, d)
+  step = functools.partial(ar.train_step, model=model, tx=tx)
+  xj = jnp.asarray(x)
+
+  @jax.jit
+  def fit(state):
+    return jax.lax.scan(lambda s, _: step(s, xj), state, None, length=600)
+
+  nll0 = float(ar.nll_loss(state.params, xj, model=model)[0])
+  state, metrics = fit(state)
+  nll = float(ar.nll_loss(state.params, xj, model=model)[0])
+  assert nll0 > h_emp + 0.2
+  assert h_emp - 1e-4 <= nll < h_emp + 0.01, (nll, h_emp)
+  assert int(state.step) == 600 and float(metrics["finite"].min()) == 1.0
+
+
+TINY_AR = dict(dataset="digits", binarize="static", ar_hidden_dims="64", batch_size=50,
+               num_steps=60, learning_rate=3e-3, seed=0, log_every=10, eval_every=30,
+               eval_batch_size=128)
+
+
+def test_run_autoregressive_writes_its_outputs_and_is_deterministic(tmp_path):
+  a = ar.run_autoregressive(dict(TINY_AR), str(tmp_path / "a"))
+  b = ar.run_autoregressive(dict(TINY_AR), str(tmp_path / "b"))
+  for name in ("config.json", "data_spec.json", "metrics.jsonl", "summary.json",
+               "samples.png", "training_curves.png"):
+    assert os.path.getsize(tmp_path / "a" / name) > 0, name
+  with open(tmp_path / "a" / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["step"] == 60 and summary["eval_examples"] == 297
+  assert summary["eval_data_binary"] is True
+  for k in ("eval_nll", "eval_bits_per_dim", "steps_per_s", "num_parameters"):
+    assert math.isfinite(summary[k]) and summary[k] > 0, k
+  assert summary["eval_bits_per_dim"] == pytest.approx(
+      summary["eval_nll"] / (64 * math.log(2)))
+  # 64 * (64 + 64) weights + 64 + 64 biases; about half the weights are masked.
+  assert summary["num_parameters"] == 2 * 64 * 64 + 128
+  assert summary["num_free_parameters"] < 0.6 * summary["num_parameters"]
+  assert summary["eval_nll"] < 64 * math.log(2)        # better than a fair coin
+  with open(tmp_path / "a" / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records if r["split"] == "eval"] == [30, 60]
+  assert len([r for r in records if r["split"] == "train"]) == 6
+  assert all(math.isfinite(r["nll"]) for r in records)
+  assert a["eval_nll"] == b["eval_nll"]
+  assert a == {**b, "steps_per_s": a["steps_per_s"], "examples_per_s": a["examples_per_s"]}
+
+
+def test_bad_input_raises_user_errors(tmp_path):
+  with pytest.raises(UserError, match="ar_hidden_dims"):
+    ar.run_autoregressive({**TINY_AR, "ar_hidden_dims": "64,x"}, str(tmp_path))
+  with pytest.raises(UserError, match="learning_rate"):
+    ar.run_autoregressive({**TINY_AR, "learning_rate": 0}, str(tmp_path))
+  ds = data.load_arrays("digits", binarize="none")
+  bad = data.Dataset(name="scaled", train_x=ds.train_x * 16, train_y=ds.train_y,
+                     eval_x=ds.eval_x, eval_y=ds.eval_y, image_shape=ds.image_shape)
+  with pytest.raises(UserError, match=r"\[0, 1\]"):
+    ar.run_autoregressive(dict(TINY_AR), str(tmp_path), dataset=bad)
+
+
+def test_flags_module_defines_ar_hidden_dims():
+  from absl import flags
+  from experiments import flags_ar  # pylint: disable=unused-import,g-import-not-at-top
+  assert flags.FLAGS["ar_hidden_dims"].default == ar.DEFAULT_CONFIG["ar_hidden_dims"]
