@@ -163,8 +163,10 @@ def bernoulli_entropy(logits: Array, event_ndims: int = 1) -> Array:
 def categorical_log_prob(z: Array, logits: Array) -> Array:
   """log Categorical(z | softmax(logits)) for integer z: [...], logits: [..., K]."""
   log_p = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take_along_axis(log_p, z[..., None].astype(jnp.int32),
-                             axis=-1)[..., 0]
+  shape = jnp.broadcast_shapes(z.shape, log_p.shape[:-1])     # z may carry sample axes
+  log_p = jnp.broadcast_to(log_p, shape + log_p.shape[-1:])
+  z = jnp.broadcast_to(z, shape)
+  return jnp.take_along_axis(log_p, z[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def categorical_sample(key: Array, logits: Array,

@@ -119,6 +119,16 @@ def reconstruct(params: Any, x: Array, *, model: nn.Module) -> Array:
   return decoder_mean(model.apply(params, mean, method="decode"))
 
 
+def full_data_elbo_estimate(per_example_elbo: Array, dataset_size: int) -> Array:
+  """Mini-batch estimate of the full-data ELBO, sum_{i=1}^n ELBO_i ~ (n / B) sum_b ELBO_b.
+
+  With the batch drawn uniformly (with or without replacement) and z ~ q, the
+  estimate is unbiased for the full-data ELBO (the lecture's mini-batching +
+  Monte-Carlo step); ``per_example_elbo`` is ``aux["elbo"]`` of ``elbo``: [B].
+  """
+  return dataset_size * jnp.mean(per_example_elbo)
+
+
 def bits_per_dim(neg_log_prob_nats: Array, num_dims: int) -> Array:
   """Converts a per-example negative log-likelihood in nats to bits/dim."""
   return neg_log_prob_nats / (num_dims * math.log(2.0))

@@ -49,7 +49,8 @@ from vae_jax.errors import UserError, check_positive
 # differs in one of these cannot be resumed with the new flags.
 MODEL_DATA_KEYS = ("dataset", "data_dir", "binarize", "model", "likelihood",
                    "gaussian_scale", "latent_dim", "hidden_dims", "batch_size",
-                   "seed", "estimator", "num_samples", "e_steps", "m_steps")
+                   "seed", "estimator", "num_samples", "e_steps", "m_steps",
+                   "baseline_decay")
 
 DEFAULT_CONFIG = dict(
     experiment="vae", dataset="mnist_5k", data_dir=None, binarize="dynamic",
@@ -58,7 +59,7 @@ DEFAULT_CONFIG = dict(
     learning_rate=1e-3, seed=0, num_samples=1, estimator="reparam",
     e_steps=1, m_steps=1, eval_every=1000, checkpoint_every=1000,
     log_every=100, eval_batch_size=500, eval_iw_samples=100,
-    grad_stats_every=0, baseline_decay=0.9)
+    grad_stats_every=0, grad_stats_draws=16, baseline_decay=0.9)
 
 
 @flax.struct.dataclass
@@ -112,6 +113,16 @@ def validate_config(config: dict) -> None:
   if config["model"] not in ("mlp", "conv"):
     raise UserError(f"--model must be mlp or conv, got {config['model']!r}.")
   parse_hidden_dims(config["hidden_dims"])
+  if int(config["grad_stats_every"]) < 0:
+    raise UserError(f"--grad_stats_every must be >= 0, got {config['grad_stats_every']}.")
+  if int(config["grad_stats_every"]) > 0 and int(config["grad_stats_draws"]) < 2:
+    raise UserError(f"--grad_stats_draws must be >= 2, got {config['grad_stats_draws']}.")
+  from vae_jax import estimators  # pylint: disable=g-import-not-at-top
+  if config["estimator"] not in estimators.ESTIMATORS:
+    raise UserError(f"unknown --estimator={config['estimator']!r}; choose one of "
+                    f"{', '.join(estimators.ESTIMATORS)}.")
+  if config["estimator"] in ("score_loo", "vimco") and int(config["num_samples"]) < 2:
+    raise UserError(f"--estimator={config['estimator']} needs --num_samples >= 2.")
 
 
 def validate_data(ds: data_lib.Dataset, config: dict) -> None:
@@ -182,7 +193,7 @@ def _select(pred, new, old):
 
 def train_step(state: TrainState, x: jax.Array, *, loss_fn: Callable,
                tx: optax.GradientTransformation, e_steps: int,
-               m_steps: int) -> tuple[TrainState, dict]:
+               m_steps: int, dataset_size: int | None = None) -> tuple[TrainState, dict]:
   """One gradient step on the negative ELBO (jit with loss_fn/tx/e/m static).
 
   Args:
@@ -230,7 +241,29 @@ def train_step(state: TrainState, x: jax.Array, *, loss_fn: Callable,
              "grad_norm_decoder": optax.global_norm(g_dec),
              "param_norm": optax.global_norm(params),
              "finite": finite.astype(jnp.float32)}
+  if dataset_size is not None:
+    metrics["elbo_full_data"] = objectives.full_data_elbo_estimate(aux["elbo"], dataset_size)
   return new_state, metrics
+
+
+def grad_stats_step(params: Any, x: jax.Array, est_state: Any, key: jax.Array, *,
+                    loss_fn: Callable, num_draws: int) -> dict:
+  """Variance and SNR of the encoder and decoder gradients on one batch.
+
+  Draws the training gradient ``num_draws`` times (independent z noise, same
+  batch, same parameters and estimator state) and reduces with
+  ``estimators.gradient_statistics``.
+  """
+  from vae_jax import estimators  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name, make in (("encoder", estimators.encoder_grad_fn),
+                     ("decoder", estimators.decoder_grad_fn)):
+    stats = estimators.gradient_statistics(make(loss_fn, params, x, est_state),
+                                           key, num_draws)
+    out[f"grad_var_{name}"] = stats["total_variance"]
+    out[f"grad_snr_{name}"] = stats["mean_snr"]
+    out[f"grad_mean_norm_{name}"] = stats["mean_norm"]
+  return out
 
 
 def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
@@ -373,11 +406,14 @@ def train_and_evaluate(config: dict, workdir: str,
 
   step_fn = jax.jit(functools.partial(
       train_step, loss_fn=loss_fn, tx=tx, e_steps=int(config["e_steps"]),
-      m_steps=int(config["m_steps"])), donate_argnums=0)
+      m_steps=int(config["m_steps"]), dataset_size=len(ds.train_x)), donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step, model=model))
   final_eval_fn = jax.jit(functools.partial(
       eval_step, model=model, iw_samples=int(config["eval_iw_samples"])))
   eval_key = jax.random.key(12345)  # fixed: eval numbers compare across runs
+  stats_every = int(config["grad_stats_every"])
+  stats_fn = jax.jit(functools.partial(grad_stats_step, loss_fn=loss_fn,
+                                       num_draws=int(config["grad_stats_draws"])))
 
   num_steps = int(config["num_steps"])
   log_every, eval_every = int(config["log_every"]), int(config["eval_every"])
@@ -410,8 +446,8 @@ def train_and_evaluate(config: dict, workdir: str,
     if t_first is None:
       jax.block_until_ready(state)
       t_first = time.perf_counter()
-    if not (done % log_every == 0 or done == num_steps or
-            done % ckpt_every == 0 or done % eval_every == 0):
+    if not (done % log_every == 0 or done == num_steps or done % ckpt_every == 0 or
+            done % eval_every == 0 or (stats_every and done % stats_every == 0)):
       continue
     host = jax.device_get(acc)   # the host sync of this logging boundary
     t_host = time.perf_counter()
@@ -431,6 +467,10 @@ def train_and_evaluate(config: dict, workdir: str,
                  means["recon"], means["kl"], means["grad_norm"], rate,
                  _format_eta((num_steps - done) / rate) if rate > 0 else "?")
     acc, acc_n = None, 0
+    if stats_every and done % stats_every == 0:
+      stats_key = jax.random.fold_in(jax.random.key(int(config["seed"]) + 777), done)
+      stats = stats_fn(state.params, x, state.est_state, stats_key)
+      writer.write(done, "grad_stats", jax.device_get(stats))
     if done % eval_every == 0 and done != num_steps:
       run_eval(done)
     if done % ckpt_every == 0 or done == num_steps:

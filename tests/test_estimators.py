@@ -1,0 +1,262 @@
+"""Gradient estimators: unbiasedness against analytic gradients, variance, VAE wiring.
+
+Statistical checks use the measured standard error: |mean of R draws - exact|
+<= 5 SE (+ a float32 floor). A biased estimator fails them (shown below with
+a sample-dependent "baseline", which zeroes the score term).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_jax import estimators as E
+from vae_jax import models, objectives, train
+from vae_jax.errors import UserError
+
+from conftest import TINY_VAE
+
+R = 20000
+
+
+def _check_unbiased(stats, exact, num_draws, floor=1e-3):
+  """|mean - exact| <= 5 standard errors (+ floor), leaf by leaf."""
+  for m, v, e in zip(jax.tree_util.tree_leaves(stats["mean"]),
+                     jax.tree_util.tree_leaves(stats["variance"]),
+                     jax.tree_util.tree_leaves(exact)):
+    se = np.sqrt(np.asarray(v) / num_draws)
+    err = np.abs(np.asarray(m) - np.asarray(e))
+    assert np.all(err <= 5 * se + floor), (np.asarray(m), np.asarray(e), se)
+
+
+# ----------------------------------------------------------------------------
+# Gaussian q, quadratic f: E f = sum (mu - c)^2 + sigma^2.
+# ----------------------------------------------------------------------------
+
+MU = jnp.array([0.3, -0.5, 1.5])
+LOG_SCALE = jnp.array([-0.2, 0.1, -0.7])
+C = 1.0
+
+
+def f_quadratic(z):
+  return jnp.sum((z - C) ** 2, -1)
+
+
+def exact_quadratic_grad():
+  return (2 * (MU - C), 2 * jnp.exp(2 * LOG_SCALE))
+
+
+@pytest.mark.parametrize("estimator,baseline", [("reparam", 0.0), ("score", 0.0),
+                                                ("score_baseline", 3.0),
+                                                ("score_loo", 0.0)])
+def test_gaussian_estimators_are_unbiased(estimator, baseline):
+  grad_fn = jax.jit(lambda k: E.grad_estimate(estimator, E.gaussian, f_quadratic,
+                                              (MU, LOG_SCALE), k, 4, baseline)[1])
+  stats = E.gradient_statistics(grad_fn, jax.random.key(0), R)
+  _check_unbiased(stats, exact_quadratic_grad(), R)
+
+
+def test_the_check_detects_a_biased_estimator():
+  # A "baseline" equal to the sample's own f cancels the learning signal: biased (zero).
+  def biased(k):
+    def sur(phi):
+      z = E.gaussian.sample(k, phi, 4)
+      fz = f_quadratic(z)
+      return E._score_term(fz, E.gaussian.log_prob(phi, z), fz)
+    return jax.grad(sur)((MU, LOG_SCALE))
+  stats = E.gradient_statistics(jax.jit(biased), jax.random.key(0), 2000)
+  with pytest.raises(AssertionError):
+    _check_unbiased(stats, exact_quadratic_grad(), 2000)
+
+
+def test_surrogate_value_is_the_monte_carlo_estimate():
+  for est in E.GENERIC_ESTIMATORS:
+    value, _ = E.grad_estimate(est, E.gaussian, f_quadratic, (MU, LOG_SCALE),
+                               jax.random.key(1), 20000, 1.0)
+    exact = float(jnp.sum((MU - C) ** 2 + jnp.exp(2 * LOG_SCALE)))
+    assert abs(float(value) - exact) < 0.1, (est, value, exact)
+
+
+def test_variance_ordering_on_the_quadratic():
+  def total_var(est, b=0.0):
+    fn = jax.jit(lambda k: E.grad_estimate(est, E.gaussian, f_quadratic, (MU, LOG_SCALE),
+                                           k, 8, b)[1])
+    return float(E.gradient_statistics(fn, jax.random.key(2), 4000)["total_variance"])
+  reparam, score, loo = total_var("reparam"), total_var("score"), total_var("score_loo")
+  good_baseline = total_var("score_baseline", float(jnp.sum((MU - C) ** 2
+                                                            + jnp.exp(2 * LOG_SCALE))))
+  assert reparam < loo < score
+  assert good_baseline < score / 2
+
+
+# ----------------------------------------------------------------------------
+# Discrete q with a tabulated f: the score function is the only option.
+# ----------------------------------------------------------------------------
+
+LOGITS = jnp.array([0.5, -1.0, 0.2, 1.1])
+TABLE = jnp.array([3.0, -2.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("estimator,baseline", [("score", 0.0), ("score_baseline", 1.0),
+                                                ("score_loo", 0.0)])
+def test_categorical_score_estimators_are_unbiased(estimator, baseline):
+  p = jax.nn.softmax(LOGITS)
+  exact = p * (TABLE - jnp.dot(p, TABLE))          # d/dlogits sum_k p_k f_k
+  np.testing.assert_allclose(exact, jax.grad(lambda l: jnp.dot(jax.nn.softmax(l), TABLE))(LOGITS),
+                             rtol=1e-6)
+  grad_fn = jax.jit(lambda k: E.grad_estimate(estimator, E.categorical, lambda z: TABLE[z],
+                                              LOGITS, k, 4, baseline)[1])
+  stats = E.gradient_statistics(grad_fn, jax.random.key(3), R)
+  _check_unbiased(stats, exact, R)
+
+
+def test_bernoulli_score_is_unbiased():
+  logits = jnp.array([0.3, -0.8, 1.2])
+  w = jnp.array([1.0, -2.0, 0.5])
+  f = lambda z: jnp.sum(z * w, -1) + jnp.prod(z, -1) * 3.0
+  # E f = sum p_i w_i + 3 prod p_i.
+  exact = jax.grad(lambda l: jnp.sum(jax.nn.sigmoid(l) * w)
+                   + 3.0 * jnp.prod(jax.nn.sigmoid(l)))(logits)
+  grad_fn = jax.jit(lambda k: E.grad_estimate("score_loo", E.bernoulli, f, logits, k, 4)[1])
+  stats = E.gradient_statistics(grad_fn, jax.random.key(4), R)
+  _check_unbiased(stats, exact, R)
+
+
+def test_reparam_refuses_discrete_and_loo_needs_two_samples():
+  with pytest.raises(UserError, match="reparametriz"):
+    E.surrogate("reparam", E.categorical, lambda z: TABLE[z], LOGITS, jax.random.key(0), 4)
+  with pytest.raises(UserError, match="num_samples >= 2"):
+    E.surrogate("score_loo", E.gaussian, f_quadratic, (MU, LOG_SCALE), jax.random.key(0), 1)
+
+
+def test_gradient_statistics_on_a_known_distribution():
+  scale, shift = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, 0.0, -1.0])
+  stats = E.gradient_statistics(lambda k: {"g": jax.random.normal(k, (3,)) * scale + shift},
+                                jax.random.key(5), 40000)
+  np.testing.assert_allclose(stats["variance"]["g"], scale**2, rtol=0.03)
+  np.testing.assert_allclose(stats["mean"]["g"], shift, atol=0.05)
+  np.testing.assert_allclose(float(stats["total_variance"]), 14.0, rtol=0.03)
+  np.testing.assert_allclose(stats["snr"]["g"], np.abs(shift) / scale, atol=0.03)
+  with pytest.raises(UserError):
+    E.gradient_statistics(lambda k: jnp.zeros(2), jax.random.key(0), 1)
+
+
+# ----------------------------------------------------------------------------
+# In the VAE.
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+  model = models.make_vae(image_shape=(8, 8, 1), latent_dim=3, hidden_dims=(16,))
+  x = (jax.random.uniform(jax.random.key(1), (6, 64)) > 0.5).astype(jnp.float32)
+  params = model.init(jax.random.key(0), x)
+  return model, params, x
+
+
+def _grads(model, params, x, estimator, num_samples, key, state=None):
+  loss_fn, state0 = E.make_vae_loss(model, estimator, num_samples)
+  return jax.grad(lambda p: loss_fn(p, x, key, state if state is not None else state0)[0])(params)
+
+
+def test_reparam_gradient_equals_grad_of_the_elbo(tiny_vae):
+  model, params, x = tiny_vae
+  key = jax.random.key(7)
+  ours = _grads(model, params, x, "reparam", 4, key)
+  ref = jax.grad(lambda p: objectives.elbo(p, x, key, model=model, num_samples=4)[0])(params)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("group", [("reparam", "score", "score_baseline", "score_loo", "stl"),
+                                   ("iwae", "vimco", "dreg")])
+def test_decoder_gradient_is_the_direct_one_for_every_estimator(tiny_vae, group):
+  model, params, x = tiny_vae
+  key = jax.random.key(8)
+  base = None
+  for est in group:
+    state = {"baseline": jnp.float32(-40.0), "count": jnp.int32(1)} if est == "score_baseline" else None
+    g = _grads(model, params, x, est, 4, key, state)["params"]["decoder"]
+    if base is None:
+      base = g
+    for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(base)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=est)
+
+
+@pytest.mark.parametrize("estimator,reference", [("score", "reparam"),
+                                                 ("score_baseline", "reparam"),
+                                                 ("score_loo", "reparam"), ("stl", "reparam"),
+                                                 ("vimco", "iwae"), ("dreg", "iwae")])
+def test_vae_encoder_gradients_agree_in_expectation(tiny_vae, estimator, reference):
+  model, params, x = tiny_vae
+  draws = 4000
+
+  def stats(est):
+    loss_fn, state0 = E.make_vae_loss(model, est, 4)
+    state = ({"baseline": jnp.float32(-44.0), "count": jnp.int32(1)}
+             if est == "score_baseline" else state0)
+    fn = jax.jit(E.encoder_grad_fn(loss_fn, params, x, state))
+    return E.gradient_statistics(fn, jax.random.key(9), draws)
+
+  est, ref = stats(estimator), stats(reference)
+  for m1, v1, m2, v2 in zip(*(jax.tree_util.tree_leaves(s[k]) for s in (est, ref)
+                              for k in ("mean", "variance"))):
+    se = np.sqrt((np.asarray(v1) + np.asarray(v2)) / draws)
+    assert np.all(np.abs(np.asarray(m1) - np.asarray(m2)) <= 5 * se + 1e-3)
+
+
+def test_running_baseline_state_updates(tiny_vae):
+  model, params, x = tiny_vae
+  loss_fn, state = E.make_vae_loss(model, "score_baseline", 2, baseline_decay=0.5)
+  _, (aux, s1) = loss_fn(params, x, jax.random.key(0), state)
+  assert int(s1["count"]) == 1
+  np.testing.assert_allclose(s1["baseline"], jnp.mean(aux["recon"]), rtol=1e-5)
+  _, (aux2, s2) = loss_fn(params, x, jax.random.key(1), s1)
+  np.testing.assert_allclose(s2["baseline"], 0.5 * s1["baseline"] + 0.5 * jnp.mean(aux2["recon"]),
+                             rtol=1e-5)
+
+
+def test_minibatch_estimate_is_unbiased_for_the_full_data_elbo(tiny_vae):
+  model, params, _ = tiny_vae
+  n, b = 60, 6
+  data = (jax.random.uniform(jax.random.key(11), (n, 64)) > 0.5).astype(jnp.float32)
+  # "Truth": every example's ELBO with many samples (analytic KL).
+  _, aux = objectives.elbo(params, data, jax.random.key(12), model=model, num_samples=4000)
+  full = float(jnp.sum(aux["elbo"]))
+
+  @jax.jit
+  def estimate(k):
+    k_batch, k_z = jax.random.split(k)
+    idx = jax.random.choice(k_batch, n, (b,), replace=False)
+    _, aux = objectives.elbo(params, data[idx], k_z, model=model, num_samples=1)
+    return objectives.full_data_elbo_estimate(aux["elbo"], n)
+
+  draws = jax.vmap(estimate)(jax.random.split(jax.random.key(13), 20000))
+  se = float(jnp.std(draws)) / np.sqrt(draws.shape[0])
+  assert abs(float(jnp.mean(draws)) - full) <= 5 * se, (float(jnp.mean(draws)), full, se)
+  # And the estimate is not the per-example mean (the scaling matters).
+  assert abs(full / n - full) > 10 * se
+
+
+def test_training_with_each_estimator_and_grad_stats(tmp_path):
+  from vae_jax import workdir as wd
+  for est, s in (("score_baseline", 1), ("vimco", 2)):
+    config = dict(TINY_VAE, estimator=est, num_samples=s, num_steps=20, log_every=10,
+                  eval_every=20, checkpoint_every=20, grad_stats_every=10, grad_stats_draws=4)
+    summary = train.train_and_evaluate(config, str(tmp_path / est))
+    assert np.isfinite(summary["eval_neg_elbo"])
+    rows = [r for r in wd.read_metrics(str(tmp_path / est)) if r["split"] == "grad_stats"]
+    assert [r["step"] for r in rows] == [10, 20]
+    assert all(r["grad_var_encoder"] > 0 and np.isfinite(r["grad_snr_encoder"]) for r in rows)
+    train_rows = [r for r in wd.read_metrics(str(tmp_path / est)) if r["split"] == "train"]
+    assert all("elbo_full_data" in r for r in train_rows)
+
+
+@pytest.mark.parametrize("bad,match", [(dict(estimator="nope"), "unknown --estimator"),
+                                       (dict(estimator="score_loo", num_samples=1), ">= 2"),
+                                       (dict(grad_stats_every=-1), "grad_stats_every")])
+def test_bad_estimator_config(tmp_path, bad, match):
+  with pytest.raises(UserError, match=match):
+    train.train_and_evaluate(dict(TINY_VAE, **bad), str(tmp_path))
