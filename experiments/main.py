@@ -20,28 +20,32 @@ from absl import logging
 
 from vae_jax.train import DEFAULT_CONFIG as _D
 
-try:  # TEMPORARY while the flag modules are being written
-  from experiments import flags_estimators  # pylint: disable=unused-import
-  from experiments import flags_lvm  # pylint: disable=unused-import
-except ImportError:
-  pass
+# Flags of the non-VAE experiments live beside their experiments; importing
+# them defines them (and --helpfull lists them under their module).
+from experiments import flags_ar  # pylint: disable=unused-import
+from experiments import flags_bayes  # pylint: disable=unused-import
+from experiments import flags_discrete  # pylint: disable=unused-import
+from experiments import flags_estimators  # pylint: disable=unused-import
+from experiments import flags_lvm  # pylint: disable=unused-import
 
 # experiment name -> "module:function" taking (config: dict, workdir: str).
 EXPERIMENTS = {
     "vae": "vae_jax.train:train_and_evaluate",
-    "bayes": "vae_jax.lvm_experiments:run_bayes",
+    "bayes": "vae_jax.bayes_experiment:run_bayes",
     "gmm": "vae_jax.lvm_experiments:run_gmm",
     "ppca": "vae_jax.lvm_experiments:run_ppca",
     "estimator_variance": "vae_jax.estimator_experiments:run_estimator_variance",
     "amortization": "vae_jax.estimator_experiments:run_amortization",
-    "discrete_vae": "vae_jax.estimator_experiments:run_discrete_vae",
+    "discrete_vae": "vae_jax.discrete_vae:run_discrete_vae",
     "autoregressive": "vae_jax.autoregressive:run_autoregressive",
 }
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("experiment", "vae", list(EXPERIMENTS),
-                  "Which experiment to run.")
+                  "Which experiment to run. The defaults shown for the shared data, model "
+                  "and optimization flags are the VAE's; other experiments use their own "
+                  "defaults for any shared flag not given explicitly.")
 flags.DEFINE_string("workdir", "./workdir",
                     "Output directory: config, metrics.jsonl, summary.json, figures, "
                     "checkpoints. Re-running with the same workdir resumes.")
@@ -95,17 +99,41 @@ flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"], "Steps between 
 flags.DEFINE_integer("grad_stats_every", _D["grad_stats_every"],
                      "Steps between gradient variance / SNR measurements logged to "
                      "metrics.jsonl (0: never).")
+flags.DEFINE_integer("grad_stats_draws", _D["grad_stats_draws"],
+                     "Independent gradient draws R per --grad_stats_every measurement.")
+flags.DEFINE_float("baseline_decay", _D["baseline_decay"],
+                   "score_baseline: decay of the running mean of the learning signal.")
 
-_RUNNER_MODULES = ("experiments.main", "__main__", "experiments.flags_lvm",
-                   "experiments.flags_estimators")
+_SHARED_MODULES = ("experiments.main", "__main__")
+# experiment -> the module defining its own flags.
+_EXPERIMENT_FLAGS = {"gmm": "experiments.flags_lvm", "ppca": "experiments.flags_lvm",
+                     "estimator_variance": "experiments.flags_estimators",
+                     "amortization": "experiments.flags_estimators",
+                     "autoregressive": "experiments.flags_ar",
+                     "discrete_vae": "experiments.flags_discrete",
+                     "bayes": "experiments.flags_bayes"}
+_EXPERIMENT_MODULES = tuple(sorted(set(_EXPERIMENT_FLAGS.values())))
+_ALWAYS = ("experiment", "workdir")
 
 
 def flags_to_config() -> dict:
-  """Every flag this runner defines, as a plain dict."""
+  """The flags as a plain dict for the chosen experiment.
+
+  The VAE gets every flag. Other experiments get their own flags and, of the
+  shared ones (data, model, optimization) and other experiments', only those
+  given on the command line or in a --flagfile: the defaults shown by --helpfull for shared flags
+  are the VAE's, and each experiment fills the rest from its own defaults
+  (written to its config.json).
+  """
+  everything = FLAGS.experiment == "vae"
   config = {}
-  for module in _RUNNER_MODULES:
-    for flag in FLAGS.get_flags_for_module(module) if module in sys.modules else ():
-      config[flag.name] = flag.value
+  for module in _SHARED_MODULES + _EXPERIMENT_MODULES:
+    if module not in sys.modules:
+      continue
+    for flag in FLAGS.get_flags_for_module(module):
+      if (everything or module == _EXPERIMENT_FLAGS.get(FLAGS.experiment)
+          or flag.present or flag.name in _ALWAYS):
+        config[flag.name] = flag.value
   return config
 
 
