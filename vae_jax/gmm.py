@@ -19,8 +19,10 @@ the M-step's sufficient statistics are one [P, N] x [N, K] product; phi(X) is
 computed once per fit. No [K, N, D] intermediate is ever built, and the ELBO
 after the M-step comes from the statistics without another pass over the data.
 Data are centred first (log-likelihoods are translation invariant) to keep the
-expansion well conditioned. For full covariances with D > 48 the
-per-component Cholesky path is used instead (P ~ D^2 / 2 would be large).
+expansion well conditioned. The expansion is used in float64 only; float32
+data and full covariances with D > 48 take the direct per-component path
+(centred differences, Cholesky solves), which is slower but keeps EM monotone
+to float32 round-off.
 """
 
 from __future__ import annotations
@@ -94,7 +96,15 @@ class Features(NamedTuple):
 
 
 def _features(x: Array, covariance_type: str) -> Features | None:
-  """The augmented features for the expanded E/M-steps, or None (full, D > 48)."""
+  """The augmented features for the expanded E/M-steps, or None for the direct path.
+
+  The direct (centred, per-component) path is used for full covariances with
+  D > 48 and for anything below float64: the expansion subtracts large
+  numbers (E[x^2] - mu^2, x^2 / var - ...), which float32 cannot afford when
+  a component is narrow (EM would then lose its monotonicity to round-off).
+  """
+  if x.dtype != jnp.float64:
+    return None
   if covariance_type == "full":
     if x.shape[1] > EXPANDED_MAX_DIM:
       return None
@@ -133,9 +143,17 @@ def _natural_params(params: GMMParams) -> Array:
 
 
 def _component_log_probs_cholesky(params: GMMParams, x: Array) -> Array:
-  """log N(x | mu_k, Sigma_k) per component via triangular solves: [N, K]."""
-  chol = jnp.linalg.cholesky(params.covariances)
+  """log N(x | mu_k, Sigma_k) per component, centred: [N, K] (one component at a time)."""
   d = x.shape[1]
+  if params.covariance_type != "full":
+    var = (params.covariances if params.covariance_type == "diag"
+           else jnp.broadcast_to(params.covariances[:, None], params.means.shape))
+
+    def one_diag(mean, v):
+      return -0.5 * (d * LOG_2PI + jnp.sum((x - mean) ** 2 / v, 1) + jnp.sum(jnp.log(v)))
+
+    return jax.lax.map(lambda args: one_diag(*args), (params.means, var)).T
+  chol = jnp.linalg.cholesky(params.covariances)
 
   def one(mean, l):
     y = jax.scipy.linalg.solve_triangular(l, (x - mean).T, lower=True)     # [D, N]
@@ -212,7 +230,12 @@ def m_step(x: Array, resp: Array, covariance_type: str, reg_covar: float,
       cov = second - means[:, :, None] * means[:, None, :]
     cov = cov + reg_covar * jnp.eye(d, dtype=x.dtype)
   else:
-    var = stats.sum_quad / nk[:, None] - means**2 + reg_covar                # [K, D]
+    if stats.sum_quad is None:                                              # centred, two-pass
+      var = jax.lax.map(lambda a: jnp.sum(a[0][:, None] * (x - a[1]) ** 2, 0),
+                        (resp.T, means)) / nk[:, None]
+    else:
+      var = stats.sum_quad / nk[:, None] - means**2
+    var = var + reg_covar                                                   # [K, D]
     cov = var if covariance_type == "diag" else jnp.mean(var, axis=1)
   return GMMParams(weights=nk / n, means=means, covariances=cov,
                    covariance_type=covariance_type)
