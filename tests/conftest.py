@@ -29,6 +29,14 @@ def shared_mnist_dir():
   return path
 
 
+def failure_report(proc: subprocess.CompletedProcess) -> str:
+  """The informative part of a failed subprocess's stderr (a fatal error's head, or the tail)."""
+  err = proc.stderr or ""
+  at = err.find("Fatal Python error")
+  head = err[at:at + 2500] if at >= 0 else ""
+  return f"rc={proc.returncode}\n{head}\n...\n{err[-2500:]}"
+
+
 def flag_args(config: dict) -> list[str]:
   return [f"--{k}={v}" for k, v in config.items()]
 

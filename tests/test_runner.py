@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_VAE, flag_args, run_main
+from conftest import ROOT, TINY_VAE, failure_report, flag_args, run_main
 from vae_jax import train
 
 OUTPUTS = ("config.json", "metrics.jsonl", "summary.json", "samples.png",
@@ -34,7 +34,7 @@ def _metrics(workdir):
 def test_end_to_end_writes_every_output(tmp_path):
   workdir = str(tmp_path / "run")
   proc = run_main(flag_args(TINY_VAE) + [f"--workdir={workdir}"])
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, failure_report(proc)
   for name in OUTPUTS:
     path = os.path.join(workdir, name)
     assert os.path.getsize(path) > 0, name
@@ -121,7 +121,7 @@ def test_corrupt_latest_checkpoint_falls_back_and_keeps_files(tmp_path):
         damaged += 1
   assert damaged
   proc = run_main(flag_args(dict(TINY_VAE, num_steps=90)) + [f"--workdir={workdir}"])
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, failure_report(proc)
   assert "newest intact checkpoint" in proc.stderr
   assert os.path.isdir(os.path.join(workdir, "corrupt_checkpoints", "60"))
   assert json.load(open(os.path.join(workdir, "summary.json")))["step"] == 90
@@ -190,7 +190,7 @@ def test_data_parallel_over_two_devices_matches_one(tmp_path):
   assert run_main(flag_args(TINY_VAE) + [f"--workdir={one}"]).returncode == 0
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   proc = run_main(flag_args(TINY_VAE) + [f"--workdir={two}"], env=env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, failure_report(proc)
   s1 = json.load(open(os.path.join(one, "summary.json")))
   s2 = json.load(open(os.path.join(two, "summary.json")))
   assert s1["device_count"] == 1 and s2["device_count"] == 2

@@ -9,9 +9,15 @@ Modules, one idea each:
 * ``train``          train state, jitted train/eval steps, train_and_evaluate.
 * ``checkpointing``  orbax checkpoints with a safe restore.
 * ``plots``, ``workdir``  figures and run outputs.
-* ``bayes``, ``gmm``, ``ppca``  exact models: conjugate Bayes, EM.
-* ``estimators``, ``amortization``, ``discrete_vae``  gradient estimators and
-  variational EM.
+* ``bayes``          conjugate models: MLE, MAP, posterior, evidence, predictive.
+* ``gmm``, ``ppca``  exact latent-variable models: EM, posterior, ELBO identity.
+* ``estimators``     score-function / reparametrization / VIMCO / DReG / STL
+  gradients and their statistics.
+* ``amortization``   per-example q*, amortization and approximation gaps.
+* ``discrete_vae``   a VAE with Bernoulli latents (score-function training).
+* ``autoregressive`` MADE: the exact-likelihood baseline.
+* ``lvm_experiments``, ``bayes_experiment``, ``estimator_experiments``:
+  the runner's non-VAE experiments.
 """
 
 from vae_jax.distributions import (bernoulli_log_prob, bernoulli_sample,
@@ -22,5 +28,7 @@ from vae_jax.models import VAE, make_vae
 from vae_jax.objectives import elbo, iwae_bound, reconstruct, sample_prior
 from vae_jax.data import Dataset, load_arrays
 from vae_jax.train import TrainState, create_train_state, train_and_evaluate, train_step
+from vae_jax import (amortization, autoregressive, bayes, discrete_vae, estimators, gmm,
+                     objectives, ppca)
 
 __version__ = "0.1.0"
