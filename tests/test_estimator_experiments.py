@@ -18,7 +18,7 @@ TINY = dict(dataset="digits", binarize="static", hidden_dims="32", latent_dim=4,
 
 def test_estimator_variance(tmp_path):
   names = ["reparam", "score", "score_loo", "vimco"]
-  summary = X.run_estimator_variance(
+  X.run_estimator_variance(
       dict(TINY, variance_estimators=",".join(names), variance_num_samples="2,8",
            variance_steps="0,30", variance_draws=32), str(tmp_path))
   on_disk = json.load(open(tmp_path / "summary.json"))

@@ -5,7 +5,6 @@ Statistical checks use the measured standard error: |mean of R draws - exact|
 a sample-dependent "baseline", which zeroes the score term).
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from typing import Any, Sequence
 
 from absl import logging
@@ -345,40 +344,25 @@ def run_autoregressive(config: dict, workdir: str,
                  result["bits_per_dim"])
     return result
 
-  # Throughput excludes the first step (compilation) and logging/eval time.
-  t_first, overhead = None, 0.0
-  acc, acc_n = None, 0
+  meter = vae_train.StepMeter()
   for step in range(num_steps):
     state, metrics = step_fn(state, jax.device_put(next(stream), batch_sharded))
-    acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
-    acc_n += 1
+    meter.add(state, metrics)
     done = step + 1
-    if t_first is None:
-      jax.block_until_ready(state)
-      t_first = time.perf_counter()
     if not (done % log_every == 0 or done % eval_every == 0 or done == num_steps):
       continue
-    host = jax.device_get(acc)
-    t_host = time.perf_counter()
-    if host.pop("finite") < acc_n:
-      raise vae_train.NonFiniteLossError(
-          f"the NLL or its gradient became NaN/Inf between steps {done - acc_n} and "
-          f"{done}; stopped. Lower --learning_rate or check the data.")
-    elapsed = t_host - t_first - overhead
-    means = {k: float(v) / acc_n for k, v in host.items()}
-    means["steps_per_s"] = (done - 1) / elapsed if done > 1 and elapsed > 0 else float("nan")
+    means = meter.flush(done, lambda first, last: (
+        f"the NLL or its gradient became NaN/Inf between steps {first} and {last}; "
+        "stopped. Lower --learning_rate or check the data."))
     writer.write(done, "train", means)
     logging.info("step %d/%d nll %.3f (%.4f bits/dim) grad_norm %.3g | %.1f steps/s",
                  done, num_steps, means["nll"], means["bits_per_dim"],
                  means["grad_norm"], means["steps_per_s"])
-    acc, acc_n = None, 0
     if done % eval_every == 0 and done != num_steps:
       run_eval(done)
-    overhead += time.perf_counter() - t_host
+    meter.end_host()
 
-  steps_per_s = None
-  if num_steps > 1:
-    steps_per_s = (num_steps - 1) / (time.perf_counter() - t_first - overhead)
+  steps_per_s = meter.steps_per_s(num_steps) if num_steps > 1 else None
   final = run_eval(num_steps)
 
   hidden = parse_ar_hidden_dims(config["ar_hidden_dims"])

@@ -43,7 +43,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import time
 from typing import Any, Sequence
 
 from absl import logging
@@ -405,36 +404,23 @@ def run_discrete_vae(config: dict, workdir: str,
   initial = run_eval(0)
   num_steps = int(config["num_steps"])
   log_every, eval_every = int(config["log_every"]), int(config["eval_every"])
-  # Throughput excludes the first step (compilation) and logging/eval time.
-  t_first, overhead = None, 0.0
-  acc, acc_n = None, 0
+  meter = vae_train.StepMeter()
   stats = None
   for step in range(num_steps):
     x = jax.device_put(next(stream), batch_sharded)
     state, metrics = step_fn(state, x)
-    acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
-    acc_n += 1
+    meter.add(state, metrics)
     done = step + 1
-    if t_first is None:
-      jax.block_until_ready(state)
-      t_first = time.perf_counter()
     if not (done % log_every == 0 or done % eval_every == 0 or done == num_steps or
             (stats_every and done % stats_every == 0)):
       continue
-    host = jax.device_get(acc)   # the host sync of this logging boundary
-    t_host = time.perf_counter()
-    if host.pop("finite") < acc_n:
-      raise vae_train.NonFiniteLossError(
-          f"the loss or its gradient became NaN/Inf between steps {done - acc_n} and "
-          f"{done}; stopped. Lower --learning_rate or check the data.")
-    elapsed = t_host - t_first - overhead
-    means = {k: float(v) / acc_n for k, v in host.items()}
-    means["steps_per_s"] = (done - 1) / elapsed if done > 1 and elapsed > 0 else float("nan")
+    means = meter.flush(done, lambda first, last: (
+        f"the loss or its gradient became NaN/Inf between steps {first} and {last}; "
+        "stopped. Lower --learning_rate or check the data."))
     writer.write(done, "train", means)
     logging.info("step %d/%d loss %.3f (recon %.3f, kl %.3f) | %.1f steps/s", done,
                  num_steps, means["loss"], means["recon"], means["kl"],
                  means["steps_per_s"])
-    acc, acc_n = None, 0
     if stats_every and done % stats_every == 0:
       stats = jax.device_get(stats_fn(state.params, x, state.est_state,
                                       jax.random.fold_in(stats_root, done)))
@@ -442,11 +428,9 @@ def run_discrete_vae(config: dict, workdir: str,
       writer.write(done, "grad_stats", stats)
     if done % eval_every == 0 and done != num_steps:
       run_eval(done)
-    overhead += time.perf_counter() - t_host
+    meter.end_host()
 
-  steps_per_s = None
-  if num_steps > 1:
-    steps_per_s = (num_steps - 1) / (time.perf_counter() - t_first - overhead)
+  steps_per_s = meter.steps_per_s(num_steps) if num_steps > 1 else None
   final = run_eval(num_steps)
 
   summary = {

@@ -29,7 +29,6 @@ import numpy as np
 from vae_jax import amortization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from vae_jax import data as data_lib
 from vae_jax import estimators
-from vae_jax import objectives
 from vae_jax import train
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError, check_positive

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import time
 from typing import Any, Callable
@@ -343,6 +342,56 @@ def make_shardings(batch_sizes: tuple[int, ...]) -> tuple[NamedSharding, NamedSh
   return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
+class StepMeter:
+  """Per-step metrics summed on device, flushed at logging boundaries, and throughput.
+
+  Throughput excludes the first step of the loop (compilation) and the host
+  time spent between ``flush`` and ``end_host`` (logging, evaluation,
+  checkpointing). Shared by every training loop of the package.
+  """
+
+  def __init__(self, start_step: int = 0):
+    self.start_step = start_step
+    self._acc, self._n = None, 0
+    self._t_first, self._t_host, self._overhead = None, None, 0.0
+
+  def add(self, state: Any, metrics: dict) -> None:
+    """Adds one step's metrics (device arrays, no sync except after the first step)."""
+    self._acc = metrics if self._acc is None else jax.tree_util.tree_map(
+        jnp.add, self._acc, metrics)
+    self._n += 1
+    if self._t_first is None:
+      jax.block_until_ready(state)
+      self._t_first = time.perf_counter()
+
+  def flush(self, done: int, nonfinite_message: Callable[[int, int], str]) -> dict:
+    """Host sync: the mean of each metric since the last flush, plus ``steps_per_s``.
+
+    Raises NonFiniteLossError(nonfinite_message(first_step, done)) if any step
+    since the last flush had ``finite == 0``.
+    """
+    host = jax.device_get(self._acc)
+    self._t_host = time.perf_counter()
+    n = self._n
+    self._acc, self._n = None, 0
+    if host.pop("finite") < n:
+      raise NonFiniteLossError(nonfinite_message(done - n, done))
+    means = {k: float(v) / n for k, v in host.items()}
+    means["steps_per_s"] = self.steps_per_s(done, self._t_host)
+    return means
+
+  def end_host(self) -> None:
+    """Marks the end of the host work that followed ``flush``."""
+    self._overhead += time.perf_counter() - self._t_host
+
+  def steps_per_s(self, done: int, now: float | None = None) -> float:
+    timed = done - self.start_step - 1
+    if self._t_first is None or timed <= 0:
+      return float("nan")
+    elapsed = (time.perf_counter() if now is None else now) - self._t_first - self._overhead
+    return timed / elapsed if elapsed > 0 else float("nan")
+
+
 def _format_eta(seconds: float) -> str:
   seconds = max(0, int(seconds))
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -433,40 +482,25 @@ def train_and_evaluate(config: dict, workdir: str,
                  result["neg_elbo"], result["bits_per_dim"])
     return result
 
-  # Throughput excludes the first step of this invocation (compilation) and
-  # the time spent evaluating, checkpointing and logging.
-  t_first, overhead = None, 0.0
-  acc, acc_n = None, 0
+  meter = StepMeter(start_step)
   for step in range(start_step, num_steps):
     x = jax.device_put(next(stream), batch_sharded)
     state, metrics = step_fn(state, x)
-    acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
-    acc_n += 1
+    meter.add(state, metrics)
     done = step + 1
-    if t_first is None:
-      jax.block_until_ready(state)
-      t_first = time.perf_counter()
     if not (done % log_every == 0 or done == num_steps or done % ckpt_every == 0 or
             done % eval_every == 0 or (stats_every and done % stats_every == 0)):
       continue
-    host = jax.device_get(acc)   # the host sync of this logging boundary
-    t_host = time.perf_counter()
-    if host.pop("finite") < acc_n:
-      raise NonFiniteLossError(
-          f"the loss or its gradient became NaN/Inf between steps {done - acc_n} and "
-          f"{done}; stopped. The last good checkpoint (step {last_ckpt}) is intact in "
-          f"{checkpointing.checkpoint_dir(workdir)}. Lower --learning_rate or check the data.")
-    timed = done - start_step - 1
-    elapsed = t_host - t_first - overhead
-    rate = timed / elapsed if timed > 0 and elapsed > 0 else float("nan")
-    means = {k: float(v) / acc_n for k, v in host.items()}
-    means["steps_per_s"] = rate
+    means = meter.flush(done, lambda first, last: (
+        f"the loss or its gradient became NaN/Inf between steps {first} and {last}; "
+        f"stopped. The last good checkpoint (step {last_ckpt}) is intact in "
+        f"{checkpointing.checkpoint_dir(workdir)}. Lower --learning_rate or check the data."))
+    rate = means["steps_per_s"]
     writer.write(done, "train", means)
     logging.info("step %d/%d loss %.3f (recon %.3f, kl %.3f) grad_norm %.3g | "
                  "%.1f steps/s, ETA %s", done, num_steps, means["loss"],
                  means["recon"], means["kl"], means["grad_norm"], rate,
                  _format_eta((num_steps - done) / rate) if rate > 0 else "?")
-    acc, acc_n = None, 0
     if stats_every and done % stats_every == 0:
       stats_key = jax.random.fold_in(jax.random.key(int(config["seed"]) + 777), done)
       stats = stats_fn(state.params, x, state.est_state, stats_key)
@@ -476,12 +510,9 @@ def train_and_evaluate(config: dict, workdir: str,
     if done % ckpt_every == 0 or done == num_steps:
       save_checkpoint(done)
       last_ckpt = done
-    overhead += time.perf_counter() - t_host
+    meter.end_host()
 
-  steps_per_s = None
-  if t_first is not None and num_steps - start_step > 1:
-    steps_per_s = (num_steps - start_step - 1) / (
-        time.perf_counter() - t_first - overhead)
+  steps_per_s = meter.steps_per_s(num_steps) if num_steps - start_step > 1 else None
   if last_ckpt is None or int(state.step) != last_ckpt:
     save_checkpoint(int(state.step))
   final_step = int(state.step)
