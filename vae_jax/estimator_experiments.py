@@ -240,7 +240,8 @@ def save_gap_plot(path: str, gaps: dict, trace) -> str:
     ax1.annotate("", xy=(i + 0.5, vals[i + 1]), xytext=(i + 0.5, vals[i]),
                  arrowprops=dict(arrowstyle="<->", color=f"C{i + 1}"))
     ax1.text(i + 0.55, 0.5 * (vals[i] + vals[i + 1]), f"{name}\n{vals[i + 1] - vals[i]:.3f}",
-             color=f"C{i + 1}", fontsize=9, va="center")
+             color=f"C{i + 1}", fontsize=9, va="center",
+             bbox=dict(facecolor="white", edgecolor="none", alpha=0.85))
   ax1.set_xticks(range(3), labels)
   ax1.set_xlim(-0.4, 2.6)
   ax1.set_ylabel("nats per example (held-out mean ± s.e.)")
