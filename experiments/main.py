@@ -2,6 +2,9 @@ r"""The vae_jax runner: flags in, one library call, outputs in --workdir.
 
   python -m experiments.main                      # default: VAE on mnist_5k
   python -m experiments.main --experiment=gmm --workdir=/tmp/gmm
+  python -m experiments.main --experiment=estimator_variance --workdir=/tmp/var
+  (experiments: vae, bayes, gmm, ppca, estimator_variance, amortization,
+   discrete_vae, autoregressive; see README.md)
   python -m experiments.main --flagfile=experiments/configs/vae_mnist_5k.flags
 
 Every experiment writes config.json, metrics.jsonl, summary.json and its
@@ -82,8 +85,10 @@ flags.DEFINE_float("learning_rate", _D["learning_rate"], "Adam learning rate.")
 flags.DEFINE_integer("seed", _D["seed"], "Seed of initialization, data order, binarization and noise.")
 flags.DEFINE_integer("num_samples", _D["num_samples"], "Monte-Carlo samples S of z per example in the ELBO.")
 flags.DEFINE_string("estimator", _D["estimator"],
-                    "Encoder gradient estimator: reparam | score | score_baseline | "
-                    "score_loo | ... (see vae_jax.estimators.ESTIMATORS). The decoder "
+                    "Encoder gradient estimator. On the ELBO: reparam | score | "
+                    "score_baseline (running-mean baseline) | score_loo (leave-one-out, "
+                    "--num_samples >= 2) | stl (sticking the landing). On the "
+                    "--num_samples-sample IWAE bound: iwae | vimco | dreg. The decoder "
                     "gradient is always the direct one.")
 flags.DEFINE_integer("e_steps", _D["e_steps"],
                      "Variational EM: gradient steps on the encoder phi per cycle. With "
