@@ -33,7 +33,7 @@ def failure_report(proc: subprocess.CompletedProcess) -> str:
   """The informative part of a failed subprocess's stderr (a fatal error's head, or the tail)."""
   err = proc.stderr or ""
   at = err.find("Fatal Python error")
-  head = err[at:at + 2500] if at >= 0 else ""
+  head = err[max(0, at - 2500):at + 1500] if at >= 0 else ""
   return f"rc={proc.returncode}\n{head}\n...\n{err[-2500:]}"
 
 

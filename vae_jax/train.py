@@ -338,6 +338,14 @@ def make_shardings(batch_sizes: tuple[int, ...]) -> tuple[NamedSharding, NamedSh
     if b % n:
       raise UserError(f"batch size {b} is not divisible by the {n} devices; "
                       f"use a multiple of {n} for --batch_size and --eval_batch_size.")
+  if n > 1 and jax.default_backend() == "cpu" and jax.config.values["jax_cpu_enable_async_dispatch"]:
+    # Several host "devices" (--xla_force_host_platform_device_count) share one
+    # small thread pool; with asynchronous dispatch a later program's part can
+    # take the thread that an all-reduce's other participant needs, and XLA
+    # aborts after its 40 s rendezvous timeout (seen on 2 loaded cores).
+    # Synchronous dispatch keeps one program in flight.
+    logging.info("%d CPU devices: dispatching synchronously (XLA:CPU collectives).", n)
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
   mesh = jax.make_mesh((n,), ("data",))
   return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
