@@ -198,3 +198,10 @@ def test_data_parallel_over_two_devices_matches_one(tmp_path):
   bad = run_main(flag_args(dict(TINY_VAE, batch_size=51)) + [f"--workdir={tmp_path / 'bad'}"],
                  env=env)
   assert bad.returncode == 2 and "not divisible by the 2 devices" in bad.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(os.listdir(os.path.join(ROOT, "experiments",
+                                                                    "configs"))))
+def test_every_recipe_parses(recipe):
+  proc = run_main([f"--flagfile=experiments/configs/{recipe}", "--only_check_args"])
+  assert proc.returncode == 0, failure_report(proc)
