@@ -187,8 +187,25 @@ def _normal_log_prob(x: Array, mean, var) -> Array:
 # ----------------------------------------------------------------------------
 
 
+class _Conjugate:
+  """What every conjugate model derives from its posterior (same family as the prior).
+
+  Subclasses define ``posterior(x)``, ``mode()`` and ``std()``.
+  """
+
+  def map(self, x) -> Array:
+    """theta_MAP: the mode of the posterior. Beta-Bernoulli: (k + a - 1) / (N + a + b - 2);
+    Dirichlet-Categorical: (n_k + alpha_k - 1) / (N + sum(alpha) - K), [K];
+    Normal-Normal: the posterior mean."""
+    return self.posterior(x).mode()
+
+  def posterior_std(self, x) -> Array:
+    """Posterior standard deviation of theta ([K] per component for the Dirichlet)."""
+    return self.posterior(x).std()
+
+
 @flax.struct.dataclass
-class BetaBernoulli:
+class BetaBernoulli(_Conjugate):
   """theta ~ Beta(a, b), x_i | theta ~ Bernoulli(theta); theta = p(x = 1).
 
   Attributes:
@@ -237,14 +254,6 @@ class BetaBernoulli:
     """
     a, b = jnp.broadcast_arrays(_float(self.a), _float(self.b))
     return _dirichlet_mode(jnp.stack([a, b], axis=-1))[..., 0]
-
-  def map(self, x) -> Array:
-    """theta_MAP = (k + a - 1) / (N + a + b - 2), shape [] (mode of the posterior)."""
-    return self.posterior(x).mode()
-
-  def posterior_std(self, x) -> Array:
-    """Posterior standard deviation of theta, shape []."""
-    return self.posterior(x).std()
 
   def log_prior(self, theta) -> Array:
     """log Beta(theta | a, b), shape of theta."""
@@ -303,7 +312,7 @@ class BetaBernoulli:
 
 
 @flax.struct.dataclass
-class DirichletCategorical:
+class DirichletCategorical(_Conjugate):
   """theta ~ Dir(alpha), x_i | theta ~ Categorical(theta).
 
   Attributes:
@@ -356,14 +365,6 @@ class DirichletCategorical:
   def mode(self) -> Array:
     """argmax of the Dir(alpha) density, [K]; conventions in the module docstring."""
     return _dirichlet_mode(_float(self.alpha))
-
-  def map(self, x) -> Array:
-    """theta_MAP = (n_k + alpha_k - 1) / (N + sum(alpha) - K), [K] (posterior mode)."""
-    return self.posterior(x).mode()
-
-  def posterior_std(self, x) -> Array:
-    """Per-component posterior standard deviation of theta, [K]."""
-    return self.posterior(x).std()
 
   def log_prior(self, theta) -> Array:
     """log Dir(theta | alpha), shape [] (theta: [K] on the simplex)."""
@@ -422,7 +423,7 @@ class DirichletCategorical:
 
 
 @flax.struct.dataclass
-class NormalNormal:
+class NormalNormal(_Conjugate):
   """mu ~ N(mu0, tau2), x_i | mu ~ N(mu, sigma2) with sigma2 known; theta = mu.
 
   Attributes:
@@ -467,14 +468,6 @@ class NormalNormal:
   def mode(self) -> Array:
     """argmax of N(mu0, tau2) = mu0, shape []."""
     return _float(self.mu0)
-
-  def map(self, x) -> Array:
-    """mu_MAP = mu_N, the posterior mean, shape []."""
-    return self.posterior(x).mode()
-
-  def posterior_std(self, x) -> Array:
-    """Posterior standard deviation tau_N, shape []."""
-    return self.posterior(x).std()
 
   def log_prior(self, theta) -> Array:
     """log N(theta | mu0, tau2), shape of theta."""

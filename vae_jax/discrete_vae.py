@@ -314,10 +314,7 @@ def resolve_config(config: dict) -> dict:
   check_estimator(config["discrete_estimator"], config["num_samples"])
   if not 0.0 <= float(config["baseline_decay"]) < 1.0:
     raise UserError(f"--baseline_decay must be in [0, 1), got {config['baseline_decay']}.")
-  if int(config["grad_stats_every"]) < 0:
-    raise UserError(f"--grad_stats_every must be >= 0, got {config['grad_stats_every']}.")
-  if int(config["grad_stats_every"]) > 0 and int(config["grad_stats_draws"]) < 2:
-    raise UserError(f"--grad_stats_draws must be >= 2, got {config['grad_stats_draws']}.")
+  vae_train.validate_grad_stats(config)
   if config["binarize"] not in data_lib.BINARIZATIONS:
     raise UserError(f"--binarize must be one of {', '.join(data_lib.BINARIZATIONS)}, "
                     f"got {config['binarize']!r}.")

@@ -112,16 +112,21 @@ def validate_config(config: dict) -> None:
   if config["model"] not in ("mlp", "conv"):
     raise UserError(f"--model must be mlp or conv, got {config['model']!r}.")
   parse_hidden_dims(config["hidden_dims"])
-  if int(config["grad_stats_every"]) < 0:
-    raise UserError(f"--grad_stats_every must be >= 0, got {config['grad_stats_every']}.")
-  if int(config["grad_stats_every"]) > 0 and int(config["grad_stats_draws"]) < 2:
-    raise UserError(f"--grad_stats_draws must be >= 2, got {config['grad_stats_draws']}.")
+  validate_grad_stats(config)
   from vae_jax import estimators  # pylint: disable=g-import-not-at-top
   if config["estimator"] not in estimators.ESTIMATORS:
     raise UserError(f"unknown --estimator={config['estimator']!r}; choose one of "
                     f"{', '.join(estimators.ESTIMATORS)}.")
   if config["estimator"] in ("score_loo", "vimco") and int(config["num_samples"]) < 2:
     raise UserError(f"--estimator={config['estimator']} needs --num_samples >= 2.")
+
+
+def validate_grad_stats(config: dict) -> None:
+  """--grad_stats_every >= 0, and >= 2 draws when it is on."""
+  if int(config["grad_stats_every"]) < 0:
+    raise UserError(f"--grad_stats_every must be >= 0, got {config['grad_stats_every']}.")
+  if int(config["grad_stats_every"]) > 0 and int(config["grad_stats_draws"]) < 2:
+    raise UserError(f"--grad_stats_draws must be >= 2, got {config['grad_stats_draws']}.")
 
 
 def validate_data(ds: data_lib.Dataset, config: dict) -> None:
