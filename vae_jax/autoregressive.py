@@ -239,24 +239,16 @@ def train_step(state: ARTrainState, x: jax.Array, *, model: MADE,
   return new_state, metrics
 
 
-def eval_step(params: Any, x: jax.Array, mask: jax.Array, *, model: MADE) -> dict:
-  """x: [B, D] (zero-padded), mask: [B] -> {"nll": sum of -log p(x), "count"}."""
+def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array | None = None, *,
+              model: MADE) -> dict:
+  """x: [B, D] (zero-padded), mask: [B] -> {"nll": sum of -log p(x), "count"}.
+
+  ``key`` is unused (the likelihood is exact); it makes the signature the one
+  ``vae_jax.train.evaluate`` calls.
+  """
+  del key
   lp = log_prob(params, x, model=model)
   return {"nll": -jnp.sum(lp * mask), "count": jnp.sum(mask)}
-
-
-def evaluate(eval_fn, params: Any, x: np.ndarray, batch_size: int, num_dims: int,
-             sharding=None) -> dict:
-  """Exact held-out NLL over every row of ``x``: nats/example and bits/dim."""
-  totals = None
-  for xb, mb in data_lib.eval_batches(x, batch_size):
-    if sharding is not None:
-      xb, mb = jax.device_put((xb, mb), sharding)
-    out = eval_fn(params, xb, mb)
-    totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
-  totals = jax.device_get(totals)
-  nll = float(totals["nll"]) / float(totals["count"])
-  return {"nll": nll, "bits_per_dim": float(objectives.bits_per_dim(nll, num_dims))}
 
 
 def validate_config(config: dict) -> None:
@@ -276,15 +268,9 @@ def validate_data(ds: data_lib.Dataset) -> bool:
   Grey levels in [0, 1] are accepted as in the VAE (the score is then the
   binary cross-entropy, not a normalized log-likelihood) with a warning.
   """
-  for split, x in (("train", ds.train_x), ("eval", ds.eval_x)):
-    if not np.all(np.isfinite(x)):
-      raise UserError(f"the {split} split of {ds.name} contains NaN or Inf values.")
-    if x.min() < 0.0 or x.max() > 1.0:
-      raise UserError(
-          f"the autoregressive baseline models pixels as Bernoulli and needs data in "
-          f"[0, 1], but the {split} split of {ds.name} spans [{x.min():.3g}, "
-          f"{x.max():.3g}]; rescale it and use --binarize=dynamic or static.")
-  binary = bool(np.all((ds.eval_x == 0.0) | (ds.eval_x == 1.0)))
+  binary = data_lib.check_pixels(
+      ds, "the autoregressive baseline models pixels as Bernoulli and",
+      "rescale it and use --binarize=dynamic or static")
   if not binary:
     logging.warning("The eval split of %s is not binary (--binarize=none): eval_nll "
                     "is a cross-entropy, not an exact negative log-likelihood.", ds.name)
@@ -337,8 +323,8 @@ def run_autoregressive(config: dict, workdir: str,
   log_every, eval_every = int(config["log_every"]), int(config["eval_every"])
 
   def run_eval(step):
-    result = evaluate(eval_fn, state.params, ds.eval_x, eval_batch_size, ds.num_dims,
-                      sharding=batch_sharded)
+    result = vae_train.evaluate(eval_fn, state.params, ds.eval_x, eval_batch_size,
+                                jax.random.key(0), ds.num_dims, sharding=batch_sharded)
     writer.write(step, "eval", result)
     logging.info("step %d eval: nll %.3f nats (%.4f bits/dim)", step, result["nll"],
                  result["bits_per_dim"])

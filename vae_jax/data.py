@@ -72,6 +72,28 @@ class Dataset:
     return int(np.prod(self.image_shape))
 
 
+def check_pixels(ds: "Dataset", bernoulli: str | None = None, fix: str = "") -> bool:
+  """Refuses NaN/Inf pixels and, for a Bernoulli model, pixels outside [0, 1].
+
+  Args:
+    ds: the dataset (both splits are checked).
+    bernoulli: who needs [0, 1] data, for the message (e.g.
+      "--likelihood=bernoulli"); None checks finiteness only.
+    fix: what the user can do instead, appended to the message.
+
+  Returns:
+    Whether the eval split is binary (a Bernoulli log-likelihood of grey
+    levels is a cross-entropy, not a normalized log-likelihood).
+  """
+  for split, x in (("train", ds.train_x), ("eval", ds.eval_x)):
+    if not np.all(np.isfinite(x)):
+      raise UserError(f"the {split} split of {ds.name} contains NaN or Inf values.")
+    if bernoulli is not None and (x.min() < 0.0 or x.max() > 1.0):
+      raise UserError(f"{bernoulli} needs data in [0, 1], but the {split} split of "
+                      f"{ds.name} spans [{x.min():.3g}, {x.max():.3g}]; {fix}.")
+  return bool(np.all((ds.eval_x == 0.0) | (ds.eval_x == 1.0)))
+
+
 def binarize_array(x: np.ndarray, seed: int) -> np.ndarray:
   """Draws x_bin ~ Bernoulli(x) elementwise with a NumPy generator from ``seed``."""
   rng = np.random.default_rng(seed)

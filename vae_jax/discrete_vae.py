@@ -209,8 +209,7 @@ def make_loss(model: DiscreteVAE, estimator: str, num_samples: int,
               baseline_decay: float = 0.9):
   """(loss_fn, est_state0): loss_fn(params, x, key, est_state) -> (loss, (aux, state))."""
   check_estimator(estimator, num_samples)
-  if not 0.0 <= float(baseline_decay) < 1.0:
-    raise UserError(f"--baseline_decay must be in [0, 1), got {baseline_decay}.")
+  estimators.check_baseline_decay(baseline_decay)
   loss_fn = functools.partial(elbo_surrogate, model=model, estimator=estimator,
                               num_samples=int(num_samples),
                               baseline_decay=float(baseline_decay))
@@ -283,27 +282,6 @@ def eval_step(params: Any, x: Array, mask: Array, key: Array, *, model: Discrete
   return out
 
 
-def grad_stats_step(params: Any, x: Array, est_state: Any, key: Array, *, loss_fn,
-                    num_draws: int) -> dict:
-  """Variance and SNR of the encoder and decoder gradients on one batch x: [B, D].
-
-  ``num_draws`` independent draws of the whole training gradient (same batch,
-  parameters and estimator state; one ``estimators.gradient_statistics`` call),
-  reduced per half: ``grad_var_*`` (trace of the covariance), ``grad_snr_*``
-  (mean |mean| / std over parameters) and ``grad_mean_norm_*``.
-  """
-  grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state)[0])(params)["params"]
-  stats = estimators.gradient_statistics(grad_fn, key, num_draws)
-  leaves = jax.tree_util.tree_leaves
-  out = {}
-  for name in ("encoder", "decoder"):
-    var, snr, mean = (leaves(stats[k][name]) for k in ("variance", "snr", "mean"))
-    out[f"grad_var_{name}"] = sum(jnp.sum(v) for v in var)
-    out[f"grad_snr_{name}"] = sum(jnp.sum(v) for v in snr) / sum(v.size for v in snr)
-    out[f"grad_mean_norm_{name}"] = jnp.sqrt(sum(jnp.sum(m * m) for m in mean))
-  return out
-
-
 def resolve_config(config: dict) -> dict:
   """``DISCRETE_DEFAULTS`` overridden by ``config``, validated."""
   config = {**DISCRETE_DEFAULTS, **config}
@@ -312,8 +290,7 @@ def resolve_config(config: dict) -> dict:
   check_positive(config["learning_rate"], "learning_rate")
   check_positive(config["discrete_latent_dim"], "discrete_latent_dim", integer=True)
   check_estimator(config["discrete_estimator"], config["num_samples"])
-  if not 0.0 <= float(config["baseline_decay"]) < 1.0:
-    raise UserError(f"--baseline_decay must be in [0, 1), got {config['baseline_decay']}.")
+  estimators.check_baseline_decay(config["baseline_decay"])
   vae_train.validate_grad_stats(config)
   if config["binarize"] not in data_lib.BINARIZATIONS:
     raise UserError(f"--binarize must be one of {', '.join(data_lib.BINARIZATIONS)}, "
@@ -323,11 +300,8 @@ def resolve_config(config: dict) -> dict:
 
 
 def _validate_data(ds: data_lib.Dataset) -> None:
-  for split, x in (("train", ds.train_x), ("eval", ds.eval_x)):
-    if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
-      raise UserError(f"the discrete VAE models pixels as Bernoulli and needs finite data "
-                      f"in [0, 1]; the {split} split of {ds.name} is not.")
-  if not np.all((ds.eval_x == 0.0) | (ds.eval_x == 1.0)):
+  if not data_lib.check_pixels(ds, "the discrete VAE models pixels as Bernoulli and",
+                              "rescale it and use --binarize=dynamic or static"):
     logging.warning("The eval split of %s is not binary (--binarize=none): the eval "
                     "numbers are cross-entropies, not normalized likelihoods.", ds.name)
 
@@ -382,16 +356,13 @@ def run_discrete_vae(config: dict, workdir: str,
   eval_fn = jax.jit(functools.partial(eval_step, model=model, exact=exact))
   eval_key = jax.random.key(12345)  # fixed: eval numbers compare across runs
   stats_every = int(config["grad_stats_every"])
-  stats_fn = jax.jit(functools.partial(grad_stats_step, loss_fn=loss_fn,
+  stats_fn = jax.jit(functools.partial(vae_train.grad_stats_step, loss_fn=loss_fn,
                                        num_draws=int(config["grad_stats_draws"])))
   stats_root = jax.random.key(int(config["seed"]) + 777)
 
   def run_eval(step):
     result = vae_train.evaluate(eval_fn, state.params, ds.eval_x, eval_batch_size,
                                 eval_key, ds.num_dims, sharding=batch_sharded)
-    if exact:
-      result["exact_bits_per_dim"] = float(objectives.bits_per_dim(result["exact_nll"],
-                                                                   ds.num_dims))
     writer.write(step, "eval", result)
     logging.info("step %d eval: neg_elbo %.3f nats%s", step, result["neg_elbo"],
                  f", exact neg_elbo {result['exact_neg_elbo']:.3f}, exact nll "

@@ -186,10 +186,15 @@ def gradient_statistics(grad_fn: Callable[[Array], Any], key: Array, num_draws: 
   mean = jax.tree_util.tree_map(lambda g: jnp.mean(g, 0), grads)
   var = jax.tree_util.tree_map(lambda g: jnp.var(g, 0, ddof=1), grads)
   snr = jax.tree_util.tree_map(lambda m, v: jnp.abs(m) / jnp.sqrt(v + 1e-30), mean, var)
+  return {"mean": mean, "variance": var, "snr": snr, **summarize(mean, var, snr)}
+
+
+def summarize(mean: Any, variance: Any, snr: Any) -> dict[str, Array]:
+  """Scalars of (sub)trees of ``gradient_statistics``' output: ``total_variance``
+  (sum of the per-parameter variances), ``mean_snr`` and ``mean_norm``."""
   leaves = jax.tree_util.tree_leaves
-  size = sum(x.size for x in leaves(var))
-  return {"mean": mean, "variance": var, "snr": snr,
-          "total_variance": sum(jnp.sum(v) for v in leaves(var)),
+  size = sum(x.size for x in leaves(variance))
+  return {"total_variance": sum(jnp.sum(v) for v in leaves(variance)),
           "mean_snr": sum(jnp.sum(s) for s in leaves(snr)) / size,
           "mean_norm": jnp.sqrt(sum(jnp.sum(m * m) for m in leaves(mean)))}
 
@@ -205,6 +210,19 @@ def _split(params):
 
 def _join(params, enc, dec):
   return {**params, "params": {**params["params"], "encoder": enc, "decoder": dec}}
+
+
+def check_vae_estimator(estimator: str, num_samples: int) -> None:
+  """Raises UserError unless ``estimator`` can train a VAE with S = num_samples."""
+  if estimator not in ESTIMATORS:
+    raise UserError(f"unknown --estimator={estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
+  if estimator in ("score_loo", "vimco") and int(num_samples) < 2:
+    raise UserError(f"--estimator={estimator} needs --num_samples >= 2.")
+
+
+def check_baseline_decay(baseline_decay: float) -> None:
+  if not 0.0 <= float(baseline_decay) < 1.0:
+    raise UserError(f"--baseline_decay must be in [0, 1), got {baseline_decay}.")
 
 
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
@@ -231,10 +249,7 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     and ``elbo`` (for the IWAE-objective estimators ``elbo`` is the S-sample
     bound and ``recon``/``kl`` the single-sample ELBO's terms averaged over s).
   """
-  if estimator not in ESTIMATORS:
-    raise UserError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
-  if estimator in ("score_loo", "vimco") and num_samples < 2:
-    raise UserError(f"--estimator={estimator} needs --num_samples >= 2.")
+  check_vae_estimator(estimator, num_samples)
   enc, dec = _split(params)
   mean, log_scale = model.apply(params, x, method="encode")                 # [B, L]
   eps_mean, eps_log_scale = sg(mean), sg(log_scale)
@@ -317,12 +332,8 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
 def make_vae_loss(model, estimator: str, num_samples: int, *, dataset_size: int | None = None,
                   baseline_decay: float = 0.9):
   """(loss_fn, est_state0) for ``vae_jax.train``: loss_fn(params, x, key, est_state)."""
-  if estimator not in ESTIMATORS:
-    raise UserError(f"unknown --estimator={estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
-  if estimator in ("score_loo", "vimco") and num_samples < 2:
-    raise UserError(f"--estimator={estimator} needs --num_samples >= 2.")
-  if not 0.0 <= baseline_decay < 1.0:
-    raise UserError(f"--baseline_decay must be in [0, 1), got {baseline_decay}.")
+  check_vae_estimator(estimator, num_samples)
+  check_baseline_decay(baseline_decay)
   loss_fn = functools.partial(vae_surrogate, model=model, estimator=estimator,
                               num_samples=num_samples, baseline_decay=baseline_decay,
                               dataset_size=dataset_size)
@@ -334,11 +345,4 @@ def encoder_grad_fn(loss_fn: Callable, params: Any, x: Array, est_state: Any) ->
   def grad_fn(key):
     g = jax.grad(lambda p: loss_fn(p, x, key, est_state)[0])(params)
     return g["params"]["encoder"]
-  return grad_fn
-
-
-def decoder_grad_fn(loss_fn: Callable, params: Any, x: Array, est_state: Any) -> Callable:
-  def grad_fn(key):
-    g = jax.grad(lambda p: loss_fn(p, x, key, est_state)[0])(params)
-    return g["params"]["decoder"]
   return grad_fn

@@ -38,6 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vae_jax import checkpointing
 from vae_jax import data as data_lib
+from vae_jax import estimators
 from vae_jax import models
 from vae_jax import objectives
 from vae_jax import plots
@@ -113,12 +114,8 @@ def validate_config(config: dict) -> None:
     raise UserError(f"--model must be mlp or conv, got {config['model']!r}.")
   parse_hidden_dims(config["hidden_dims"])
   validate_grad_stats(config)
-  from vae_jax import estimators  # pylint: disable=g-import-not-at-top
-  if config["estimator"] not in estimators.ESTIMATORS:
-    raise UserError(f"unknown --estimator={config['estimator']!r}; choose one of "
-                    f"{', '.join(estimators.ESTIMATORS)}.")
-  if config["estimator"] in ("score_loo", "vimco") and int(config["num_samples"]) < 2:
-    raise UserError(f"--estimator={config['estimator']} needs --num_samples >= 2.")
+  estimators.check_vae_estimator(config["estimator"], config["num_samples"])
+  estimators.check_baseline_decay(config["baseline_decay"])
 
 
 def validate_grad_stats(config: dict) -> None:
@@ -131,14 +128,9 @@ def validate_grad_stats(config: dict) -> None:
 
 def validate_data(ds: data_lib.Dataset, config: dict) -> None:
   """Refuses data the chosen likelihood cannot model."""
-  for split, x in (("train", ds.train_x), ("eval", ds.eval_x)):
-    if not np.all(np.isfinite(x)):
-      raise UserError(f"the {split} split of {ds.name} contains NaN or Inf values.")
-    if config["likelihood"] == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
-      raise UserError(
-          f"--likelihood=bernoulli needs data in [0, 1], but the {split} split of "
-          f"{ds.name} spans [{x.min():.3g}, {x.max():.3g}]; rescale it or use "
-          f"--likelihood=gaussian.")
+  data_lib.check_pixels(
+      ds, "--likelihood=bernoulli" if config["likelihood"] == "bernoulli" else None,
+      "rescale it or use --likelihood=gaussian")
   if config["model"] == "conv" and (ds.image_shape[0] % 4 or ds.image_shape[1] % 4):
     raise UserError(f"--model=conv needs image sides divisible by 4; {ds.name} "
                     f"images are {ds.image_shape}. Use --model=mlp.")
@@ -155,23 +147,8 @@ def build_model(config: dict, image_shape) -> models.VAE:
 def make_loss_fn(model, config: dict):
   """(loss_fn, est_state0): loss_fn(params, x, key, est_state) ->
   (loss, (aux, new_est_state)), its encoder gradient given by --estimator."""
-  estimator = config.get("estimator", "reparam")
-  num_samples = int(config.get("num_samples", 1))
-  if estimator == "reparam":
-    elbo_fn = functools.partial(objectives.elbo, model=model,
-                                num_samples=num_samples)
-
-    def loss_fn(params, x, key, est_state):
-      loss, aux = elbo_fn(params, x, key)
-      return loss, (aux, est_state)
-
-    return loss_fn, {}
-  from vae_jax import estimators  # pylint: disable=g-import-not-at-top
-  if estimator not in estimators.ESTIMATORS:
-    raise UserError(f"unknown --estimator={estimator!r}; choose one of "
-                    f"{', '.join(estimators.ESTIMATORS)}.")
   return estimators.make_vae_loss(
-      model, estimator, num_samples,
+      model, config.get("estimator", "reparam"), int(config.get("num_samples", 1)),
       baseline_decay=float(config.get("baseline_decay", 0.9)))
 
 
@@ -252,21 +229,21 @@ def train_step(state: TrainState, x: jax.Array, *, loss_fn: Callable,
 
 def grad_stats_step(params: Any, x: jax.Array, est_state: Any, key: jax.Array, *,
                     loss_fn: Callable, num_draws: int) -> dict:
-  """Variance and SNR of the encoder and decoder gradients on one batch.
+  """Variance and SNR of the encoder and decoder gradients on one batch x: [B, D].
 
-  Draws the training gradient ``num_draws`` times (independent z noise, same
-  batch, same parameters and estimator state) and reduces with
-  ``estimators.gradient_statistics``.
+  ``num_draws`` independent draws of the whole training gradient (same batch,
+  parameters and estimator state; one ``estimators.gradient_statistics``
+  call), reduced per half: ``grad_var_*`` (trace of the covariance),
+  ``grad_snr_*`` (mean |mean| / std over parameters) and ``grad_mean_norm_*``.
   """
-  from vae_jax import estimators  # pylint: disable=g-import-not-at-top
+  grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state)[0])(params)["params"]
+  stats = estimators.gradient_statistics(grad_fn, key, num_draws)
   out = {}
-  for name, make in (("encoder", estimators.encoder_grad_fn),
-                     ("decoder", estimators.decoder_grad_fn)):
-    stats = estimators.gradient_statistics(make(loss_fn, params, x, est_state),
-                                           key, num_draws)
-    out[f"grad_var_{name}"] = stats["total_variance"]
-    out[f"grad_snr_{name}"] = stats["mean_snr"]
-    out[f"grad_mean_norm_{name}"] = stats["mean_norm"]
+  for half in ("encoder", "decoder"):
+    scalars = estimators.summarize(*(stats[k][half] for k in ("mean", "variance", "snr")))
+    out[f"grad_var_{half}"] = scalars["total_variance"]
+    out[f"grad_snr_{half}"] = scalars["mean_snr"]
+    out[f"grad_mean_norm_{half}"] = scalars["mean_norm"]
   return out
 
 
@@ -292,9 +269,20 @@ def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
   return out
 
 
+# Per-example negative log-likelihoods (or bounds) in nats -> their bits/dim key.
+BITS_PER_DIM_KEYS = {"neg_elbo": "bits_per_dim", "nll": "bits_per_dim",
+                     "neg_log_likelihood_iw": "bits_per_dim_iw",
+                     "exact_nll": "exact_bits_per_dim"}
+
+
 def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
              key: jax.Array, num_dims: int, sharding=None) -> dict:
-  """Per-example averages over the whole split (fixed key: comparable numbers)."""
+  """Per-example averages over the whole split (fixed key: comparable numbers).
+
+  ``eval_fn(params, x [B, D], mask [B], key)`` returns sums over the unmasked
+  rows and their ``count``; every key of ``BITS_PER_DIM_KEYS`` it returns also
+  gets its bits/dim.
+  """
   totals = None
   for i, (xb, mb) in enumerate(data_lib.eval_batches(x, batch_size)):
     xb, mb = jax.device_put((xb, mb), sharding) if sharding is not None else (xb, mb)
@@ -303,10 +291,9 @@ def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
   totals = jax.device_get(totals)
   count = float(totals.pop("count"))
   result = {k: float(v) / count for k, v in totals.items()}
-  result["bits_per_dim"] = float(objectives.bits_per_dim(result["neg_elbo"], num_dims))
-  if "neg_log_likelihood_iw" in result:
-    result["bits_per_dim_iw"] = float(objectives.bits_per_dim(
-        result["neg_log_likelihood_iw"], num_dims))
+  for nats, bits in BITS_PER_DIM_KEYS.items():
+    if nats in result:
+      result[bits] = float(objectives.bits_per_dim(result[nats], num_dims))
   return result
 
 
