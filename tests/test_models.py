@@ -13,7 +13,7 @@ from vae_jax import models
                                               ("gaussian", "per_pixel")])
 def test_encoder_decoder_shapes(model_name, image_shape, likelihood, scale):
   d = image_shape[0] * image_shape[1] * image_shape[2]
-  vae = models.make_vae(model=model_name, image_shape=image_shape, latent_dim=5,
+  vae = models.make_vae(kind=model_name, image_shape=image_shape, latent_dim=5,
                         hidden_dims=(16,), likelihood=likelihood, gaussian_scale=scale)
   params = vae.init(jax.random.key(0), jnp.zeros((1, d)))
   mean, log_scale = jax.jit(lambda p, x: vae.apply(p, x, method="encode"))(params, jnp.zeros((3, d)))
@@ -44,4 +44,4 @@ def test_bad_model_arguments_raise():
   with pytest.raises(ValueError, match="likelihood"):
     models.make_vae(likelihood="poisson")
   with pytest.raises(ValueError, match="model"):
-    models.make_vae(model="transformer")
+    models.make_vae(kind="transformer")

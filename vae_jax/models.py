@@ -22,6 +22,15 @@ import jax.numpy as jnp
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_SCALES = ("shared", "per_pixel")
+# Hidden-layer nonlinearities (``flax.linen`` functions of these names).
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu", "sigmoid")
+
+
+def activation_fn(name: str):
+  """The ``flax.linen`` activation called ``name`` (one of ``ACTIVATIONS``)."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+  return getattr(nn, name)
 
 
 class MLP(nn.Module):
@@ -31,7 +40,7 @@ class MLP(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    act = getattr(nn, self.activation)
+    act = activation_fn(self.activation)
     for i, f in enumerate(self.features):
       x = nn.Dense(f, name=f"dense_{i}")(x)
       if i < len(self.features) - 1:
@@ -51,7 +60,7 @@ class MLPEncoder(nn.Module):
   @nn.compact
   def __call__(self, x):  # x: [B, D]
     h = x
-    act = getattr(nn, self.activation)
+    act = activation_fn(self.activation)
     for i, f in enumerate(self.hidden_dims):
       h = act(nn.Dense(f, name=f"hidden_{i}")(h))
     mean = nn.Dense(self.latent_dim, name="mean")(h)          # [B, L]
@@ -107,16 +116,18 @@ class ConvEncoder(nn.Module):
   latent_dim: int
   channels: Sequence[int] = (32, 64)
   hidden_dim: int = 256
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
     _check_conv_shape(self.image_shape)
+    act = activation_fn(self.activation)
     h = x.reshape(x.shape[:-1] + tuple(self.image_shape))
     for i, c in enumerate(self.channels):
-      h = nn.relu(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME",
+      h = act(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME",
                           name=f"conv_{i}")(h))
     h = h.reshape(h.shape[:-3] + (-1,))
-    h = nn.relu(nn.Dense(self.hidden_dim, name="hidden")(h))
+    h = act(nn.Dense(self.hidden_dim, name="hidden")(h))
     mean = nn.Dense(self.latent_dim, name="mean")(h)
     log_scale = nn.Dense(self.latent_dim, name="log_scale")(h)
     return mean, log_scale
@@ -129,18 +140,20 @@ class ConvDecoder(nn.Module):
   gaussian_scale: str = "shared"
   channels: Sequence[int] = (64, 32)
   hidden_dim: int = 256
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, z):  # z: [..., L]
     _check_conv_shape(self.image_shape)
     h_img, w_img, c_img = self.image_shape
+    act = activation_fn(self.activation)
     lead = z.shape[:-1]
     h = z.reshape((-1, z.shape[-1]))
-    h = nn.relu(nn.Dense(self.hidden_dim, name="hidden")(h))
-    h = nn.relu(nn.Dense((h_img // 4) * (w_img // 4) * self.channels[0],
+    h = act(nn.Dense(self.hidden_dim, name="hidden")(h))
+    h = act(nn.Dense((h_img // 4) * (w_img // 4) * self.channels[0],
                          name="project")(h))
     h = h.reshape((-1, h_img // 4, w_img // 4, self.channels[0]))
-    h = nn.relu(nn.ConvTranspose(self.channels[1], (4, 4), strides=(2, 2),
+    h = act(nn.ConvTranspose(self.channels[1], (4, 4), strides=(2, 2),
                                  padding="SAME", name="deconv_0")(h))
     h = nn.ConvTranspose(c_img, (4, 4), strides=(2, 2), padding="SAME",
                          name="deconv_1")(h)
@@ -171,15 +184,15 @@ class VAE(nn.Module):
     return self.decoder(z)
 
 
-def make_vae(*, model: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
+def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
              latent_dim: int = 50, hidden_dims: Sequence[int] = (200, 200),
              likelihood: str = "bernoulli", gaussian_scale: str = "shared",
              activation: str = "relu") -> VAE:
-  """Builds the VAE named by the runner's flags.
+  """Builds the VAE of a run's ``config.model``.
 
-  ``model="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
+  ``kind="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
   default (two hidden layers of 200 units, 50 latents; the decoder mirrors
-  the encoder's hidden sizes). ``model="conv"``: convolutional encoder and
+  the encoder's hidden sizes). ``kind="conv"``: convolutional encoder and
   decoder for 28x28x1 or 32x32x3 images.
   """
   if likelihood not in LIKELIHOODS:
@@ -190,13 +203,14 @@ def make_vae(*, model: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
   output_dim = 1
   for s in image_shape:
     output_dim *= int(s)
-  if model == "mlp":
+  activation_fn(activation)
+  if kind == "mlp":
     enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,
                      likelihood, gaussian_scale, activation)
-  elif model == "conv":
-    enc = ConvEncoder(tuple(image_shape), latent_dim)
-    dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale)
+  elif kind == "conv":
+    enc = ConvEncoder(tuple(image_shape), latent_dim, activation=activation)
+    dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale, activation=activation)
   else:
-    raise ValueError(f"model must be 'mlp' or 'conv', got {model!r}")
+    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
   return VAE(encoder=enc, decoder=dec)

@@ -1,4 +1,10 @@
-"""Figures written into the workdir (matplotlib, Agg backend, PNG)."""
+"""Figures written into the workdir (PNG).
+
+Figures are built as ``matplotlib.figure.Figure`` objects and saved with the
+Agg canvas directly: no ``pyplot``, no global backend switch, nothing left
+open. This is the only library module that imports matplotlib; experiments'
+own figures use ``new_figure`` and ``save`` from here.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,25 @@ import math
 import os
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import numpy as np
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(6, 4), **subplot_kw):
+  """(fig, axes) like ``pyplot.subplots``, without pyplot's global state."""
+  fig = Figure(figsize=figsize)
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(nrows, ncols, **subplot_kw)
+  return fig, axes
+
+
+def save(fig: Figure, path: str, dpi: int = 120) -> str:
+  """Lays out and writes ``fig`` as a PNG (creating the directory); returns the path."""
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=dpi)
+  return path
 
 
 def tile_images(images: np.ndarray, image_shape: Sequence[int],
@@ -46,15 +66,11 @@ def save_image_grid(path: str, images: np.ndarray, image_shape: Sequence[int], *
   inch_per_px = 0.6 / (image_shape[0] + 1)
   width = max(4.0, canvas.shape[1] * inch_per_px + 0.3)
   height = canvas.shape[0] * inch_per_px + (0.6 if title else 0.3)
-  fig, ax = plt.subplots(figsize=(width, height))
+  fig, ax = new_figure(figsize=(width, height))
   _show(ax, canvas)
   if title:
     ax.set_title(title, fontsize=9, wrap=True)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save(fig, path)
 
 
 def save_reconstructions(path: str, inputs: np.ndarray, recons: np.ndarray,
@@ -68,20 +84,17 @@ def save_reconstructions(path: str, inputs: np.ndarray, recons: np.ndarray,
     rows.append(recons[start:start + ncols])
   grid = np.concatenate(rows)
   canvas = tile_images(grid, image_shape, ncols)
-  fig, ax = plt.subplots(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1] + 0.6))
+  fig, ax = new_figure(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1] + 0.6))
   _show(ax, canvas)
   ax.set_title(title or "odd rows: held-out inputs; even rows: reconstructions",
                fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save(fig, path)
 
 
 def save_curves(path: str, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
                 xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> str:
   """Line plot of named (x, y) curves."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = new_figure(figsize=(6, 4))
   for name, (x, y) in curves.items():
     ax.plot(x, y, label=name, marker="." if len(x) < 30 else None)
   ax.set_xlabel(xlabel)
@@ -92,7 +105,21 @@ def save_curves(path: str, curves: dict[str, tuple[Sequence[float], Sequence[flo
     ax.set_title(title)
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return save(fig, path)
+
+
+def metric_curves(records: Sequence[dict], spec: dict[str, tuple[str, str, float]],
+                  min_step: int = 0) -> dict[str, tuple[list, list]]:
+  """Curves for ``save_curves`` from ``metrics.jsonl`` records.
+
+  Args:
+    records: the run's metric records (``workdir.read_metrics``).
+    spec: {label: (split, key, sign)}; the curve is sign * record[key] over the
+      records of that split that have the key, at step >= min_step.
+  """
+  curves = {}
+  for label, (split, key, sign) in spec.items():
+    rows = [r for r in records if r["split"] == split and key in r and r["step"] >= min_step]
+    if rows:
+      curves[label] = ([r["step"] for r in rows], [sign * r[key] for r in rows])
+  return curves

@@ -1,7 +1,11 @@
 """What every run writes into its ``--workdir``: config, metrics, summary.
 
-* ``config.json``   the resolved configuration (all flags), written at start.
+* ``config.json``   the resolved configuration (the experiment's ConfigDict
+  with every override applied), written at start.
 * ``metrics.jsonl`` one JSON object per line: ``{"step": int, "split": str, ...}``.
+* ``tensorboard/``  the same scalars as TensorBoard event files (tag
+  ``split/name``), written with tensorboardX (no TensorFlow needed):
+  ``tensorboard --logdir WORKDIR``.
 * ``summary.json``  the final numbers of the run.
 
 All writes of JSON files are atomic (write to a temporary file, then rename),
@@ -18,9 +22,87 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from vae_jax.errors import UserError
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+DATA_SPEC_FILE = "data_spec.json"
+TENSORBOARD_DIR = "tensorboard"
+# The parts of a config that define what a workdir's checkpoints are: a run
+# whose saved config differs in one of them cannot resume there.
+IDENTITY_SECTIONS = ("data", "model", "objective")
+IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
+
+
+def prepare(workdir: str) -> str:
+  """Creates ``workdir`` (and parents); a clear error if a file is in the way."""
+  path = os.path.abspath(workdir)
+  probe = path
+  while probe and not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if probe and not os.path.isdir(probe):
+    raise UserError(f"--workdir={workdir}: {probe} exists and is not a directory; "
+                    f"choose another --workdir.")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create --workdir={workdir}: {e.strerror}.") from None
+  return path
+
+
+def config_to_dict(config: Any) -> dict:
+  """A ConfigDict (or any mapping) as a plain nested dict."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return {k: config_to_dict(v) if isinstance(v, Mapping) or hasattr(v, "to_dict") else v
+          for k, v in dict(config).items()}
+
+
+def _lookup(config: Mapping, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    if not isinstance(node, Mapping) or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def _flatten(d: Any, prefix: str) -> dict:
+  if not isinstance(d, Mapping):
+    return {prefix: d}
+  out = {}
+  for k, v in d.items():
+    out.update(_flatten(v, f"{prefix}.{k}"))
+  return out
+
+
+def check_resumable(workdir: str, config: Any) -> None:
+  """Refuses a workdir whose saved run has other data, model or objective.
+
+  Compares the ``data``, ``model`` and ``objective`` sections and the keys of
+  ``IDENTITY_KEYS`` of the saved ``config.json`` with ``config``. Other
+  settings (``train.num_steps``, logging periods, ...) may change on resume.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  try:
+    saved = read_json(path)
+  except (OSError, json.JSONDecodeError):
+    raise UserError(f"{path} is not valid JSON; fix or remove it, or use a new --workdir.") from None
+  now = to_jsonable(config_to_dict(config))
+  saved_flat, now_flat = {}, {}
+  for name in IDENTITY_SECTIONS + IDENTITY_KEYS:
+    saved_flat.update(_flatten(_lookup(saved, name), name))
+    now_flat.update(_flatten(_lookup(now, name), name))
+  diffs = [f"{k}: saved {saved_flat.get(k)!r}, now {now_flat.get(k)!r}"
+           for k in sorted(set(saved_flat) | set(now_flat))
+           if saved_flat.get(k) != now_flat.get(k)]
+  if diffs:
+    raise UserError(f"--workdir={workdir} holds a run with a different model, data or "
+                    f"objective ({'; '.join(diffs)}); use a new --workdir or its saved "
+                    f"config.")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -73,16 +155,30 @@ def read_json(path: str) -> Any:
 
 
 class MetricWriter:
-  """Appends one JSON object per line to ``workdir/metrics.jsonl``.
+  """Appends one JSON object per line to ``workdir/metrics.jsonl``, and the
+  same scalars to TensorBoard event files in ``workdir/tensorboard``.
 
   Each record is ``{"step": step, "split": split, **metrics}``; values are
   converted to plain floats (this is the host-sync point, call it only at
-  logging boundaries).
+  logging boundaries). Every finite number also becomes the TensorBoard
+  scalar ``split/name``. Call ``truncate_after`` once before writing (it
+  also opens the event file, purging events past a resumed step) and
+  ``close`` at the end.
   """
 
-  def __init__(self, workdir: str, filename: str = METRICS_FILE):
+  def __init__(self, workdir: str, filename: str = METRICS_FILE, *,
+               tensorboard: bool = True):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, filename)
+    self.tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None
+    self._tb = None
+
+  def _events(self, purge_step: int | None = None):
+    if self._tb is None and self.tensorboard_dir is not None:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir, purge_step=purge_step,
+                                            flush_secs=30)
+    return self._tb
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> dict:
     record = {"step": int(step), "split": split}
@@ -90,10 +186,31 @@ class MetricWriter:
     with open(self.path, "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
       f.flush()
+    events = self._events()
+    if events is not None:
+      for name, value in record.items():
+        if (name not in ("step", "split") and isinstance(value, (int, float))
+            and not isinstance(value, bool) and math.isfinite(value)):
+          events.add_scalar(f"{split}/{name}", value, int(step))
     return record
 
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
   def truncate_after(self, step: int) -> None:
-    """Drops records with ``step > step`` (used when resuming a killed run)."""
+    """Drops records with ``step > step`` (used when resuming a killed run).
+
+    TensorBoard's event files are append-only: the new event file starts
+    with a purge marker, so TensorBoard drops the older events past ``step``.
+    """
+    self.close()
+    self._events(purge_step=max(step + 1, 0))
     if not os.path.exists(self.path):
       return
     kept = []
@@ -124,8 +241,17 @@ def read_metrics(workdir: str, filename: str = METRICS_FILE) -> list[dict]:
   return out
 
 
-def write_config(workdir: str, config: Mapping[str, Any]) -> None:
-  write_json(os.path.join(workdir, CONFIG_FILE), dict(config))
+def write_config(workdir: str, config: Any) -> None:
+  """Writes the resolved config (a ConfigDict or a mapping) as ``config.json``."""
+  write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
+
+
+def write_data_spec(workdir: str, ds: Any) -> dict:
+  """``data_spec.json``: what a notebook needs to rebuild the model (image shape)."""
+  spec = {"name": ds.name, "image_shape": list(ds.image_shape),
+          "num_train": len(ds.train_x), "num_eval": len(ds.eval_x)}
+  write_json(os.path.join(workdir, DATA_SPEC_FILE), spec)
+  return spec
 
 
 def write_summary(workdir: str, summary: Mapping[str, Any]) -> None:

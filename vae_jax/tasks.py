@@ -1,0 +1,318 @@
+"""Trainable models as ``trainer.Task``s, built from a run's config, and reloaded.
+
+Everything a notebook needs to rebuild a trained model from its workdir lives
+here: the model from ``config.model``, the data from ``config.data``, the
+train state's structure, and ``load_checkpoint``. The experiments build their
+tasks with ``build_task`` and hand them to ``trainer.train``.
+
+=================  ===========================  ===================================
+``experiment``     model                        loss (its gradient trains it)
+=================  ===========================  ===================================
+``vae``            ``models.make_vae``          ``estimators.vae_surrogate``
+``amortization``   the same VAE                 the same
+``discrete_vae``   ``discrete_vae.DiscreteVAE``  ``discrete_vae.elbo_surrogate``
+``autoregressive`` ``autoregressive.MADE``      ``autoregressive.nll_loss`` (MLE)
+=================  ===========================  ===================================
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import autoregressive
+from vae_jax import checkpointing
+from vae_jax import data as data_lib
+from vae_jax import discrete_vae
+from vae_jax import estimators
+from vae_jax import keys
+from vae_jax import models
+from vae_jax import objectives
+from vae_jax import trainer
+from vae_jax import workdir as wd
+from vae_jax.errors import UserError, check_positive
+
+VAE_EXPERIMENTS = ("vae", "amortization", "estimator_variance")
+TRAINED_EXPERIMENTS = VAE_EXPERIMENTS + ("discrete_vae", "autoregressive")
+
+
+# ----------------------------------------------------------------------------
+# Config checks and data.
+# ----------------------------------------------------------------------------
+
+
+def hidden_dims(value, name: str = "config.model.hidden_dims") -> tuple[int, ...]:
+  """(200, 200), [200, 200] or '200,200' -> (200, 200); () or '' -> ()."""
+  if isinstance(value, int):
+    value = (value,)
+  if isinstance(value, (list, tuple)):
+    try:
+      dims = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+      dims = None
+  else:
+    try:
+      dims = tuple(int(v) for v in str(value or "").split(",") if v.strip())
+    except ValueError:
+      dims = None
+  if dims is None or any(d <= 0 for d in dims):
+    raise UserError(f"--{name} must be a tuple of positive integers like (200, 200), "
+                    f"or () for a linear map; got {value!r}.")
+  return dims
+
+
+def _choice(value, choices: Sequence[str], name: str) -> str:
+  if value not in choices:
+    raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}.")
+  return value
+
+
+def validate_data_config(config) -> None:
+  _choice(config.data.dataset, data_lib.DATASETS, "config.data.dataset")
+  _choice(config.data.binarize, data_lib.BINARIZATIONS, "config.data.binarize")
+
+
+def load_data(config) -> data_lib.Dataset:
+  """The run's data as ``config.data`` says; static binarization from the ``data`` stream."""
+  validate_data_config(config)
+  return data_lib.load_arrays(
+      config.data.dataset, config.data.get("data_dir"), binarize=config.data.binarize,
+      seed=keys.numpy_seed(keys.stream(keys.root(config.seed), "data")))
+
+
+def _check_estimator_settings(config, allowed: Sequence[str]) -> None:
+  o = config.objective
+  if o.estimator not in allowed:
+    raise UserError(f"--config.objective.estimator must be one of {', '.join(allowed)}, "
+                    f"got {o.estimator!r}.")
+  check_positive(o.num_samples, "config.objective.num_samples", integer=True)
+  if o.estimator in ("score_loo", "vimco") and int(o.num_samples) < 2:
+    raise UserError(f"--config.objective.estimator={o.estimator} needs "
+                    f"--config.objective.num_samples >= 2 (the baseline of each sample "
+                    f"comes from the others), got {o.num_samples}.")
+  if not 0.0 <= float(o.get("baseline_decay", 0.9)) < 1.0:
+    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
+                    f"{o.baseline_decay}.")
+
+
+def validate_vae_config(config) -> None:
+  """Checks the VAE's model and objective settings; UserError names the key."""
+  m, o = config.model, config.objective
+  _choice(m.kind, ("mlp", "conv"), "config.model.kind")
+  _choice(m.likelihood, models.LIKELIHOODS, "config.model.likelihood")
+  _choice(m.gaussian_scale, models.GAUSSIAN_SCALES, "config.model.gaussian_scale")
+  _choice(m.activation, models.ACTIVATIONS, "config.model.activation")
+  check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
+  hidden_dims(m.hidden_dims)
+  _check_estimator_settings(config, tuple(estimators.ESTIMATORS))
+  for name in ("e_steps", "m_steps"):
+    check_positive(o[name], f"config.objective.{name}", integer=True)
+
+
+def validate_vae_data(ds: data_lib.Dataset, config) -> None:
+  """Refuses data the chosen likelihood or architecture cannot model."""
+  bernoulli = config.model.likelihood == "bernoulli"
+  data_lib.check_pixels(ds, "--config.model.likelihood=bernoulli" if bernoulli else None,
+                        "rescale it or use --config.model.likelihood=gaussian")
+  if config.model.kind == "conv" and (ds.image_shape[0] % 4 or ds.image_shape[1] % 4):
+    raise UserError(f"--config.model.kind=conv needs image sides divisible by 4; {ds.name} "
+                    f"images are {tuple(ds.image_shape)}. Use --config.model.kind=mlp.")
+
+
+# ----------------------------------------------------------------------------
+# The VAE.
+# ----------------------------------------------------------------------------
+
+
+def build_vae(model_config, image_shape: Sequence[int]) -> models.VAE:
+  """The VAE of ``config.model`` for images of ``image_shape`` (H, W, C)."""
+  return models.make_vae(
+      kind=model_config.kind, image_shape=tuple(image_shape),
+      latent_dim=int(model_config.latent_dim), hidden_dims=hidden_dims(model_config.hidden_dims),
+      likelihood=model_config.likelihood, gaussian_scale=model_config.gaussian_scale,
+      activation=model_config.activation)
+
+
+def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
+                  model, iw_samples: int = 0) -> dict:
+  """Sums of per-example terms over the unmasked rows of one eval batch.
+
+  Args:
+    x: [B, D] batch (zero-padded), mask: [B] 1 for real rows.
+
+  Returns:
+    Scalar sums: neg_elbo (one reparametrized sample, analytic KL), recon, kl,
+    count, and neg_log_likelihood_iw (the K = iw_samples IWAE bound) when
+    iw_samples > 0. Always the true ELBO, whatever the training objective.
+  """
+  _, aux = objectives.elbo(params, x, key, model=model, num_samples=1)
+  out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
+         "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
+  if iw_samples:
+    ll = objectives.iwae_bound(params, x, jax.random.fold_in(key, 1), model=model,
+                               num_samples=iw_samples)
+    out["neg_log_likelihood_iw"] = -jnp.sum(ll * mask)
+  return out
+
+
+def _elbo_metrics(aux: dict, dataset_size: int | None = None) -> dict:
+  out = {k: jnp.mean(aux[k]) for k in ("elbo", "recon", "kl")}
+  if dataset_size:
+    out["elbo_full_data"] = objectives.full_data_elbo_estimate(aux["elbo"], dataset_size)
+  return out
+
+
+def _init_fn(model, num_dims: int):
+  return lambda key: model.init(key, jnp.zeros((1, num_dims), jnp.float32))
+
+
+def vae_task(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+  """The VAE of ``config.model`` trained with ``config.objective``'s estimator."""
+  validate_vae_config(config)
+  model = build_vae(config.model, image_shape)
+  o = config.objective
+  loss_fn, est0 = estimators.make_vae_loss(model, o.estimator, int(o.num_samples),
+                                           baseline_decay=float(o.baseline_decay))
+  iw = int(config.eval.get("iw_samples", 0))
+  return trainer.Task(
+      name="vae", model=model, init_params=_init_fn(model, int(np.prod(image_shape))),
+      loss_fn=loss_fn, est_state=est0,
+      train_metrics=functools.partial(_elbo_metrics, dataset_size=num_train),
+      eval_step=functools.partial(vae_eval_step, model=model),
+      final_eval_step=functools.partial(vae_eval_step, model=model, iw_samples=iw),
+      bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
+      headline=("loss", "recon", "kl"), eval_headline="neg_elbo",
+      groups=("encoder", "decoder"),
+      phases=(int(o.e_steps), int(o.m_steps)))
+
+
+# ----------------------------------------------------------------------------
+# The discrete-latent VAE.
+# ----------------------------------------------------------------------------
+
+
+def build_discrete_vae(model_config, num_dims: int) -> discrete_vae.DiscreteVAE:
+  return discrete_vae.DiscreteVAE(hidden_dims=hidden_dims(model_config.hidden_dims),
+                                  latent_dim=int(model_config.latent_dim), output_dim=num_dims)
+
+
+def discrete_vae_task(config, image_shape: Sequence[int],
+                      num_train: int | None = None) -> trainer.Task:
+  """Bernoulli latents trained with a score-function estimator; exact eval when small."""
+  check_positive(config.model.latent_dim, "config.model.latent_dim", integer=True)
+  discrete_vae.check_estimator(config.objective.estimator, config.objective.num_samples)
+  _check_estimator_settings(config, discrete_vae.DISCRETE_ESTIMATORS)
+  num_dims = int(np.prod(image_shape))
+  model = build_discrete_vae(config.model, num_dims)
+  o = config.objective
+  loss_fn, est0 = discrete_vae.make_loss(model, o.estimator, int(o.num_samples),
+                                         float(o.baseline_decay))
+  exact = model.latent_dim <= discrete_vae.MAX_EXACT_LATENT_DIM
+  return trainer.Task(
+      name="discrete_vae", model=model, init_params=_init_fn(model, num_dims),
+      loss_fn=loss_fn, est_state=est0,
+      train_metrics=functools.partial(_elbo_metrics, dataset_size=num_train),
+      eval_step=functools.partial(discrete_vae.eval_step, model=model, exact=exact),
+      bits_per_dim={"neg_elbo": "bits_per_dim", "exact_nll": "exact_bits_per_dim"},
+      headline=("loss", "recon", "kl"), eval_headline="exact_nll" if exact else "neg_elbo",
+      groups=("encoder", "decoder"), eval_at_start=True)
+
+
+# ----------------------------------------------------------------------------
+# MADE, the exact-likelihood baseline.
+# ----------------------------------------------------------------------------
+
+
+def build_made(model_config) -> autoregressive.MADE:
+  return autoregressive.MADE(hidden_dims=hidden_dims(model_config.hidden_dims))
+
+
+def _made_loss(params, x, key, est_state, *, model):
+  del key
+  loss, aux = autoregressive.nll_loss(params, x, model=model)
+  return loss, ({"nll": -aux["log_prob"]}, est_state)
+
+
+def _made_metrics(aux: dict, num_dims: int) -> dict:
+  nll = jnp.mean(aux["nll"])
+  return {"nll": nll, "bits_per_dim": objectives.bits_per_dim(nll, num_dims)}
+
+
+def made_task(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+  """MADE trained by maximum likelihood (no noise: the key is unused)."""
+  del num_train
+  model = build_made(config.model)
+  num_dims = int(np.prod(image_shape))
+  return trainer.Task(
+      name="made", model=model, init_params=_init_fn(model, num_dims),
+      loss_fn=functools.partial(_made_loss, model=model), est_state={},
+      train_metrics=functools.partial(_made_metrics, num_dims=num_dims),
+      eval_step=functools.partial(autoregressive.eval_step, model=model),
+      bits_per_dim={"nll": "bits_per_dim"}, headline=("nll", "bits_per_dim"),
+      eval_headline="nll")
+
+
+_BUILDERS = {"vae": vae_task, "amortization": vae_task, "estimator_variance": vae_task,
+             "discrete_vae": discrete_vae_task, "autoregressive": made_task}
+
+
+def build_task(config, image_shape: Sequence[int], num_train: int | None = None
+               ) -> trainer.Task:
+  """The task of ``config.experiment`` for data of ``image_shape``."""
+  if config.experiment not in _BUILDERS:
+    raise UserError(f"experiment {config.experiment!r} trains no model; the trained "
+                    f"ones are {', '.join(_BUILDERS)}.")
+  return _BUILDERS[config.experiment](config, image_shape, num_train)
+
+
+# ----------------------------------------------------------------------------
+# Reloading a run.
+# ----------------------------------------------------------------------------
+
+
+def read_run_config(workdir: str):
+  """The saved ``config.json`` of a run as a ConfigDict."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, wd.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} holds no {wd.CONFIG_FILE}; is it a vae_jax workdir?")
+  return ml_collections.ConfigDict(wd.read_json(path))
+
+
+def load_checkpoint(workdir: str, step: int | None = None):
+  """Loads a trained model from its workdir (for notebooks, evaluation, tests).
+
+  Args:
+    workdir: a run's ``--workdir`` (VAE, discrete VAE or MADE).
+    step: checkpoint step; the newest intact one when None.
+
+  Returns:
+    (model, state, config): the Flax module, the restored
+    ``trainer.TrainState`` (``state.params`` are the model's variables) and
+    the run's config (a ConfigDict).
+  """
+  config = read_run_config(workdir)
+  spec_path = os.path.join(workdir, wd.DATA_SPEC_FILE)
+  if not os.path.exists(spec_path):
+    raise UserError(f"{workdir} holds no {wd.DATA_SPEC_FILE}; it is not a training run.")
+  shape = tuple(wd.read_json(spec_path)["image_shape"])
+  task = build_task(config, shape)
+  tx = trainer.make_optimizer(config.train)
+  template = trainer.create_train_state(jax.random.key(0), jax.random.key(0), task, tx)
+  manager = checkpointing.make_manager(workdir)
+  try:
+    if step is None:
+      restored = checkpointing.restore_latest(manager, template)
+      if restored is None:
+        raise UserError(f"no checkpoint in {checkpointing.checkpoint_dir(workdir)}.")
+      state = restored[0]
+    else:
+      state, _ = checkpointing.restore(manager, step, template)
+  finally:
+    checkpointing.close(manager)
+  return task.model, state, config

@@ -1,0 +1,437 @@
+"""The one training loop: every model that trains plugs a ``Task`` into it.
+
+A ``Task`` (see ``vae_jax.tasks``) supplies the model-specific parts: the
+parameters' initialization, a loss function ``(params, x, key, est_state) ->
+(loss, (aux, est_state))`` whose gradient is the model's estimator, the scalar
+metrics to log from ``aux``, and an eval step. The trainer supplies the rest,
+once for every model:
+
+* one jitted, donated train step (``train_step``) with the NaN guard, gradient
+  and parameter norms, and variational-EM phases over parameter groups;
+* data parallelism over the local devices (``vae_jax.sharding``);
+* orbax checkpoints (``vae_jax.checkpointing``) and bit-exact resume: the
+  batch of step t, its dynamic binarization and the noise key
+  ``fold_in(noise, t)`` are pure functions of (seed, t);
+* the NaN stop, which keeps the last good checkpoint;
+* ``metrics.jsonl`` and TensorBoard events (``vae_jax.workdir``), a progress
+  line with steps/s and ETA, periodic evaluation and gradient statistics;
+* the refusal to resume a workdir whose run has other data, model or objective.
+
+The loop reads ``config.seed``, ``config.data.binarize``, ``config.train``
+(batch_size, num_steps, learning_rate, log_every, eval_every,
+checkpoint_every, grad_stats_every, grad_stats_draws) and
+``config.eval.batch_size``. Keys come from ``vae_jax.keys``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Mapping
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vae_jax import checkpointing
+from vae_jax import data as data_lib
+from vae_jax import estimators
+from vae_jax import evaluation
+from vae_jax import keys
+from vae_jax import sharding
+from vae_jax import workdir as wd
+from vae_jax.errors import UserError, check_positive
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs (a pytree of arrays).
+
+  Attributes:
+    step: [] int32, number of updates done.
+    params: model variables {"params": {...}}.
+    opt_state: optimizer state; a dict {group: state} when the task has
+      parameter groups (the VAE's encoder phi and decoder theta).
+    est_state: estimator state (e.g. a running-mean baseline); {} if none.
+    key: [2] uint32 key data of the ``noise`` stream; step t uses
+      ``fold_in(key, t)``.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  est_state: Any
+  key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """The model-specific parts of training (see ``vae_jax.tasks``).
+
+  Attributes:
+    name: the model's name in logs.
+    model: the Flax module.
+    init_params: key -> model variables.
+    loss_fn: (params, x [B, D], key, est_state) -> (loss, (aux, est_state));
+      aux holds per-example [B] terms. Its gradient is the training gradient.
+    est_state: the estimator's initial state.
+    train_metrics: aux -> {name: scalar} logged every step (device side).
+    eval_step: (params, x [B, D], mask [B], key) -> {name: sum, "count"}.
+    final_eval_step: the same for the final evaluation (e.g. with an
+      importance-weighted bound); ``eval_step`` when None.
+    bits_per_dim: {nats key: bits key} of the eval results.
+    headline: train metrics shown in the progress line.
+    eval_headline: the eval result shown in the log.
+    groups: parameter groups under "params" with their own optimizer state;
+      None: one optimizer state for all.
+    phases: steps per group and cycle (variational EM: encoder steps, then
+      decoder steps); None: every group at every step.
+    eval_at_start: also evaluate the untrained model (step 0).
+  """
+  name: str
+  model: Any
+  init_params: Callable[[jax.Array], Any]
+  loss_fn: Callable
+  est_state: Any
+  train_metrics: Callable[[dict], dict]
+  eval_step: Callable
+  final_eval_step: Callable | None = None
+  bits_per_dim: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  headline: tuple[str, ...] = ("loss",)
+  eval_headline: str = "neg_elbo"
+  groups: tuple[str, ...] | None = None
+  phases: tuple[int, ...] | None = None
+  eval_at_start: bool = False
+
+
+class NonFiniteLossError(UserError):
+  """Raised when the loss or the gradient became NaN/Inf."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What ``train`` returns: the final state and evaluations."""
+  state: TrainState
+  final_eval: dict
+  initial_eval: dict | None
+  steps_per_s: float | None
+  resumed_from: int | None
+
+
+def make_optimizer(train_config) -> optax.GradientTransformation:
+  """Adam with ``train.learning_rate``."""
+  return optax.adam(float(train_config.learning_rate))
+
+
+def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
+                       tx: optax.GradientTransformation) -> TrainState:
+  """Initializes parameters and optimizer state(s)."""
+  params = task.init_params(init_key)
+  if task.groups:
+    opt_state = {g: tx.init(params["params"][g]) for g in task.groups}
+  else:
+    opt_state = tx.init(params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                    est_state=task.est_state, key=jax.random.key_data(noise_key))
+
+
+def _select(pred, new, old):
+  return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def _active(step: jax.Array, groups: tuple[str, ...], phases) -> dict:
+  """{group: bool} updated at this step: all, or the current phase's group."""
+  if phases is None or all(int(p) == 1 for p in phases):
+    return {g: jnp.array(True) for g in groups}
+  pos = step % sum(int(p) for p in phases)
+  out, start = {}, 0
+  for g, p in zip(groups, phases):
+    out[g] = (pos >= start) & (pos < start + int(p))
+    start += int(p)
+  return out
+
+
+def train_step(state: TrainState, x: jax.Array, *, task: Task,
+               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+  """One gradient step on ``task.loss_fn`` (jit with task and tx static).
+
+  Args:
+    state: the train state (donated).
+    x: [B, D] batch.
+
+  Returns:
+    (new_state, metrics): scalars loss, grad_norm (and per group),
+    param_norm, finite (1.0 if the update was applied) and the task's
+    ``train_metrics``. A non-finite loss or gradient leaves the state
+    unchanged (finite = 0).
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+  (loss, (aux, est_state)), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
+      state.params, x, key, state.est_state)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  metrics = {"loss": loss, "grad_norm": grad_norm}
+  if task.groups:
+    active = _active(state.step, task.groups, task.phases)
+    new_params, new_opt = dict(state.params["params"]), {}
+    for g in task.groups:
+      p, o = state.params["params"][g], state.opt_state[g]
+      updates, o_new = tx.update(grads["params"][g], o, p)
+      do = active[g] & finite
+      new_params[g] = _select(do, optax.apply_updates(p, updates), p)
+      new_opt[g] = _select(do, o_new, o)
+      metrics[f"grad_norm_{g}"] = optax.global_norm(grads["params"][g])
+    params = {**state.params, "params": new_params}
+  else:
+    updates, o_new = tx.update(grads, state.opt_state, state.params)
+    params = _select(finite, optax.apply_updates(state.params, updates), state.params)
+    new_opt = _select(finite, o_new, state.opt_state)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=new_opt,
+                            est_state=_select(finite, est_state, state.est_state))
+  metrics.update(task.train_metrics(aux))
+  metrics["param_norm"] = optax.global_norm(params)
+  metrics["finite"] = finite.astype(jnp.float32)
+  return new_state, metrics
+
+
+def grad_stats_step(params: Any, x: jax.Array, est_state: Any, key: jax.Array, *,
+                    loss_fn: Callable, num_draws: int,
+                    groups: tuple[str, ...] | None = None) -> dict:
+  """Variance and SNR of the training gradient on one batch x: [B, D].
+
+  ``num_draws`` independent draws of the whole gradient (same batch,
+  parameters and estimator state; one ``estimators.gradient_statistics``
+  call), reduced per group: ``grad_var_<group>`` (trace of the covariance),
+  ``grad_snr_<group>`` (mean |mean| / std over parameters) and
+  ``grad_mean_norm_<group>``; the group is ``all`` without groups.
+  """
+  grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state)[0])(params)["params"]
+  stats = estimators.gradient_statistics(grad_fn, key, num_draws)
+  out = {}
+  for group in groups or (None,):
+    pick = (lambda t: t[group]) if group else (lambda t: t)
+    scalars = estimators.summarize(*(pick(stats[k]) for k in ("mean", "variance", "snr")))
+    name = group or "all"
+    out[f"grad_var_{name}"] = scalars["total_variance"]
+    out[f"grad_snr_{name}"] = scalars["mean_snr"]
+    out[f"grad_mean_norm_{name}"] = scalars["mean_norm"]
+  return out
+
+
+class StepMeter:
+  """Per-step metrics summed on device, flushed at logging boundaries, and throughput.
+
+  Throughput excludes the first step of the loop (compilation) and the host
+  time spent between ``flush`` and ``end_host`` (logging, evaluation,
+  checkpointing).
+  """
+
+  def __init__(self, start_step: int = 0):
+    self.start_step = start_step
+    self._acc, self._n = None, 0
+    self._t_first, self._t_host, self._overhead = None, None, 0.0
+
+  def add(self, state: Any, metrics: dict) -> None:
+    """Adds one step's metrics (device arrays, no sync except after the first step)."""
+    self._acc = metrics if self._acc is None else jax.tree_util.tree_map(
+        jnp.add, self._acc, metrics)
+    self._n += 1
+    if self._t_first is None:
+      jax.block_until_ready(state)
+      self._t_first = time.perf_counter()
+
+  def flush(self, done: int, nonfinite_message: Callable[[int, int], str]) -> dict:
+    """Host sync: the mean of each metric since the last flush, plus ``steps_per_s``.
+
+    Raises NonFiniteLossError(nonfinite_message(first_step, done)) if any step
+    since the last flush had ``finite == 0``.
+    """
+    host = jax.device_get(self._acc)
+    self._t_host = time.perf_counter()
+    n = self._n
+    self._acc, self._n = None, 0
+    if host.pop("finite") < n:
+      raise NonFiniteLossError(nonfinite_message(done - n, done))
+    means = {k: float(v) / n for k, v in host.items()}
+    means["steps_per_s"] = self.steps_per_s(done, self._t_host)
+    return means
+
+  def end_host(self) -> None:
+    """Marks the end of the host work that followed ``flush``."""
+    self._overhead += time.perf_counter() - self._t_host
+
+  def steps_per_s(self, done: int, now: float | None = None) -> float:
+    timed = done - self.start_step - 1
+    if self._t_first is None or timed <= 0:
+      return float("nan")
+    elapsed = (time.perf_counter() if now is None else now) - self._t_first - self._overhead
+    return timed / elapsed if elapsed > 0 else float("nan")
+
+
+def format_eta(seconds: float) -> str:
+  seconds = max(0, int(seconds))
+  return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def validate_train_config(config) -> None:
+  """The ``train`` and ``eval`` settings the loop reads; UserError with the key."""
+  t = config.train
+  for name in ("batch_size", "num_steps", "log_every", "eval_every", "checkpoint_every"):
+    check_positive(t[name], f"config.train.{name}", integer=True)
+  check_positive(t.learning_rate, "config.train.learning_rate")
+  check_positive(config.eval.batch_size, "config.eval.batch_size", integer=True)
+  every = t.get("grad_stats_every", 0)
+  if int(every) < 0:
+    raise UserError(f"--config.train.grad_stats_every must be >= 0, got {every}.")
+  if int(every) > 0 and int(t.get("grad_stats_draws", 0)) < 2:
+    raise UserError(f"--config.train.grad_stats_draws must be >= 2 when "
+                    f"grad_stats_every > 0, got {t.get('grad_stats_draws')}.")
+
+
+def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult:
+  """Trains ``task`` on ``ds`` as ``config`` says, resuming from ``workdir``.
+
+  Writes ``config.json`` and ``data_spec.json`` first, then checkpoints,
+  ``metrics.jsonl`` and TensorBoard events as it goes. The caller writes the
+  summary and figures from the returned ``TrainResult``.
+
+  Raises:
+    UserError: bad settings, a workdir of another run, a NaN loss (after the
+      last good checkpoint), or checkpoints that cannot be restored.
+  """
+  validate_train_config(config)
+  wd.prepare(workdir)
+  wd.check_resumable(workdir, config)
+  wd.write_config(workdir, config)
+  wd.write_data_spec(workdir, ds)
+  tc = config.train
+  batch_size, eval_batch_size = int(tc.batch_size), int(config.eval.batch_size)
+  replicated, batch_sharded = sharding.make_shardings(
+      {"config.train.batch_size": batch_size, "config.eval.batch_size": eval_batch_size})
+  root = keys.root(config.seed)
+  tx = make_optimizer(tc)
+  state = create_train_state(keys.stream(root, "init"), keys.stream(root, "noise"), task, tx)
+  state = jax.device_put(state, replicated)
+
+  manager = checkpointing.make_manager(workdir)
+  stream = data_lib.BatchStream(ds.train_x, batch_size,
+                                keys.numpy_seed(keys.stream(root, "data")),
+                                dynamic_binarize=config.data.binarize == "dynamic")
+  restored = checkpointing.restore_latest(manager, state)
+  writer = wd.MetricWriter(workdir)
+  resumed_from = None
+  if restored is not None:
+    state, meta, resumed_from, bad_steps = restored
+    if bad_steps:
+      checkpointing.quarantine(workdir, bad_steps)
+      manager = checkpointing.make_manager(workdir)
+      logging.warning("Resumed from the newest intact checkpoint (step %d).", resumed_from)
+    stream.restore(meta["data"])
+    writer.truncate_after(resumed_from)
+    logging.info("Resumed from checkpoint at step %d in %s", resumed_from, workdir)
+  else:
+    writer.truncate_after(-1)
+
+  step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx), donate_argnums=0)
+  eval_fn = jax.jit(task.eval_step)
+  final_eval_fn = jax.jit(task.final_eval_step) if task.final_eval_step else eval_fn
+  eval_key = keys.stream(root, "eval")
+  stats_every = int(tc.get("grad_stats_every", 0))
+  stats_fn = jax.jit(functools.partial(
+      grad_stats_step, loss_fn=task.loss_fn, groups=task.groups,
+      num_draws=int(tc.get("grad_stats_draws", 2))))
+  stats_root = keys.stream(root, "grad_stats")
+
+  num_steps = int(tc.num_steps)
+  log_every, eval_every = int(tc.log_every), int(tc.eval_every)
+  ckpt_every = int(tc.checkpoint_every)
+  start_step = int(state.step)
+  last_ckpt = resumed_from
+
+  def save_checkpoint(step):
+    checkpointing.save(manager, step, state, {"data": stream.state(),
+                                              "seed": int(config.seed)})
+
+  def run_eval(step, fn=eval_fn):
+    result = evaluation.evaluate(fn, state.params, ds.eval_x, eval_batch_size, eval_key,
+                                 ds.num_dims, bits_per_dim=task.bits_per_dim,
+                                 sharding=batch_sharded)
+    writer.write(step, "eval", result)
+    logging.info("step %d eval: %s %.3f nats", step, task.eval_headline,
+                 result[task.eval_headline])
+    return result
+
+  initial = run_eval(0) if task.eval_at_start and start_step == 0 else None
+  meter = StepMeter(start_step)
+  try:
+    for step in range(start_step, num_steps):
+      x = jax.device_put(next(stream), batch_sharded)
+      state, metrics = step_fn(state, x)
+      meter.add(state, metrics)
+      done = step + 1
+      stats_now = stats_every and done % stats_every == 0
+      if not (done % log_every == 0 or done == num_steps or done % ckpt_every == 0 or
+              done % eval_every == 0 or stats_now):
+        continue
+      means = meter.flush(done, lambda first, last: (
+          f"the loss or its gradient became NaN/Inf between steps {first} and {last}; "
+          f"stopped. The last good checkpoint (step {last_ckpt}) is intact in "
+          f"{checkpointing.checkpoint_dir(workdir)}. Lower --config.train.learning_rate "
+          f"or check the data."))
+      rate = means["steps_per_s"]
+      writer.write(done, "train", means)
+      logging.info("step %d/%d %s grad_norm %.3g | %.1f steps/s, ETA %s", done, num_steps,
+                   " ".join(f"{k} {means[k]:.3f}" for k in task.headline if k in means),
+                   means["grad_norm"], rate,
+                   format_eta((num_steps - done) / rate) if rate > 0 else "?")
+      if stats_now:
+        stats = stats_fn(state.params, x, state.est_state, jax.random.fold_in(stats_root, done))
+        writer.write(done, "grad_stats", jax.device_get(stats))
+      if done % eval_every == 0 and done != num_steps:
+        run_eval(done)
+      if done % ckpt_every == 0 or done == num_steps:
+        save_checkpoint(done)
+        last_ckpt = done
+      writer.flush()
+      meter.end_host()
+
+    steps_per_s = meter.steps_per_s(num_steps) if num_steps - start_step > 1 else None
+    if last_ckpt is None or int(state.step) != last_ckpt:
+      save_checkpoint(int(state.step))
+    final = run_eval(int(state.step), final_eval_fn)
+  finally:
+    writer.close()
+    checkpointing.close(manager)
+  return TrainResult(state=state, final_eval=final, initial_eval=initial,
+                     steps_per_s=steps_per_s, resumed_from=resumed_from)
+
+
+def run_summary(workdir: str, result: TrainResult, ds: data_lib.Dataset, config,
+                **extra) -> dict:
+  """The summary every trained model writes: ``eval_*`` of the final evaluation,
+  step, throughput, data and devices, plus ``extra``; written to summary.json.
+
+  A re-run that trained nothing keeps the previous run's throughput.
+  """
+  steps_per_s = result.steps_per_s
+  path = os.path.join(workdir, wd.SUMMARY_FILE)
+  if steps_per_s is None and os.path.exists(path):
+    try:
+      steps_per_s = wd.read_json(path).get("steps_per_s")
+    except (OSError, json.JSONDecodeError):
+      steps_per_s = None
+  summary = {f"eval_{k}": v for k, v in result.final_eval.items()}
+  if result.initial_eval is not None:
+    summary.update({f"eval_initial_{k}": v for k, v in result.initial_eval.items()})
+  summary.update(
+      step=int(result.state.step), eval_examples=int(len(ds.eval_x)),
+      steps_per_s=steps_per_s,
+      examples_per_s=steps_per_s * int(config.train.batch_size) if steps_per_s else None,
+      dataset=ds.name, device=jax.devices()[0].platform, device_count=jax.device_count(),
+      **extra)
+  wd.write_summary(workdir, summary)
+  return summary
