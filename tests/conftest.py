@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs, the shared MNIST test images, runner helper."""
+"""Shared fixtures and helpers: tiny configs, the shared MNIST test images, the runner."""
 
 import os
 import subprocess
@@ -8,17 +8,25 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
+CONFIGS = os.path.join(ROOT, "experiments", "configs")
 
-# A VAE config that trains in about a second on the 8x8 digits.
-TINY_VAE = dict(dataset="digits", binarize="static", hidden_dims="32", latent_dim=4,
-                batch_size=50, num_steps=60, learning_rate=3e-3, seed=0,
-                log_every=10, eval_every=30, checkpoint_every=30, eval_batch_size=128,
-                eval_iw_samples=8)
+
+def config_path(name: str, variants: str = "") -> str:
+  """``experiments/configs/<name>.py[:variants]`` for --config."""
+  path = os.path.join("experiments", "configs", f"{name}.py")
+  return f"{path}:{variants}" if variants else path
+
+
+def get_config(name: str, variants: str = "tiny"):
+  """The ConfigDict of experiments/configs/<name>.py with ``variants``."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  return importlib.import_module(f"experiments.configs.{name}").get_config(variants)
 
 
 @pytest.fixture
-def tiny_config():
-  return dict(TINY_VAE)
+def tiny_vae():
+  """The tiny VAE config (seconds on the 8x8 digits)."""
+  return get_config("vae", "tiny")
 
 
 @pytest.fixture
@@ -37,8 +45,9 @@ def failure_report(proc: subprocess.CompletedProcess) -> str:
   return f"rc={proc.returncode}\n{head}\n...\n{err[-2500:]}"
 
 
-def flag_args(config: dict) -> list[str]:
-  return [f"--{k}={v}" for k, v in config.items()]
+def overrides(settings: dict) -> list[str]:
+  """{"train.num_steps": 20} -> ["--config.train.num_steps=20"]."""
+  return [f"--config.{k}={v}" for k, v in settings.items()]
 
 
 def run_main(args: list[str], timeout: float = 300, env=None,

@@ -28,6 +28,7 @@ import optax
 
 from vae_jax import distributions as D
 from vae_jax import objectives
+from vae_jax.errors import UserError
 
 Array = jax.Array
 
@@ -44,29 +45,65 @@ def elbo_given_q(params: Any, x: Array, key: Array, q_mean: Array, q_log_scale: 
   return recon - D.kl_normal_std_normal(q_mean, q_log_scale)
 
 
+def check_count(name: str, value: int) -> None:
+  """Raises UserError unless ``value`` is a positive integer (a number of samples or steps)."""
+  if int(value) != value or value < 1:
+    raise UserError(f"{name} must be a positive integer, got {value}.")
+
+
+def _over_chunks(fn, combine, key: Array, num_samples: int, chunk: int) -> Array:
+  """Combines fn(k, n) over chunks that hold exactly ``num_samples`` samples.
+
+  The chunks are num_samples // chunk of ``chunk`` samples (a ``scan``) and,
+  if needed, one of the remaining num_samples % chunk; chunk i draws with
+  fold_in(key, i). ``fn(k, n)`` summarizes n samples as [B] (a sum or a
+  logsumexp); ``combine`` merges two summaries (``jnp.add``, ``jnp.logaddexp``).
+  Memory is O(chunk x B x D).
+  """
+  check_count("num_samples", num_samples)
+  check_count("chunk", chunk)
+  chunk = min(chunk, num_samples)
+  num_full, rest = divmod(num_samples, chunk)
+  total = fn(jax.random.fold_in(key, 0), chunk)
+  if num_full > 1:
+    total, _ = jax.lax.scan(
+        lambda acc, i: (combine(acc, fn(jax.random.fold_in(key, i), chunk)), None),
+        total, jnp.arange(1, num_full))
+  if rest:
+    total = combine(total, fn(jax.random.fold_in(key, num_full), rest))
+  return total
+
+
+def elbo_estimate(params: Any, x: Array, key: Array, q_mean: Array, q_log_scale: Array, *,
+                  model, num_samples: int, chunk: int = 100) -> Array:
+  """``elbo_given_q`` with ``num_samples`` samples drawn in chunks: [B].
+
+  Any positive ``num_samples`` is used exactly (chunks of ``chunk`` plus a
+  remainder), with memory O(chunk x B x D).
+  """
+  def weighted(k, n):  # the chunk's share n / num_samples of the mean
+    return (n / num_samples) * elbo_given_q(params, x, k, q_mean, q_log_scale, model=model,
+                                            num_samples=n)
+  return _over_chunks(weighted, jnp.add, key, num_samples, chunk)
+
+
 def iw_log_likelihood(params: Any, x: Array, key: Array, q_mean: Array, q_log_scale: Array,
                       *, model, num_samples: int, chunk: int = 100) -> Array:
   """Importance-weighted estimate of log p(x) with proposal q: [B].
 
   log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k), z_k ~ q, accumulated over chunks
-  of samples with a running logsumexp (memory O(chunk x B x D)). A
-  consistent, downward-biased estimate (the IWAE bound, Burda et al. 2015).
+  of samples with a running logsumexp (memory O(chunk x B x D)); any positive
+  K = num_samples is used exactly. A consistent, downward-biased estimate
+  (the IWAE bound, Burda et al. 2015).
   """
-  chunk = min(chunk, num_samples)
-  if num_samples % chunk:
-    raise ValueError(f"num_samples={num_samples} must be a multiple of chunk={chunk}")
-
-  def body(acc, k):
-    z = D.normal_sample(k, q_mean, q_log_scale, (chunk,))
+  def log_sum_w(k, n):
+    z = D.normal_sample(k, q_mean, q_log_scale, (n,))                      # [n, B, L]
     dec_out = model.apply(params, z, method="decode")
     log_w = (objectives.log_likelihood(x, dec_out) + D.std_normal_log_prob(z)
-             - D.normal_log_prob(z, q_mean, q_log_scale))                    # [chunk, B]
-    return jnp.logaddexp(acc, jax.nn.logsumexp(log_w, 0)), None
+             - D.normal_log_prob(z, q_mean, q_log_scale))                    # [n, B]
+    return jax.nn.logsumexp(log_w, 0)
 
-  keys = jax.random.split(key, num_samples // chunk)
-  init = jnp.full(x.shape[:1], -jnp.inf, q_mean.dtype)
-  total, _ = jax.lax.scan(body, init, keys)
-  return total - math.log(num_samples)
+  return _over_chunks(log_sum_w, jnp.logaddexp, key, num_samples, chunk) - math.log(num_samples)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "num_samples",
@@ -113,6 +150,15 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
          eval_samples: int = 1000, iw_samples: int = 1000) -> dict[str, Array]:
   """Amortized ELBO, optimized ELBO, IW log p(x) and the two gaps, per example.
 
+  Args:
+    params: VAE parameters (a trained decoder; the encoder gives the amortized q).
+    x: [B, D] examples.
+    key: PRNG key (split into optimization, ELBO and IW streams).
+    local_steps, local_learning_rate, local_samples: ``optimize_local``'s settings.
+    eval_samples: samples of each ELBO estimate (the same draws for both q's).
+    iw_samples: samples of the IW estimate of log p(x). Every count is used
+      exactly; counts below 1 raise UserError.
+
   Returns:
     dict of [B] arrays: ``amortized_elbo``, ``optimized_elbo``,
     ``log_likelihood_iw`` (IW estimate with the optimized q* as proposal),
@@ -120,23 +166,23 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
     optimized q (``q_mean``, ``q_log_scale``) and ``trace`` of the local
     optimization (mean ELBO per step).
   """
-  k_opt, k_eval_a, k_eval_o, k_iw_a, k_iw_o = jax.random.split(key, 5)
+  for name, value in (("local_steps", local_steps), ("local_samples", local_samples),
+                      ("eval_samples", eval_samples), ("iw_samples", iw_samples)):
+    check_count(name, value)
+  k_opt, k_eval, k_iw = jax.random.split(key, 3)
   enc_mean, enc_log_scale = model.apply(params, x, method="encode")
   q_mean, q_log_scale, trace = optimize_local(
       params, x, k_opt, enc_mean, enc_log_scale, model=model, num_steps=local_steps,
       num_samples=local_samples, learning_rate=local_learning_rate)
-  chunk = min(100, eval_samples)
   # Same noise for both ELBOs (common random numbers): the gap is less noisy.
-  evaluate = jax.jit(lambda k, m, s: jnp.mean(jnp.stack([
-      elbo_given_q(params, x, jax.random.fold_in(k, i), m, s, model=model,
-                   num_samples=chunk) for i in range(eval_samples // chunk)]), 0))
-  amortized = evaluate(k_eval_a, enc_mean, enc_log_scale)
-  optimized = evaluate(k_eval_a, q_mean, q_log_scale)
-  del k_eval_o
+  evaluate = jax.jit(functools.partial(elbo_estimate, params, x, k_eval, model=model,
+                                       num_samples=eval_samples))
+  amortized = evaluate(enc_mean, enc_log_scale)
+  optimized = evaluate(q_mean, q_log_scale)
   iw = jax.jit(functools.partial(iw_log_likelihood, model=model, num_samples=iw_samples))
   # The optimized q* is the better proposal; with a poor proposal the IW
   # estimate has heavy-tailed weights (it is a lower bound only on average).
-  log_px = iw(params, x, k_iw_o, q_mean, q_log_scale)
+  log_px = iw(params, x, k_iw, q_mean, q_log_scale)
   return {"amortized_elbo": amortized, "optimized_elbo": optimized,
           "log_likelihood_iw": log_px, "amortization_gap": optimized - amortized,
           "approximation_gap": log_px - optimized, "q_mean": q_mean,

@@ -227,27 +227,36 @@ def check_baseline_decay(baseline_decay: float) -> None:
 
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                   estimator: str, num_samples: int, baseline_decay: float = 0.9,
-                  dataset_size: int | None = None) -> tuple[Array, tuple[dict, dict]]:
+                  ) -> tuple[Array, tuple[dict, dict]]:
   """Negative surrogate objective of a Gaussian-encoder VAE for one batch.
 
   The encoder phi gets the chosen estimator; the decoder theta always gets the
-  direct gradient of the Monte-Carlo objective (z held fixed). ELBO-family
-  estimators use the lecture's split: grad_phi of the reconstruction term by
-  the estimator, grad_phi KL(q || p(z)) in closed form.
+  direct gradient of the Monte-Carlo objective (z held fixed). How the KL
+  enters depends on the estimator:
+
+  * ``reparam``, ``score``, ``score_baseline``, ``score_loo``: the lecture's
+    split, mean_s log p(x|z_s) - KL(q || p(z)) with grad_phi of the
+    reconstruction term by the estimator and the KL in closed form.
+  * ``stl``: no analytic KL; the surrogate is the Monte-Carlo ELBO
+    mean_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] with phi stopped inside
+    log q (so its value is that estimate, not recon - KL).
+  * ``iwae``, ``vimco``, ``dreg``: the S-sample IWAE bound, with log p(z_s)
+    and log q(z_s|x) evaluated at the samples (no analytic KL).
+
+  The loss is the negated per-example mean of the surrogate (the full-data
+  estimate (n / B) sum_b ELBO_b is ``objectives.full_data_elbo_estimate``).
 
   Args:
     params: VAE parameters.
     x: [B, D] batch.
     key: PRNG key for z.
     est_state: {"baseline", "count"} for score_baseline; {} otherwise.
-    dataset_size: n. If given the loss is -(n / B) sum_b ELBO_b, the unbiased
-      mini-batch estimate of the full-data ELBO (the lecture's scaling);
-      otherwise the per-example mean (same optimum, gradients / n).
 
   Returns:
-    (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``, ``kl``
-    and ``elbo`` (for the IWAE-objective estimators ``elbo`` is the S-sample
-    bound and ``recon``/``kl`` the single-sample ELBO's terms averaged over s).
+    (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``
+    (mean_s log p(x|z_s)), ``kl`` (analytic KL(q || p(z))) and ``elbo``
+    (recon - kl for the ELBO-family estimators, stl included; the S-sample
+    bound for the IWAE-objective ones).
   """
   check_vae_estimator(estimator, num_samples)
   enc, dec = _split(params)
@@ -321,22 +330,17 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
       bound = bound_s
     recon = jnp.mean(log_lik, 0)
     per_example = recon - kl
-  if dataset_size is not None:
-    loss = -jnp.sum(sur) * (dataset_size / x.shape[0])
-  else:
-    loss = -jnp.mean(sur)
+  loss = -jnp.mean(sur)
   return loss, ({"recon": sg(recon), "kl": sg(kl), "elbo": sg(bound if kind == "iwae"
                                                               else per_example)}, new_state)
 
 
-def make_vae_loss(model, estimator: str, num_samples: int, *, dataset_size: int | None = None,
-                  baseline_decay: float = 0.9):
+def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: float = 0.9):
   """(loss_fn, est_state0) for ``vae_jax.train``: loss_fn(params, x, key, est_state)."""
   check_vae_estimator(estimator, num_samples)
   check_baseline_decay(baseline_decay)
   loss_fn = functools.partial(vae_surrogate, model=model, estimator=estimator,
-                              num_samples=num_samples, baseline_decay=baseline_decay,
-                              dataset_size=dataset_size)
+                              num_samples=num_samples, baseline_decay=baseline_decay)
   return loss_fn, (init_baseline() if estimator == "score_baseline" else {})
 
 

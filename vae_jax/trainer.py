@@ -280,8 +280,11 @@ def format_eta(seconds: float) -> str:
 def validate_train_config(config) -> None:
   """The ``train`` and ``eval`` settings the loop reads; UserError with the key."""
   t = config.train
-  for name in ("batch_size", "num_steps", "log_every", "eval_every", "checkpoint_every"):
+  for name in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
     check_positive(t[name], f"config.train.{name}", integer=True)
+  if not isinstance(t.num_steps, int) or t.num_steps < 0:
+    raise UserError(f"--config.train.num_steps must be an integer >= 0 (0 evaluates "
+                    f"the initialization), got {t.num_steps!r}.")
   check_positive(t.learning_rate, "config.train.learning_rate")
   check_positive(config.eval.batch_size, "config.eval.batch_size", integer=True)
   every = t.get("grad_stats_every", 0)
@@ -400,6 +403,9 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
       meter.end_host()
 
     steps_per_s = meter.steps_per_s(num_steps) if num_steps - start_step > 1 else None
+    if start_step > num_steps:
+      logging.warning("%s holds step %d, past config.train.num_steps=%d; nothing to train.",
+                      workdir, start_step, num_steps)
     if last_ckpt is None or int(state.step) != last_ckpt:
       save_checkpoint(int(state.step))
     final = run_eval(int(state.step), final_eval_fn)

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -176,8 +177,11 @@ class MetricWriter:
   def _events(self, purge_step: int | None = None):
     if self._tb is None and self.tensorboard_dir is not None:
       import tensorboardX  # pylint: disable=g-import-not-at-top
+      # The file name has whole seconds only: a suffix keeps two writers of the
+      # same second (a quick resume) from sharing, and so truncating, one file.
       self._tb = tensorboardX.SummaryWriter(self.tensorboard_dir, purge_step=purge_step,
-                                            flush_secs=30)
+                                            flush_secs=30,
+                                            filename_suffix=f".{time.time_ns()}")
     return self._tb
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> dict:

@@ -1,0 +1,31 @@
+"""Amortization and approximation gaps (``experiments/amortization.py``).
+
+The VAE of the ``data``/``model``/``objective``/``train`` sections is trained
+(or resumed) in WORKDIR/vae; then ``amortization.examples`` held-out images
+each get a per-example q* (``local_steps`` Adam steps from the encoder's q at
+``local_lr``), and the amortized ELBO, the optimized ELBO (``eval_samples``
+Monte-Carlo samples each) and the IWAE log p(x) (``iw_samples``) are compared
+(Cremer et al., 2018).
+
+  python -m experiments.main --config=experiments/configs/amortization.py --workdir=/tmp/gaps
+
+Variants: tiny (seconds on the 8x8 digits).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+from experiments.configs import vae
+
+
+def _tiny(config):
+  vae.VARIANTS["tiny"](config)
+  config.amortization.update(examples=20, local_steps=50, eval_samples=50, iw_samples=50)
+
+
+def get_config(arg=None):
+  config = vae.get_config()
+  config.experiment = "amortization"
+  config.amortization = ml_collections.ConfigDict(dict(
+      examples=200, local_steps=1000, local_lr=1e-2, eval_samples=1000, iw_samples=1000))
+  return common.apply_variants(config, arg, {"tiny": _tiny})

@@ -1,0 +1,46 @@
+"""Gradient variance of every estimator (``experiments/estimator_variance.py``).
+
+A VAE (the ``model``, ``data`` and ``train`` sections, trained with the
+reparametrized ELBO) is checkpointed at each of ``variance.steps``; at each,
+on one fixed held-out batch, every estimator's encoder gradient is drawn
+``variance.draws`` times for S = ``variance.num_samples`` (all of them at the
+last step, the first elsewhere).
+
+  python -m experiments.main --config=experiments/configs/estimator_variance.py --workdir=/tmp/var
+
+Variants: digits (about a minute on the 8x8 digits), tiny (seconds).
+"""
+
+import ml_collections
+
+from experiments.configs import common
+from experiments.configs import vae
+
+
+def _digits(config):
+  config.data.dataset = "digits"
+  config.data.binarize = "static"
+  config.model.hidden_dims = (64,)
+  config.model.latent_dim = 8
+  config.train.batch_size = 50
+  config.eval.batch_size = 100
+  config.variance.steps = (0, 100, 300)
+  config.variance.num_samples = (2, 8, 32)
+  config.variance.draws = 32
+
+
+def _tiny(config):
+  vae.VARIANTS["tiny"](config)
+  config.variance.steps = (0, 20)
+  config.variance.num_samples = (2, 4)
+  config.variance.draws = 4
+
+
+def get_config(arg=None):
+  config = vae.get_config()
+  config.experiment = "estimator_variance"
+  config.variance = ml_collections.ConfigDict(dict(
+      estimators=("reparam", "score", "score_baseline", "score_loo", "stl", "iwae",
+                  "vimco", "dreg"),
+      num_samples=(2, 8, 32), steps=(0, 200, 1000, 3000), draws=64))
+  return common.apply_variants(config, arg, {"digits": _digits, "tiny": _tiny})

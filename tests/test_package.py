@@ -1,0 +1,55 @@
+"""The package's shape: a library that defines no flags, draws no figures on
+import, never imports the experiments, and keeps modules readable."""
+
+import ast
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+LIBRARY = sorted(glob.glob(os.path.join(ROOT, "vae_jax", "*.py")))
+
+
+def _imports(path):
+  tree = ast.parse(open(path).read())
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      yield from (a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      yield node.module
+
+
+@pytest.mark.parametrize("module", ["vae_jax"] + [
+    f"vae_jax.{os.path.basename(p)[:-3]}" for p in LIBRARY
+    if os.path.basename(p) not in ("__init__.py", "plots.py")])
+def test_library_imports_neither_matplotlib_nor_defines_flags(module):
+  """absl.flags itself is loaded by flax/optax/chex (absl.logging imports it), so
+  the check is that no library module defines a flag or imports absl.flags."""
+  code = (f"import sys, {module}\n"
+          "from absl import flags\n"
+          "assert not [m for m in sys.modules if m.split('.')[0] == 'matplotlib'], 'matplotlib'\n"
+          "owners = [m for m in flags.FLAGS.flags_by_module_dict() if 'vae_jax' in m]\n"
+          "assert not owners, owners\n"
+          "assert 'experiments' not in sys.modules, 'experiments'\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                        text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
+  assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=os.path.basename)
+def test_library_modules_do_not_import_flags_matplotlib_or_experiments(path):
+  banned = ("absl.flags", "ml_collections.config_flags", "experiments")
+  imported = set(_imports(path))
+  assert not [m for m in imported if m.startswith(banned)]
+  if not path.endswith("plots.py"):
+    assert not [m for m in imported if m.startswith("matplotlib")]
+
+
+@pytest.mark.parametrize("path", LIBRARY + sorted(
+    glob.glob(os.path.join(ROOT, "experiments", "*.py"))), ids=os.path.basename)
+def test_no_module_is_over_500_lines(path):
+  assert sum(1 for _ in open(path)) <= 550, "split it: one job per module"

@@ -1,0 +1,211 @@
+"""The one trainer: jitted step, variational-EM phases, guards, resume, for every task."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tests.conftest import get_config
+from vae_jax import data, tasks, trainer
+from vae_jax.errors import UserError
+
+
+def _setup(config):
+  ds = tasks.load_data(config)
+  task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
+  tx = trainer.make_optimizer(config.train)
+  state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
+  return ds, task, tx, state
+
+
+def _step_fn(task, tx, **jit_kw):
+  return jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), **jit_kw)
+
+
+def _moved(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                      jax.tree_util.tree_leaves(b)))
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_train_step_under_jit_decreases_the_loss(tiny_vae):
+  ds, task, tx, state = _setup(tiny_vae)
+  step = _step_fn(task, tx, donate_argnums=0)
+  x = jnp.asarray(ds.train_x[:50])
+  losses = []
+  for _ in range(40):
+    state, m = step(state, x)
+    losses.append(float(m["loss"]))
+  assert int(state.step) == 40
+  assert losses[-1] < losses[0] - 5
+  for k in ("loss", "elbo", "recon", "kl", "grad_norm", "param_norm", "grad_norm_encoder",
+            "grad_norm_decoder", "elbo_full_data"):
+    assert np.isfinite(float(m[k])), k
+  # The reparametrized loss is the negative batch-mean ELBO, and the full-data
+  # estimate is n times the batch mean (all rows equal weight here).
+  assert float(m["loss"]) == pytest.approx(-float(m["elbo"]), rel=1e-5)
+  assert float(m["elbo_full_data"]) == pytest.approx(len(ds.train_x) * float(m["elbo"]),
+                                                     rel=1e-5)
+
+
+def test_variational_em_updates_one_half_at_a_time(tiny_vae):
+  tiny_vae.objective.e_steps, tiny_vae.objective.m_steps = 2, 3
+  ds, task, tx, state = _setup(tiny_vae)
+  step = _step_fn(task, tx)
+  x = jnp.asarray(ds.train_x[:50])
+  changed = []
+  for _ in range(10):
+    new, _ = step(state, x)
+    changed.append((_moved(state.params["params"]["encoder"], new.params["params"]["encoder"]),
+                    _moved(state.params["params"]["decoder"], new.params["params"]["decoder"])))
+    state = new
+  e, m = (True, False), (False, True)
+  assert changed == [e, e, m, m, m] * 2
+
+
+def test_joint_step_equals_adam_on_all_parameters(tiny_vae):
+  """e = m = 1 is plain joint training: one Adam step on all parameters."""
+  ds, task, tx, state = _setup(tiny_vae)
+  x = jnp.asarray(ds.train_x[:50])
+  new, _ = _step_fn(task, tx)(state, x)
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)
+  grads = jax.grad(lambda p: task.loss_fn(p, x, key, {})[0])(state.params)
+  ref_tx = optax.adam(tiny_vae.train.learning_rate)
+  updates, _ = ref_tx.update(grads, ref_tx.init(state.params), state.params)
+  want = optax.apply_updates(state.params, updates)
+  for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_made_step_is_adam_on_the_exact_nll():
+  config = get_config("autoregressive")
+  ds, task, tx, state = _setup(config)
+  x = jnp.asarray(ds.train_x[:50])
+  new, m = _step_fn(task, tx)(state, x)
+  # Independent reference: -mean log p(x) of MADE's logits written out with scipy's
+  # Bernoulli log-pmf, and optax's own Adam.
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  logits = np.asarray(task.model.apply(state.params, x), np.float64)
+  p = 1.0 / (1.0 + np.exp(-logits))
+  nll = -stats.bernoulli.logpmf(np.asarray(x), p).sum(1).mean()
+  assert float(m["nll"]) == pytest.approx(nll, rel=1e-5)
+  assert float(m["bits_per_dim"]) == pytest.approx(nll / (64 * np.log(2)), rel=1e-5)
+  grads = jax.grad(lambda prm: -jnp.mean(jnp.sum(
+      x * jax.nn.log_sigmoid(task.model.apply(prm, x))
+      + (1 - x) * jax.nn.log_sigmoid(-task.model.apply(prm, x)), -1)))(state.params)
+  ref_tx = optax.adam(config.train.learning_rate)
+  updates, _ = ref_tx.update(grads, ref_tx.init(state.params), state.params)
+  want = optax.apply_updates(state.params, updates)
+  for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("train.learning_rate", 0.0, "config.train.learning_rate"),
+    ("train.learning_rate", -1e-3, "config.train.learning_rate"),
+    ("train.learning_rate", float("nan"), "config.train.learning_rate"),
+    ("train.batch_size", 0, "config.train.batch_size"),
+    ("train.num_steps", -5, "config.train.num_steps"),
+    ("train.grad_stats_every", -1, "grad_stats_every"),
+    ("eval.batch_size", 0, "config.eval.batch_size"),
+])
+def test_bad_train_settings_are_refused(tiny_vae, tmp_path, key, value, match):
+  ds, task, _, _ = _setup(tiny_vae)
+  section, name = key.split(".")
+  tiny_vae[section][name] = value
+  with pytest.raises(UserError, match=match):
+    trainer.train(task, tiny_vae, ds, str(tmp_path))
+  assert not os.path.exists(tmp_path / "config.json")
+
+
+def test_batch_larger_than_dataset_is_refused(tiny_vae, tmp_path):
+  tiny_vae.train.batch_size = 5000
+  ds, task, _, _ = _setup(tiny_vae)
+  with pytest.raises(UserError, match="batch_size"):
+    trainer.train(task, tiny_vae, ds, str(tmp_path))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_vae, tmp_path):
+  workdir = str(tmp_path)
+  tiny_vae.train.num_steps = 30
+  ds, task, _, _ = _setup(tiny_vae)
+  trainer.train(task, tiny_vae, ds, workdir)
+  _, good, _ = tasks.load_checkpoint(workdir)
+  tiny_vae.train.update(num_steps=200, learning_rate=1e30)
+  with pytest.raises(trainer.NonFiniteLossError, match="last good checkpoint \\(step 30\\)"):
+    trainer.train(task, tiny_vae, ds, workdir)
+  assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))
+                if s.isdigit()) == [30]
+  _, again, _ = tasks.load_checkpoint(workdir)
+  _assert_trees_equal(good, again)
+
+
+def test_conflicting_workdir_is_refused(tiny_vae, tmp_path):
+  tiny_vae.train.num_steps = 10
+  ds, task, _, _ = _setup(tiny_vae)
+  trainer.train(task, tiny_vae, ds, str(tmp_path))
+  changed = tiny_vae.copy_and_resolve_references()
+  changed.model.latent_dim = 6
+  with pytest.raises(UserError, match="model.latent_dim: saved 4, now 6"):
+    trainer.train(tasks.build_task(changed, ds.image_shape), changed, ds, str(tmp_path))
+  # Settings outside data/model/objective/seed/batch size may change on resume.
+  tiny_vae.train.update(num_steps=20, log_every=5)
+  assert int(trainer.train(task, tiny_vae, ds, str(tmp_path)).state.step) == 20
+
+
+@pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
+def test_resume_and_extension_are_bit_exact(tmp_path, name):
+  """30 steps, then extended to 60, equals 60 steps in one go, for every task."""
+  config = get_config(name)
+  ds, task, _, _ = _setup(config)
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  config.train.num_steps = 30
+  trainer.train(task, config, ds, a)
+  config.train.num_steps = 60
+  ra = trainer.train(task, config, ds, a)
+  rb = trainer.train(task, config, ds, b)
+  assert ra.resumed_from == 30 and rb.resumed_from is None
+  _, state_a, _ = tasks.load_checkpoint(a)
+  _, state_b, _ = tasks.load_checkpoint(b)
+  assert int(state_a.step) == int(state_b.step) == 60
+  _assert_trees_equal(state_a, state_b)
+  assert ra.final_eval == rb.final_eval
+
+
+def test_zero_steps_evaluates_the_initialization(tiny_vae, tmp_path):
+  tiny_vae.train.num_steps = 0
+  ds, task, _, _ = _setup(tiny_vae)
+  result = trainer.train(task, tiny_vae, ds, str(tmp_path))
+  assert int(result.state.step) == 0 and np.isfinite(result.final_eval["neg_elbo"])
+  init = task.init_params(jax.random.fold_in(jax.random.key(tiny_vae.seed), 0))  # "init" stream
+  _assert_trees_equal(tasks.load_checkpoint(str(tmp_path))[1].params, init)
+
+
+def test_grad_stats_are_logged_per_group(tiny_vae, tmp_path):
+  tiny_vae.train.update(grad_stats_every=30, grad_stats_draws=4)
+  ds, task, _, _ = _setup(tiny_vae)
+  trainer.train(task, tiny_vae, ds, str(tmp_path))
+  from vae_jax import workdir as wd  # pylint: disable=g-import-not-at-top
+  rows = [r for r in wd.read_metrics(str(tmp_path)) if r["split"] == "grad_stats"]
+  assert [r["step"] for r in rows] == [30, 60]
+  for r in rows:
+    for half in ("encoder", "decoder"):
+      assert r[f"grad_var_{half}"] > 0 and np.isfinite(r[f"grad_snr_{half}"])
+
+
+def test_bernoulli_on_data_outside_unit_interval_is_refused(tiny_vae):
+  ds = data.load_arrays("digits")
+  centred = data.Dataset("digits_centred", ds.train_x - 0.5, ds.train_y, ds.eval_x - 0.5,
+                         ds.eval_y, ds.image_shape)
+  with pytest.raises(UserError, match="bernoulli needs data in \\[0, 1\\]"):
+    tasks.validate_vae_data(centred, tiny_vae)
+  tiny_vae.model.likelihood = "gaussian"
+  tasks.validate_vae_data(centred, tiny_vae)   # the Gaussian likelihood is fine with it
