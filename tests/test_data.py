@@ -3,6 +3,7 @@
 import gzip
 import os
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -62,19 +63,24 @@ def test_tfds_data_source_under_mock_data(name, shape):
     assert set(np.unique(ds.train_x)) <= {0.0, 1.0}
 
 
-def test_tfds_missing_dataset_is_a_clear_error(tmp_path):
-  # An empty data_dir, downloads switched off (tests never touch the network).
-  with pytest.raises(UserError, match="tfds build mnist"):
-    _no_download(tmp_path)
+def test_tfds_missing_dataset_is_a_clear_error_without_download(tmp_path, monkeypatch, capfd):
+  # An empty data_dir: a UserError that says how to prepare the data, and no
+  # download started (nothing printed about it, no socket opened, no file written).
+  attempts = []
 
+  def no_network(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("network access in a test")
 
-def _no_download(tmp_path):
-  orig = tfds.data_source
-  try:
-    tfds.data_source = lambda *a, **k: orig(*a, **{**k, "download": False})
-    return data.load_arrays("mnist", str(tmp_path))
-  finally:
-    tfds.data_source = orig
+  monkeypatch.setattr(socket.socket, "connect", no_network)
+  monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+  monkeypatch.setattr(socket, "getaddrinfo", no_network)
+  with pytest.raises(UserError, match="not prepared.*tfds build mnist --data_dir=DIR"):
+    data.load_arrays("mnist", str(tmp_path))
+  out, err = capfd.readouterr()
+  assert "download" not in (out + err).lower(), out + err
+  assert attempts == []
+  assert list(tmp_path.iterdir()) == []
 
 
 def _make_idx_dir(src, dst, gz_train=True):
@@ -129,6 +135,18 @@ def test_idx_loader_errors(shared_mnist_dir, tmp_path):
     f.write(lab[:8] + lab[8:1008])  # 1000 labels for 10000 images: header mismatch
   with pytest.raises(UserError):
     data.load_arrays("mnist_idx", d)
+
+
+@pytest.mark.parametrize("header", [b"\x00\x00\x08\x03\x00\x00",       # idx3, cut after 6 bytes
+                                    b"\x00\x00\x08\x01\x00\x00\x27",   # idx1, cut after 7 bytes
+                                    b"\x00\x00\x08\x03" + bytes(8)])     # 2 of 3 dimensions
+def test_idx_header_cut_short_is_a_clear_error(tmp_path, header):
+  for name, opener in (("cut-idx3-ubyte", open), ("cut-idx3-ubyte.gz", gzip.open)):
+    path = str(tmp_path / name)
+    with opener(path, "wb") as f:
+      f.write(header)
+    with pytest.raises(UserError, match="truncated"):
+      data.read_idx(path)
 
 
 def test_batch_stream_is_deterministic_and_resumable():

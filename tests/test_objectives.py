@@ -176,7 +176,8 @@ def test_minibatch_estimate_is_unbiased_for_the_full_data_elbo(model):
   def batch_elbos(k):
     k_batch, k_z = jax.random.split(k)
     idx = jax.random.choice(k_batch, n, (b,), replace=False)
-    return objectives.elbo(params, jnp.asarray(data)[idx], k_z, model=model, num_samples=1)[1]["elbo"]
+    _, aux = objectives.elbo(params, jnp.asarray(data)[idx], k_z, model=model, num_samples=1)
+    return aux["elbo"]
 
   elbos = batch_elbos(jax.random.split(jax.random.key(13), draws))        # [R, B]
 

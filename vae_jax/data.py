@@ -12,7 +12,8 @@ Sources (``load_arrays(name, ...)``):
   a fixed split holds out 297 images for evaluation.
 * ``mnist``, ``binarized_mnist``, ``fashion_mnist``, ``cifar10``: TFDS through
   ``tfds.data_source`` (array_record, no TensorFlow needed to read). Use
-  ``data_dir`` for a prepared TFDS directory.
+  ``data_dir`` for a prepared TFDS directory; nothing is ever downloaded (an
+  unprepared dataset is a UserError that says how to prepare it).
 * ``mnist_idx``: local MNIST-format IDX files in ``data_dir``:
   ``train-images-idx3-ubyte`` (train) and ``t10k-images-idx3-ubyte`` (eval),
   each raw or ``.gz``; ``*-labels-idx1-ubyte`` are read when present.
@@ -165,6 +166,10 @@ def read_idx(path: str) -> np.ndarray:
   if zero != 0 or dtype_code not in dtypes or ndim == 0:
     raise UserError(f"{path} has no IDX header (magic {data[:4].hex()}); "
                     f"expected an MNIST-format idx3/idx1 file.")
+  if len(data) < 4 + 4 * ndim:
+    raise UserError(f"{path} is truncated: its IDX header announces {ndim} dimensions "
+                    f"({4 + 4 * ndim} header bytes) but the file holds {len(data)} bytes; "
+                    f"re-download it.")
   shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
   dtype = np.dtype(dtypes[dtype_code])
   expected = int(np.prod(shape)) * dtype.itemsize
@@ -231,16 +236,29 @@ def _source_to_arrays(source) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_tfds(name: str, data_dir: str | None):
+  """Reads a prepared TFDS dataset; never downloads (``download=False``).
+
+  Raises:
+    UserError: the dataset is not prepared in ``data_dir`` (TFDS's default
+      directory when None), or cannot be read there.
+  """
   import tensorflow_datasets as tfds
+  where = f"--data_dir={data_dir}" if data_dir else "TFDS's default data_dir"
+  how = (f"Prepare it once with `tfds build {name} --data_dir=DIR --file_format=array_record` "
+         f"(needs network access and TensorFlow) and pass --data_dir=DIR, or use "
+         f"--dataset=mnist_5k (offline).")
   try:
+    # download=False: an unprepared dataset fails here instead of starting a download.
     sources = tfds.data_source(name, split=["train", _TFDS_EVAL_SPLIT[name]],
-                               data_dir=data_dir)
+                               data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
+    if not _tfds_is_prepared(tfds, name, data_dir):
+      raise UserError(f"TFDS dataset {name!r} is not prepared in {where}; this program "
+                      f"never downloads it. {how}") from None
     raise UserError(
-        f"could not open TFDS dataset {name!r} (data_dir={data_dir}): "
+        f"could not open TFDS dataset {name!r} in {where}: "
         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
-        f"Prepare it once with `tfds build {name} --data_dir=DIR` and pass "
-        f"--data_dir=DIR, or use --dataset=mnist_5k (offline).") from None
+        f"Reading needs the array_record format. {how}") from None
   (train_img, train_y), (eval_img, eval_y) = map(_source_to_arrays, sources)
   shape = tuple(int(s) for s in train_img.shape[1:])
   if name == "binarized_mnist":  # stored as {0, 1} uint8
@@ -248,6 +266,14 @@ def _load_tfds(name: str, data_dir: str | None):
   else:
     flat = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / 255.0
   return flat(train_img), train_y, flat(eval_img), eval_y, shape
+
+
+def _tfds_is_prepared(tfds, name: str, data_dir: str | None) -> bool:
+  """Whether ``data_dir`` holds a prepared copy of ``name`` (False if unsure)."""
+  try:
+    return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
+  except Exception:  # pylint: disable=broad-except
+    return False
 
 
 def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,

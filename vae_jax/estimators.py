@@ -317,7 +317,8 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
       zs = sg(z)
       log_q_s = D.normal_log_prob(zs, mean, log_scale)                      # grad to phi
       log_w_s = objectives.log_likelihood(x, decode(dec, zs)) + D.std_normal_log_prob(zs) - log_q_s
-      bound_s = jax.nn.logsumexp(log_w_s, 0) - math.log(num_samples)        # theta direct, phi pathwise via log q
+      # theta: direct gradient; phi: pathwise only through log q (z stopped).
+      bound_s = jax.nn.logsumexp(log_w_s, 0) - math.log(num_samples)
       lw = sg(log_w_s)
       s = num_samples
       # Replace log w_s by the mean of the others' log-weights (geometric mean).
