@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 from absl import app
@@ -30,15 +31,15 @@ EXPERIMENTS = ("vae", "bayes", "gmm", "ppca", "estimator_variance", "amortizatio
                "discrete_vae", "autoregressive")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 
-config_flags.DEFINE_config_file(
-    "config", DEFAULT_CONFIG,
-    "Experiment config file (experiments/configs/<experiment>.py[:variant,...]); "
-    "override any setting with --config.<section>.<key>=value.", lock_config=True)
-flags.DEFINE_string("workdir", "./workdir",
-                    "Output directory: config.json, metrics.jsonl, tensorboard/, "
-                    "summary.json, figures, checkpoints. Re-running with the same "
-                    "workdir resumes.")
-FLAGS = flags.FLAGS
+
+
+def one_line(error: BaseException) -> str:
+  """An exception's message as one line; of a wrapped traceback, its last line."""
+  text = str(error).replace("\\n", "\n")
+  lines = [l.strip().strip("'\"").strip() for l in text.splitlines() if l.strip()]
+  if any(l.startswith("Traceback") for l in lines):
+    lines = lines[-1:]
+  return " ".join(l for l in lines if l)
 
 
 def fail(message: str) -> None:
@@ -47,16 +48,48 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def unknown_key(error: BaseException) -> str:
+  """The message for an override of a key the config does not have."""
+  # ml_collections says: "'latnt_dim'\nDid you mean "latent_dim" instead of ...".
+  text = str(error).replace("\\", "")
+  missing = re.search(r"(\w+)'", text)
+  hint = re.search(r'Did you mean "(\w+)"', text)
+  given = [a.split("=")[0] for a in sys.argv[1:]
+           if missing and a.startswith("--config.") and missing.group(1) in a]
+  return (f"{given[0] if given else '--config override'}: no such setting in the config"
+          + (f"; did you mean {hint.group(1)!r}?" if hint else ".")
+          + " See the config file for its keys.")
+
+
+try:
+  # Loads the default config and applies --config.* overrides from sys.argv now,
+  # so a misspelt key surfaces here.
+  config_flags.DEFINE_config_file(
+      "config", DEFAULT_CONFIG,
+      "Experiment config file (experiments/configs/<experiment>.py[:variant,...]); "
+      "override any setting with --config.<section>.<key>=value.", lock_config=True)
+except (KeyError, AttributeError) as e:
+  fail(unknown_key(e))
+except (ValueError, TypeError) as e:
+  fail(f"--config override: {one_line(e)}")
+flags.DEFINE_string("workdir", "./workdir",
+                    "Output directory: config.json, metrics.jsonl, tensorboard/, "
+                    "summary.json, figures, checkpoints. Re-running with the same "
+                    "workdir resumes.")
+FLAGS = flags.FLAGS
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with every flag or config error as one ``error:`` line."""
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    fail(" ".join(str(e).split()))
+    fail(one_line(e))
+  except (KeyError, AttributeError) as e:
+    fail(unknown_key(e))
   except Exception as e:  # pylint: disable=broad-except
-    # A config file that fails to load (e.g. an unknown variant) or an override
-    # that cannot apply surfaces here in some ml_collections versions.
-    fail(f"{type(e).__name__}: {' '.join(str(e).split())}")
+    # A config file that fails to load or an override that cannot apply.
+    fail(f"{type(e).__name__}: {one_line(e)}")
 
 
 def experiment_module(name: str):
@@ -71,8 +104,12 @@ def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  config = FLAGS.config
-  module = experiment_module(config.get("experiment"))
+  try:
+    config = FLAGS.config
+    experiment = config.get("experiment")
+  except OSError as e:  # the config file could not be loaded
+    fail(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}")
+  module = experiment_module(experiment)
   logging.info("experiment %s, workdir %s", config.experiment, FLAGS.workdir)
   try:
     summary = module.run(config, FLAGS.workdir)

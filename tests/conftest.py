@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: tiny configs, the shared MNIST test images, the runner."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -50,9 +51,20 @@ def overrides(settings: dict) -> list[str]:
   return [f"--config.{k}={v}" for k, v in settings.items()]
 
 
-def run_main(args: list[str], timeout: float = 300, env=None,
-             **kwargs) -> subprocess.CompletedProcess:
-  """Runs `python -m experiments.main ARGS` in a subprocess from the repo root."""
-  env = dict(env or os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+def run_main(args: list[str], timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+  """Runs `python -m experiments.main ARGS` in a subprocess from the repo root.
+
+  A run still going after ``timeout`` seconds gets SIGABRT, so that Python's
+  faulthandler prints every thread's stack into the failure report.
+  """
+  env = dict(env or os.environ, JAX_PLATFORMS="cpu", PYTHONFAULTHANDLER="1")
+  cmd = [sys.executable, "-m", "experiments.main", *args]
+  with subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE) as proc:
+    try:
+      out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGABRT)
+      out, err = proc.communicate()
+      pytest.fail(f"timed out after {timeout} s: {' '.join(args)}\n{err[-6000:]}")
+  return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

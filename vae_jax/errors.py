@@ -46,8 +46,8 @@ def check_positive(value, name: str, *, integer: bool = False):
   try:
     v = float(value)
   except (TypeError, ValueError):
-    raise UserError(f"{name} must be a positive number, got {value!r}.") from None
+    raise UserError(f"--{name} must be a positive number, got {value!r}.") from None
   if not math.isfinite(v) or v <= 0 or (integer and v != int(v)):
     kind = "a positive integer" if integer else "a positive finite number"
-    raise UserError(f"{name} must be {kind}, got {value!r}; set it, e.g. --{name}=...")
+    raise UserError(f"--{name} must be {kind}, got {value!r}.")
   return value

@@ -130,7 +130,7 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
                        tx: optax.GradientTransformation) -> TrainState:
   """Initializes parameters and optimizer state(s)."""
-  params = task.init_params(init_key)
+  params = jax.jit(task.init_params)(init_key)   # one compilation, not one per op
   if task.groups:
     opt_state = {g: tx.init(params["params"][g]) for g in task.groups}
   else:

@@ -23,9 +23,12 @@ def _tiny(config):
   config.amortization.update(examples=20, local_steps=50, eval_samples=50, iw_samples=50)
 
 
+VARIANTS = {"tiny": _tiny}
+
+
 def get_config(arg=None):
   config = vae.get_config()
   config.experiment = "amortization"
   config.amortization = ml_collections.ConfigDict(dict(
       examples=200, local_steps=1000, local_lr=1e-2, eval_samples=1000, iw_samples=1000))
-  return common.apply_variants(config, arg, {"tiny": _tiny})
+  return common.apply_variants(config, arg, VARIANTS)

@@ -16,6 +16,9 @@ def _tiny(config):
   config.model.hidden_dims = (64,)
 
 
+VARIANTS = {"tiny": _tiny}
+
+
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "autoregressive"
@@ -24,4 +27,4 @@ def get_config(arg=None):
   config.model = ml_collections.ConfigDict(dict(hidden_dims=(500,)))
   config.train = common.train_section()
   config.eval = ml_collections.ConfigDict(dict(batch_size=500))
-  return common.apply_variants(config, arg, {"tiny": _tiny})
+  return common.apply_variants(config, arg, VARIANTS)

@@ -19,6 +19,9 @@ def _tiny(config):
   config.train.grad_stats_every = 30
 
 
+VARIANTS = {"tiny": _tiny}
+
+
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "discrete_vae"
@@ -29,4 +32,4 @@ def get_config(arg=None):
       estimator="score_loo", num_samples=4, baseline_decay=0.9))
   config.train = common.train_section(num_steps=10000, grad_stats_every=500)
   config.eval = ml_collections.ConfigDict(dict(batch_size=500))
-  return common.apply_variants(config, arg, {"tiny": _tiny})
+  return common.apply_variants(config, arg, VARIANTS)

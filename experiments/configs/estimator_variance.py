@@ -31,9 +31,11 @@ def _digits(config):
 
 def _tiny(config):
   vae.VARIANTS["tiny"](config)
-  config.variance.steps = (0, 20)
-  config.variance.num_samples = (2, 4)
-  config.variance.draws = 4
+  config.variance.update(estimators=("reparam", "score", "vimco"), num_samples=(2,),
+                         steps=(0, 20), draws=4)
+
+
+VARIANTS = {"digits": _digits, "tiny": _tiny}
 
 
 def get_config(arg=None):
@@ -43,4 +45,4 @@ def get_config(arg=None):
       estimators=("reparam", "score", "score_baseline", "score_loo", "stl", "iwae",
                   "vimco", "dreg"),
       num_samples=(2, 8, 32), steps=(0, 200, 1000, 3000), draws=64))
-  return common.apply_variants(config, arg, {"digits": _digits, "tiny": _tiny})
+  return common.apply_variants(config, arg, VARIANTS)

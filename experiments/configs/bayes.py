@@ -1,0 +1,35 @@
+"""Conjugate Bayes on simulated data (``experiments/bayes.py``).
+
+  python -m experiments.main --config=experiments/configs/bayes.py --workdir=/tmp/bayes
+  python -m experiments.main --config=experiments/configs/bayes.py \
+      --config.bayes.sizes='(1, 10, 100)' --config.bayes.trials=50 --workdir=/tmp/bayes
+
+Variants (comma-separated after the colon, applied in order):
+  tiny   three sizes, 20 trials of 200 held-out points: seconds (tests, smoke runs)
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def _tiny(config):
+  config.bayes.sizes = (1, 5, 50)
+  config.bayes.trials = 20
+  config.bayes.heldout = 200
+
+
+VARIANTS = {"tiny": _tiny}
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.experiment = "bayes"
+  config.seed = 0  # the root of every key of the run (vae_jax.keys)
+  config.bayes = ml_collections.ConfigDict(dict(
+      # Training-set sizes n; trial t's training set of size n is the first n
+      # points of one stream of max(sizes) points (nested prefixes).
+      sizes=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+      trials=200,      # independent simulated data sets averaged per n
+      heldout=1000))   # held-out examples per trial for the log-loss
+  return common.apply_variants(config, arg, VARIANTS)
