@@ -29,15 +29,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import train
+from experiments.configs import vae as vae_config
+from vae_jax import tasks
+from vae_jax import trainer
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Timed steps per measurement (after warm-up).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per setting; the median is reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch eager reference if torch imports.")
 
-CONFIG = dict(train.DEFAULT_CONFIG, dataset="mnist_5k", latent_dim=50, hidden_dims="200,200",
-              learning_rate=1e-3)
+CONFIG = vae_config.get_config()   # the default VAE: 784-200-200-50, Bernoulli, Adam 1e-3
 
 
 def _data(batch_size: int, num_batches: int = 8) -> np.ndarray:
@@ -50,12 +51,10 @@ def _data(batch_size: int, num_batches: int = 8) -> np.ndarray:
 
 
 def bench_jax(batch_size: int, steps: int, repeats: int) -> dict:
-  model = train.build_model(CONFIG, (28, 28, 1))
-  loss_fn, est0 = train.make_loss_fn(model, CONFIG)
-  tx = train.make_optimizer(CONFIG["learning_rate"])
-  state = train.create_train_state(jax.random.key(0), model, tx, 784, est0)
-  step = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn, tx=tx, e_steps=1,
-                                   m_steps=1), donate_argnums=0)
+  task = tasks.vae_task(CONFIG, (28, 28, 1))
+  tx = trainer.make_optimizer(CONFIG.train)
+  state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
+  step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), donate_argnums=0)
   batches = [jnp.asarray(b) for b in _data(batch_size)]
   t0 = time.perf_counter()
   state, m = step(state, batches[0])
@@ -101,7 +100,7 @@ def bench_torch(batch_size: int, steps: int, repeats: int) -> dict | None:
       return -(recon - kl).mean()
 
   model = TorchVAE()
-  opt = torch.optim.Adam(model.parameters(), lr=CONFIG["learning_rate"])
+  opt = torch.optim.Adam(model.parameters(), lr=CONFIG.train.learning_rate)
   batches = [torch.from_numpy(b) for b in _data(batch_size)]
 
   def step(x):

@@ -8,9 +8,6 @@ math tests run in float64 (``jax.enable_x64``) with tight tolerances.
 
 from __future__ import annotations
 
-import json
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,9 +15,7 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from vae_jax import workdir as wd
 from vae_jax.bayes import BetaBernoulli, DirichletCategorical, NormalNormal
-from vae_jax.bayes_experiment import run_bayes
 from vae_jax.errors import UserError
 
 X_BIN = np.array([1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1])      # k = 8 ones, N = 12
@@ -382,52 +377,3 @@ def test_user_error_messages_say_what_and_how():
     DirichletCategorical(np.ones(3)).posterior(np.array([0, 3]))
   with pytest.raises(UserError, match="sigma2 must be positive"):
     NormalNormal(0.0, 1.0, -2.0).map(np.array([1.0]))
-
-
-# ----------------------------------------------------------------------------
-# The runner experiment.
-# ----------------------------------------------------------------------------
-
-
-def test_run_bayes_writes_outputs_and_shows_concentration(tmp_path):
-  config = dict(bayes_sizes="1,5,50", bayes_trials=20, bayes_heldout=200)
-  with jax.enable_x64(False):  # as the runner runs it
-    summary = run_bayes(config, str(tmp_path))
-  for name in ("config.json", "metrics.jsonl", "summary.json", "bayes.png"):
-    assert os.path.getsize(tmp_path / name) > 0, name
-  with open(tmp_path / "bayes.png", "rb") as f:
-    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  saved_config = wd.read_json(str(tmp_path / "config.json"))
-  assert saved_config == {**config, "seed": 0}
-  assert wd.read_json(str(tmp_path / "summary.json")) == summary
-  records = wd.read_metrics(str(tmp_path))
-  assert len(records) == 9 and {r["split"] for r in records} == {"bayes"}
-  assert sorted((r["model"], r["step"]) for r in records) == sorted(
-      (m, n) for m in summary["table"] for n in (1, 5, 50))
-
-  table = summary["table"]
-  assert set(table) == {"beta_bernoulli", "dirichlet_categorical", "normal_normal"}
-  for name, rows in table.items():
-    std = [rows[n]["posterior_std"] for n in ("1", "5", "50")]
-    assert std[0] > std[1] > std[2] > 0, (name, std)
-    # The truths are set so that at n = 1 the predictive beats the MAP plug-in
-    # for every training point (discrete models; see default_settings).
-    one = rows["1"]
-    assert one["logloss_predictive"] < one["logloss_map"], (name, one)
-    assert one["map_minus_predictive"] > 2 * one["map_minus_predictive_se"], (name, one)
-  for name in ("beta_bernoulli", "dirichlet_categorical"):  # one point cannot show every outcome
-    assert table[name]["1"]["logloss_mle"] == "inf"
-    assert table[name]["1"]["mle_inf_fraction"] == 1.0
-  assert table["normal_normal"]["50"]["mle_inf_fraction"] == 0.0
-  # Deterministic given the seed (a second run in another workdir).
-  with jax.enable_x64(False):
-    again = run_bayes(config, str(tmp_path / "again"))
-  assert again == summary
-  json.dumps(summary)  # plain JSON
-
-
-def test_run_bayes_rejects_bad_config(tmp_path):
-  for bad in (dict(bayes_sizes="0,5"), dict(bayes_sizes="1,x"), dict(bayes_sizes=""),
-              dict(bayes_trials=0), dict(bayes_heldout=-3), dict(seed="x"), dict(seed=1.5)):
-    with pytest.raises(UserError):
-      run_bayes(bad, str(tmp_path))

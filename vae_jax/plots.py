@@ -25,9 +25,14 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(6, 4), **subplot_kw):
   return fig, axes
 
 
-def save(fig: Figure, path: str, dpi: int = 120) -> str:
-  """Lays out and writes ``fig`` as a PNG (creating the directory); returns the path."""
-  fig.tight_layout()
+def save(fig: Figure, path: str, dpi: int = 120, *, tight: bool = True) -> str:
+  """Writes ``fig`` as a PNG (creating the directory); returns the path.
+
+  ``tight``: lay it out with ``tight_layout`` first (off for figures that set
+  their own margins).
+  """
+  if tight:
+    fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=dpi)
   return path

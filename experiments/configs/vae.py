@@ -52,13 +52,32 @@ VARIANTS = {"tiny": _tiny, "conv": _conv, "gaussian": _gaussian, "vem": _vem,
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "vae"
-  config.seed = 0
+  config.seed = 0  # the root of every key of the run (vae_jax.keys)
+  # mnist_5k | digits | mnist | binarized_mnist | fashion_mnist | cifar10 | mnist_idx;
+  # data_dir: a prepared TFDS directory, or the IDX folder; binarize: dynamic
+  # (redrawn every step) | static (drawn once) | none (grey levels).
   config.data = common.data_section()
   config.model = ml_collections.ConfigDict(dict(
-      kind="mlp", likelihood="bernoulli", gaussian_scale="shared", latent_dim=50,
-      hidden_dims=(200, 200), activation="relu"))
+      kind="mlp",               # mlp | conv (28x28x1, 32x32x3: sides divisible by 4)
+      likelihood="bernoulli",   # p(x|z): bernoulli (logits) | gaussian (learned scale)
+      gaussian_scale="shared",  # gaussian: one log-scale | per_pixel
+      latent_dim=50,            # L, the dimension of z
+      hidden_dims=(200, 200),   # MLP encoder widths (the decoder mirrors them); () linear
+      activation="relu"))       # relu | tanh | elu | gelu | silu | softplus | leaky_relu | sigmoid
   config.objective = ml_collections.ConfigDict(dict(
-      estimator="reparam", num_samples=1, e_steps=1, m_steps=1, baseline_decay=0.9))
+      # The encoder's gradient. On the ELBO: reparam | score | score_baseline |
+      # score_loo | stl; on the num_samples-sample IWAE bound: iwae | vimco | dreg.
+      # The decoder always gets the direct gradient.
+      estimator="reparam",
+      num_samples=1,            # S, Monte-Carlo samples of z per example
+      e_steps=1,                # variational EM: encoder steps per cycle ...
+      m_steps=1,                # ... then decoder steps; 1 and 1 = joint updates
+      baseline_decay=0.9))      # score_baseline: decay of the running-mean baseline
+  # batch_size, num_steps (raise it to continue a finished run), learning_rate
+  # (Adam), periods of logging / evaluation / checkpoints, and gradient
+  # statistics every grad_stats_every steps (0: never) over grad_stats_draws draws.
   config.train = common.train_section()
-  config.eval = ml_collections.ConfigDict(dict(batch_size=500, iw_samples=100))
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=500,           # evaluation batch (the last one is padded and masked)
+      iw_samples=100))          # K of the final IWAE estimate of -log p(x); 0 skips it
   return common.apply_variants(config, arg, VARIANTS)

@@ -1,11 +1,11 @@
-"""Runner experiment ``--experiment=bayes``: conjugate posteriors on simulated data.
+"""Conjugate posteriors on simulated data (``config.experiment = "bayes"``).
 
 For each conjugate model of ``vae_jax.bayes`` (known true parameters, fixed
-priors, see ``default_settings``), ``trials`` independent training streams of
-length max(sizes) and held-out sets of size ``heldout`` are drawn from the
-true p(x | theta*); the training set of size n is the first n points of a
-stream (data arriving one by one), the held-out set is shared by all n of a
-trial. Per (model, n), averaged over trials:
+priors, see ``default_settings``), ``config.bayes.trials`` independent training
+streams of length max(sizes) and held-out sets of size ``config.bayes.heldout``
+are drawn from the true p(x | theta*); the training set of size n is the first
+n points of a stream (data arriving one by one), the held-out set is shared by
+all n of a trial. Per (model, n), averaged over trials:
 
 * ``posterior_std``: std of p(theta | X) (for the Dirichlet the total
   sqrt(sum_k Var[theta_k | X])): how the posterior concentrates, ~ 1/sqrt(n).
@@ -26,12 +26,13 @@ trial. Per (model, n), averaged over trials:
   chain rule is minus the average sequential (prequential) log-loss
   (1/n) sum_i log p(x_i | x_<i).
 
-Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (one line per
-(model, n), step = n, split "bayes"), ``summary.json`` ({"table": {model:
-{str(n): row}}, "models": {model: prior, truth, entropy}, ...}) and
-``bayes.png``. Deterministic given ``seed``.
+Outputs in the workdir: ``config.json``, ``metrics.jsonl`` and
+``tensorboard/`` (one record per (model, n), step = n, split "bayes"),
+``summary.json`` ({"table": {model: {str(n): row}}, "models": {model: prior,
+truth, entropy}, ...}) and ``bayes.png``. Deterministic given ``config.seed``:
+model i's data come from ``fold_in(keys.stream(root, "simulate"), i)``.
 
-  python -m experiments.main --experiment=bayes --workdir=/tmp/bayes
+  python -m experiments.main --config=experiments/configs/bayes.py --workdir=/tmp/bayes
 """
 
 from __future__ import annotations
@@ -44,17 +45,15 @@ from typing import Any, NamedTuple
 from absl import logging
 import jax
 import jax.numpy as jnp
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import ml_collections
 import numpy as np
 
 from vae_jax import bayes
+from vae_jax import keys
+from vae_jax import plots
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
-BAYES_DEFAULTS = dict(seed=0, bayes_sizes="1,2,5,10,20,50,100,200,500,1000",
-                      bayes_trials=200, bayes_heldout=1000)
 FIGURE_FILE = "bayes.png"
 ROW_KEYS = ("posterior_std", "abs_error", "logloss_predictive", "logloss_map",
             "logloss_mle", "logloss_true", "mle_inf_fraction", "map_minus_predictive",
@@ -97,36 +96,27 @@ def default_settings() -> list[Setting]:
   ]
 
 
-def _resolve(config: dict) -> dict:
-  """Fills in defaults (missing or None keys) and validates the bayes flags."""
-  config = dict(config)
-  for key, default in BAYES_DEFAULTS.items():
-    if config.get(key) is None:
-      config[key] = default
-  sizes = config["bayes_sizes"]
-  if isinstance(sizes, str):
-    parts = [p.strip() for p in sizes.split(",") if p.strip()]
-  else:
-    parts = list(sizes)
-  try:
-    parsed = [int(p) for p in parts]
-  except (TypeError, ValueError):
-    parsed = []
-  if not parsed or any(n <= 0 or str(n) != str(p).strip() for n, p in zip(parsed, parts)):
-    raise UserError(f"--bayes_sizes must be comma-separated positive integers, got "
-                    f"{sizes!r}; e.g. --bayes_sizes=1,10,100.")
-  config["bayes_sizes"] = ",".join(str(n) for n in sorted(set(parsed)))
-  check_positive(config["bayes_trials"], "bayes_trials", integer=True)
-  check_positive(config["bayes_heldout"], "bayes_heldout", integer=True)
-  config["bayes_trials"] = int(config["bayes_trials"])
-  config["bayes_heldout"] = int(config["bayes_heldout"])
-  try:
-    seed = int(config["seed"])
-  except (TypeError, ValueError):
-    seed = None
-  if seed is None or seed != config["seed"]:
-    raise UserError(f"--seed must be an integer, got {config['seed']!r}.")
-  config["seed"] = seed
+def _is_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A validated copy of ``config`` with ``bayes.sizes`` sorted and deduplicated.
+
+  Raises:
+    UserError: naming the config key, for a bad seed, size, trial or held-out count.
+  """
+  config = config.copy_and_resolve_references()
+  if not _is_int(config.seed):
+    raise UserError(f"--config.seed must be an integer, got {config.seed!r}.")
+  sizes = config.bayes.sizes
+  if not isinstance(sizes, (tuple, list)) or not sizes or not all(
+      _is_int(n) and n > 0 for n in sizes):
+    raise UserError(f"--config.bayes.sizes must be a non-empty tuple of positive integers, "
+                    f"got {sizes!r}; e.g. --config.bayes.sizes='(1, 10, 100)'.")
+  config.bayes.sizes = tuple(sorted({int(n) for n in sizes}))
+  for name in ("trials", "heldout"):
+    check_positive(config.bayes[name], f"config.bayes.{name}", integer=True)
   return config
 
 
@@ -221,8 +211,8 @@ def save_bayes_figure(path: str, settings: list[Setting], table: dict, sizes,
                       entropies: dict, trials: int, heldout: int) -> str:
   """3 rows x one column per model: concentration, held-out log-loss, excess log-loss."""
   n = np.asarray(sizes, np.float64)
-  fig, axes = plt.subplots(3, len(settings), figsize=(5.2 * len(settings), 12.5),
-                           squeeze=False)
+  fig, axes = plots.new_figure(3, len(settings), figsize=(5.2 * len(settings), 12.5),
+                               squeeze=False)
   colors = dict(predictive="C0", map="C3", mle="C2")
   labels = dict(predictive="posterior predictive", map="MAP plug-in", mle="MLE plug-in")
   for j, s in enumerate(settings):
@@ -272,57 +262,59 @@ def save_bayes_figure(path: str, settings: list[Setting], table: dict, sizes,
   fig.suptitle(f"Conjugate Bayes on simulated data (mean over {trials} trials, {heldout} "
                "held-out points each): the posterior concentrates as 1/√n; for small n the "
                "plug-ins are overconfident", fontsize=11)
-  # Fixed margins: tight_layout over nine log axes costs seconds.
-  fig.subplots_adjust(left=0.07, right=0.98, bottom=0.045, top=0.94, wspace=0.27, hspace=0.25)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plots.save(fig, path, dpi=100)
 
 
-def run_bayes(config: dict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the conjugate-Bayes experiment and writes its outputs into ``workdir``.
 
   Args:
-    config: flags; reads ``seed``, ``bayes_sizes`` (comma-separated training
-      sizes), ``bayes_trials`` (repetitions averaged over), ``bayes_heldout``
-      (held-out examples per trial); missing keys take ``BAYES_DEFAULTS``.
+    config: ``experiments/configs/bayes.py``; reads ``seed``, ``bayes.sizes``
+      (training sizes), ``bayes.trials`` (repetitions averaged over) and
+      ``bayes.heldout`` (held-out examples per trial).
     workdir: output directory (created if needed).
 
   Returns:
     The summary written to ``summary.json`` (JSON types; +inf as "inf").
+
+  Raises:
+    UserError: a bad config value (the message names its key) or workdir.
   """
   config = _resolve(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = wd.prepare(workdir)
   wd.write_config(workdir, config)
-  sizes = [int(k) for k in config["bayes_sizes"].split(",")]
-  trials, heldout = config["bayes_trials"], config["bayes_heldout"]
+  sizes = list(config.bayes.sizes)
+  trials, heldout = int(config.bayes.trials), int(config.bayes.heldout)
   settings = default_settings()
+  simulate = keys.stream(keys.root(config.seed), "simulate")
   writer = wd.MetricWriter(workdir)
   writer.truncate_after(-1)  # a rerun starts the metrics afresh
 
   start = time.time()
-  root = jax.random.key(config["seed"])
   table, models = {}, {}
-  for i, s in enumerate(settings):
-    entropy = float(s.model.entropy(s.truth))
-    models[s.name] = dict(label=s.label, prior=s.prior, truth=np.asarray(s.truth).tolist(),
-                          entropy=entropy, num_params=s.num_params)
-    table[s.name] = {}
-    per_size = _run_setting(s, jax.random.fold_in(root, i), sizes, trials, heldout)
-    for n in sizes:
-      row = _aggregate(per_size[n])
-      table[s.name][str(n)] = row
-      writer.write(n, "bayes", {"model": s.name, **row})
-    logging.info("bayes %s: n=1 log-loss predictive %.4f, MAP %.4f, MLE %s", s.name,
-                 table[s.name][str(sizes[0])]["logloss_predictive"],
-                 table[s.name][str(sizes[0])]["logloss_map"],
-                 table[s.name][str(sizes[0])]["logloss_mle"])
+  try:
+    for i, s in enumerate(settings):
+      entropy = float(s.model.entropy(s.truth))
+      models[s.name] = dict(label=s.label, prior=s.prior, truth=np.asarray(s.truth).tolist(),
+                            entropy=entropy, num_params=s.num_params)
+      table[s.name] = {}
+      per_size = _run_setting(s, jax.random.fold_in(simulate, i), sizes, trials, heldout)
+      for n in sizes:
+        row = _aggregate(per_size[n])
+        table[s.name][str(n)] = row
+        writer.write(n, "bayes", {"model": s.name, **row})
+      first = table[s.name][str(sizes[0])]
+      logging.info("bayes %s: n=%d log-loss predictive %.4f, MAP %.4f, MLE %s", s.name,
+                   sizes[0], first["logloss_predictive"], first["logloss_map"],
+                   first["logloss_mle"])
+  finally:
+    writer.close()
 
   figure = save_bayes_figure(os.path.join(workdir, FIGURE_FILE), settings, table, sizes,
                              {k: v["entropy"] for k, v in models.items()}, trials, heldout)
   summary = wd.to_jsonable(dict(
       table=table, models=models, sizes=sizes, trials=trials, heldout=heldout,
-      seed=config["seed"], figure=os.path.basename(figure),
+      seed=config.seed, figure=os.path.basename(figure),
       notes=("Means over trials; log-losses in nats/example on held-out data, "
              "paired across estimators. +inf (MLE plug-in giving a held-out point "
              "probability 0) is stored as the string 'inf'; mle_inf_fraction is the "

@@ -1,0 +1,350 @@
+"""Gaussian mixture by EM (``config.experiment = "gmm"``).
+
+Fits a GMM with ``vae_jax.gmm`` in float64 (``jax.enable_x64``, so the EM
+invariants hold to round-off), either to 2-D points from a known 5-component
+mixture (``config.gmm.data = "toy2d"``) or to ``config.data.dataset`` images
+projected on their top ``config.gmm.pca_dim`` principal components
+(``"dataset"``: fitted on the train split, scored on the eval split).
+
+Outputs in the workdir: ``config.json``, ``metrics.jsonl`` and
+``tensorboard/`` (one record per EM iteration t, split "em": the average
+log p(x | theta_t) and ELBO(q_t, theta_{t+1}) after the M-step),
+``summary.json``, ``em_bounds.png``, ``gmm_components.png`` and, for image
+data, ``gmm_means.png``. Keys: the toy mixture and its points from the
+``simulate`` stream, the EM initializations from ``init`` (``vae_jax.keys``).
+
+The EM-trace writer and the bound figure here are shared with
+``experiments/ppca.py``.
+
+  python -m experiments.main --config=experiments/configs/gmm.py --workdir=/tmp/gmm
+  python -m experiments.main --config=experiments/configs/gmm.py:mnist_pca --workdir=/tmp/gmm
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+from matplotlib import colormaps
+import ml_collections
+import numpy as np
+
+from vae_jax import data as data_lib
+from vae_jax import gmm
+from vae_jax import keys
+from vae_jax import plots
+from vae_jax import workdir as wd
+from vae_jax.errors import UserError, check_positive
+
+GMM_DATA = ("toy2d", "dataset")
+COVARIANCE_TYPES = ("full", "diag", "spherical")
+INIT_METHODS = ("random", "kmeans++")
+# Compiled once rather than dispatched op by op (the library function is not jitted).
+_elbo_decomposition = jax.jit(gmm.elbo_decomposition)
+
+
+# ----------------------------------------------------------------------------
+# Shared with experiments/ppca.py: config checks, the EM trace and its figure.
+# ----------------------------------------------------------------------------
+
+
+def check_seed(config: ml_collections.ConfigDict) -> None:
+  """``config.seed`` must be an integer (it is the root of every key)."""
+  seed = config.seed
+  if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+    raise UserError(f"--config.seed must be an integer, got {seed!r}.")
+
+
+def check_dataset(config: ml_collections.ConfigDict) -> None:
+  """``config.data.dataset`` must name a dataset of ``vae_jax.data``."""
+  if config.data.dataset not in data_lib.DATASETS:
+    raise UserError(f"--config.data.dataset must be one of {', '.join(data_lib.DATASETS)}, "
+                    f"got {config.data.dataset!r}.")
+
+
+def check_choice(value, choices, name: str) -> None:
+  """Raises UserError naming ``--name`` unless ``value`` is one of ``choices``."""
+  if value not in choices:
+    raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+
+def write_em_trace(writer: wd.MetricWriter, log_likelihood, elbo) -> None:
+  """One metrics record per EM iteration t: log p(x | theta_t) and ELBO(q_t, theta_{t+1}).
+
+  Args:
+    writer: an open MetricWriter (already truncated).
+    log_likelihood: [T + 1] average log p(x | theta_t), t = 0..T.
+    elbo: [T] average ELBO(q_t, theta_{t+1}) after the M-step of iteration t.
+  """
+  for t, ll in enumerate(log_likelihood):
+    row = {"log_likelihood": float(ll)}
+    if t < len(elbo):
+      row["elbo"] = float(elbo[t])
+    writer.write(t, "em", row)
+
+
+def save_bound_plot(path: str, log_likelihood, elbo, *, reference: float | None = None,
+                    reference_label: str = "", title: str = "") -> str:
+  """log p(x | theta_t) and the ELBO per EM iteration, and the gap the E-step closes.
+
+  Left: log p(x|theta_t) (dots at integer t) and ELBO(q_t, theta_{t+1}) (drawn
+  at t + 1, just below the next likelihood): the bound touches the
+  likelihood after every E-step and is pushed up by every M-step.
+  Right: KL(q_t || p(z|x, theta_{t+1})) = log p(x|theta_{t+1}) - ELBO(q_t, theta_{t+1}),
+  the gap the next E-step closes, on a log scale.
+
+  Args:
+    path: the PNG to write.
+    log_likelihood: [T + 1] nats per example.
+    elbo: [T] nats per example.
+    reference: an optional horizontal line (e.g. the closed-form maximum).
+    reference_label: its legend entry.
+    title: the left panel's title.
+
+  Returns:
+    ``path``.
+  """
+  ll, el = np.asarray(log_likelihood), np.asarray(elbo)
+  t = np.arange(len(ll))
+  fig, (ax, ax2) = plots.new_figure(1, 2, figsize=(11, 4))
+  ax.plot(t, ll, ".-", label="log p(x | θ_t)  (after E-step: = ELBO)", color="C0")
+  ax.plot(t[1:len(el) + 1], el, "x", label="ELBO(q_t, θ_{t+1})  (after M-step)",
+          color="C3", markersize=4)
+  if reference is not None:
+    ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label)
+  lo = np.nanpercentile(np.concatenate([ll, el]), 5)
+  hi = max(np.nanmax(ll), reference if reference is not None else -np.inf)
+  ax.set_ylim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.05 * (hi - lo + 1e-12))
+  ax.set_xlabel("EM iteration t")
+  ax.set_ylabel("nats per example")
+  ax.set_title(title or "EM: the bound and the likelihood")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  gap = ll[1:len(el) + 1] - el
+  ax2.semilogy(t[1:len(el) + 1], np.maximum(gap, 1e-16), ".-", color="C2")
+  ax2.set_xlabel("EM iteration t + 1")
+  ax2.set_ylabel("KL(q_t || p(z|x, θ_{t+1}))  [nats]")
+  ax2.set_title("gap closed by the next E-step")
+  ax2.grid(alpha=0.3, which="both")
+  return plots.save(fig, path)
+
+
+# ----------------------------------------------------------------------------
+# GMM data and figures.
+# ----------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("num_points", "num_components"))
+def make_toy2d(key: jax.Array, num_points: int, num_components: int = 5):
+  """2-D data from a known mixture of anisotropic Gaussians (call under ``jax.enable_x64``).
+
+  Args:
+    key: draws the mixture (radii, rotations, scales, weights) and the points.
+    num_points: N.
+    num_components: K of the generating mixture.
+
+  Returns:
+    (x [N, 2] float64, z [N] int, true GMMParams).
+  """
+  k_mu, k_rot, k_scale, k_w, k_sample = jax.random.split(key, 5)
+  angles = jnp.linspace(0.0, 2 * jnp.pi, num_components, endpoint=False)
+  radius = 4.0 + jax.random.uniform(k_mu, (num_components,), jnp.float64)
+  means = jnp.stack([radius * jnp.cos(angles), radius * jnp.sin(angles)], 1)
+  theta = jax.random.uniform(k_rot, (num_components,), jnp.float64, 0, jnp.pi)
+  rot = jnp.stack([jnp.stack([jnp.cos(theta), -jnp.sin(theta)], -1),
+                   jnp.stack([jnp.sin(theta), jnp.cos(theta)], -1)], -2)
+  scales = jax.random.uniform(k_scale, (num_components, 2), jnp.float64, 0.3, 1.3)
+  covs = jnp.einsum("kij,kj,klj->kil", rot, scales**2, rot)
+  weights = jax.random.dirichlet(k_w, 5.0 * jnp.ones(num_components, jnp.float64))
+  true = gmm.GMMParams(weights, means, covs, "full")
+  x, z = gmm.sample(k_sample, true, num_points)
+  return x, z, true
+
+
+def _ellipse(ax, mean, cov, color, n_std=2.0, **kw):
+  vals, vecs = np.linalg.eigh(np.asarray(cov))
+  t = np.linspace(0, 2 * np.pi, 100)
+  circle = np.stack([np.cos(t), np.sin(t)])
+  pts = np.asarray(mean)[:, None] + vecs @ (n_std * np.sqrt(np.maximum(vals, 0))[:, None] * circle)
+  ax.plot(pts[0], pts[1], color=color, **kw)
+
+
+def save_gmm_components(path: str, x, params: gmm.GMMParams, *, true=None,
+                        title: str = "", axis_labels=("x1", "x2")) -> str:
+  """Points coloured by their MAP component, fitted 1- and 2-sigma ellipses
+  (line width ~ mixing weight), and the generating components if known.
+
+  Args:
+    path: the PNG to write.
+    x: [N, D] data; the first two coordinates are drawn.
+    params: the fitted mixture (its first two coordinates are drawn).
+    true: the generating mixture, if known.
+    title: the figure title.
+    axis_labels: names of the two coordinates.
+
+  Returns:
+    ``path``.
+  """
+  x2 = np.asarray(x)[:, :2]
+  means = np.asarray(params.means)[:, :2]
+  covs = np.asarray(gmm.full_covariances(params))[:, :2, :2]
+  resp = np.asarray(gmm.posterior(params, jnp.asarray(x)))
+  labels = resp.argmax(1)
+  fig, ax = plots.new_figure(figsize=(6.5, 6))
+  cmap = colormaps["tab10" if params.num_components <= 10 else "tab20"]
+  ax.scatter(x2[:, 0], x2[:, 1], s=4, c=[cmap(i % cmap.N) for i in labels], alpha=0.5,
+             linewidths=0)
+  w = np.asarray(params.weights)
+  for k in range(params.num_components):
+    color = cmap(k % cmap.N)
+    for n_std in (1.0, 2.0):
+      _ellipse(ax, means[k], covs[k], color, n_std, lw=0.8 + 8 * w[k])
+    ax.plot(*means[k], "o", color=color, mec="k", ms=6)
+  if true is not None:
+    for k in range(true.num_components):
+      _ellipse(ax, np.asarray(true.means[k]), np.asarray(true.covariances[k]), "k",
+               2.0, ls=":", lw=1)
+    ax.plot([], [], "k:", label="true components (2σ)")
+  ax.plot([], [], "-", color="gray", label="fitted components (1σ, 2σ; width ∝ π_k)")
+  ax.legend(loc="upper right", fontsize=8)
+  ax.set_xlabel(axis_labels[0])
+  ax.set_ylabel(axis_labels[1])
+  ax.set_aspect("equal", adjustable="datalim")
+  ax.set_title(title, fontsize=10)
+  return plots.save(fig, path)
+
+
+def _pca_basis(x: np.ndarray, dim: int):
+  """Mean [D] and top-`dim` principal directions [D, dim] (for projecting images)."""
+  mean = x.mean(0)
+  _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+  return mean, vt[:dim].T
+
+
+# ----------------------------------------------------------------------------
+# The run.
+# ----------------------------------------------------------------------------
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every config value that does not need the data; UserError names the key."""
+  check_seed(config)
+  c = config.gmm
+  check_choice(c.data, GMM_DATA, "config.gmm.data")
+  check_choice(c.covariance_type, COVARIANCE_TYPES, "config.gmm.covariance_type")
+  check_choice(c.init_method, INIT_METHODS, "config.gmm.init_method")
+  for name in ("num_components", "em_iters", "num_restarts"):
+    check_positive(c[name], f"config.gmm.{name}", integer=True)
+  if c.em_tol is None or not c.em_tol >= 0:
+    raise UserError(f"--config.gmm.em_tol must be >= 0, got {c.em_tol!r}.")
+  check_positive(c.reg_covar, "config.gmm.reg_covar")
+  if c.data == "toy2d":
+    check_positive(c.toy_num_points, "config.gmm.toy_num_points", integer=True)
+  else:
+    check_positive(c.pca_dim, "config.gmm.pca_dim", integer=True)
+    check_dataset(config)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Fits a GMM by EM and writes the bound history, figures and summary.
+
+  Args:
+    config: ``experiments/configs/gmm.py``; reads ``seed``, ``data.dataset``,
+      ``data.data_dir`` (with ``gmm.data = "dataset"``) and the ``gmm`` section.
+    workdir: output directory (created if needed).
+
+  Returns:
+    The summary written to ``summary.json``.
+
+  Raises:
+    UserError: a bad config value (the message names its key), workdir or dataset.
+  """
+  _validate(config)
+  c = config.gmm
+  workdir = wd.prepare(workdir)
+  root = keys.root(config.seed)
+  with jax.enable_x64(True):
+    true, eval_x, labels, basis = None, None, None, None
+    if c.data == "toy2d":
+      x, labels, true = make_toy2d(keys.stream(root, "simulate"), int(c.toy_num_points))
+      data_name = "toy2d"
+    else:
+      ds = data_lib.load_arrays(config.data.dataset, config.data.data_dir, binarize="none")
+      dim = int(c.pca_dim)
+      if not 1 <= dim <= ds.num_dims:
+        raise UserError(f"--config.gmm.pca_dim must be in [1, {ds.num_dims}] for "
+                        f"{ds.name}, got {dim}.")
+      mean, basis = _pca_basis(ds.train_x.astype(np.float64), dim)
+      x = jnp.asarray((ds.train_x - mean) @ basis)
+      eval_x = jnp.asarray((ds.eval_x - mean) @ basis)
+      labels = ds.train_y
+      data_name = f"{ds.name} (top {dim} principal components)"
+    k = int(c.num_components)
+    if k > x.shape[0]:
+      raise UserError(f"--config.gmm.num_components={k} exceeds the number of points "
+                      f"{x.shape[0]}.")
+    wd.write_config(workdir, config)
+    writer = wd.MetricWriter(workdir)
+    writer.truncate_after(-1)  # a rerun starts the metrics afresh
+    try:
+      t0 = time.perf_counter()
+      params, trace = gmm.fit_with_trace(
+          keys.stream(root, "init"), x, k, covariance_type=c.covariance_type,
+          max_iters=int(c.em_iters), tol=float(c.em_tol), num_restarts=int(c.num_restarts),
+          reg_covar=float(c.reg_covar), init_method=c.init_method)
+      jax.block_until_ready(params)
+      fit_s = time.perf_counter() - t0
+      n_it = int(trace.num_iters)
+      final_ll = float(jnp.mean(gmm.log_prob(params, x)))
+      # log p(x | theta_t) for t = 0..n_it (the last after the final M-step).
+      ll = np.append(np.asarray(trace.log_likelihood)[:n_it], final_ll)
+      elbo = np.asarray(trace.elbo)[:n_it]
+      q = gmm.posterior(params, x)
+      decomposition = _elbo_decomposition(params, x, q)
+      summary = {
+          "experiment": "gmm", "data": data_name, "num_points": int(x.shape[0]),
+          "dim": int(x.shape[1]), "num_components": k,
+          "covariance_type": c.covariance_type, "num_iters": n_it,
+          "converged": bool(n_it < int(c.em_iters)),
+          "train_log_likelihood": final_ll,
+          "bic": gmm.bic(params, x), "num_parameters": gmm.num_parameters(params),
+          "min_log_likelihood_increase": float(np.min(np.diff(ll))) if n_it > 1 else None,
+          "max_elbo_gap_at_posterior": float(jnp.max(jnp.abs(
+              decomposition["log_px"] - decomposition["elbo"]))),
+          "fit_seconds": fit_s,
+          "weights": np.asarray(params.weights).tolist(),
+      }
+      if eval_x is not None:
+        summary["eval_log_likelihood"] = float(jnp.mean(gmm.log_prob(params, eval_x)))
+      if true is not None:
+        summary["true_params_log_likelihood"] = float(jnp.mean(gmm.log_prob(true, x)))
+      if labels is not None:
+        from sklearn.metrics import adjusted_rand_score  # pylint: disable=g-import-not-at-top
+        summary["adjusted_rand_index"] = float(adjusted_rand_score(
+            np.asarray(labels), np.asarray(q).argmax(1)))
+      write_em_trace(writer, ll, elbo)
+    finally:
+      writer.close()
+
+    save_bound_plot(os.path.join(workdir, "em_bounds.png"), ll, elbo,
+                    reference=summary.get("true_params_log_likelihood"),
+                    reference_label="log p(x) under the generating mixture",
+                    title=f"GMM EM on {data_name}, K={k}, {c.covariance_type}")
+    save_gmm_components(
+        os.path.join(workdir, "gmm_components.png"), x, params, true=true,
+        title=(f"GMM, K={k} ({c.covariance_type}): avg log p(x) = {final_ll:.3f}, "
+               f"BIC = {summary['bic']:.0f}"),
+        axis_labels=("x1", "x2") if basis is None else ("PC 1", "PC 2"))
+    if basis is not None:
+      images = np.clip(np.asarray(params.means) @ basis.T + mean, 0, 1)
+      order = np.argsort(-np.asarray(params.weights))
+      plots.save_image_grid(os.path.join(workdir, "gmm_means.png"), images[order],
+                            ds.image_shape, title="component means (decoded from PCA), "
+                            "by decreasing weight")
+  wd.write_summary(workdir, summary)
+  logging.info("GMM: %d iterations, avg log p(x) %.4f, BIC %.1f", n_it, final_ll, summary["bic"])
+  return summary
