@@ -14,7 +14,9 @@ import optax
 import pytest
 from scipy import stats
 
+from tests.conftest import get_config
 from vae_jax import autoregressive as ar
+from vae_jax import tasks, trainer
 from vae_jax import data
 from vae_jax.errors import UserError
 
@@ -121,10 +123,14 @@ def test_mle_reaches_the_entropy_of_a_markov_chain():
   h_b = lambda q: -q * math.log(q) - (1 - q) * math.log(1 - q)
   assert h_emp == pytest.approx(h_b(0.3) + (d - 1) * h_b(flip), abs=0.05)
 
-  model = ar.MADE(hidden_dims=(32,))
-  tx = optax.adam(0.03)
-  state = ar.create_train_state(jax.random.key(0), model, tx, d)
-  step = functools.partial(ar.train_step, model=model, tx=tx)
+  # MADE through the one trainer's step (what experiments/autoregressive.py runs).
+  config = get_config("autoregressive")
+  config.model.hidden_dims = (32,)
+  config.train.learning_rate = 0.03
+  task = tasks.made_task(config, (d, 1, 1))
+  model, tx = task.model, trainer.make_optimizer(config.train)
+  state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
+  step = functools.partial(trainer.train_step, task=task, tx=tx)
   xj = jnp.asarray(x)
 
   @jax.jit
@@ -137,53 +143,3 @@ def test_mle_reaches_the_entropy_of_a_markov_chain():
   assert nll0 > h_emp + 0.2
   assert h_emp - 1e-4 <= nll < h_emp + 0.01, (nll, h_emp)
   assert int(state.step) == 600 and float(metrics["finite"].min()) == 1.0
-
-
-TINY_AR = dict(dataset="digits", binarize="static", ar_hidden_dims="64", batch_size=50,
-               num_steps=60, learning_rate=3e-3, seed=0, log_every=10, eval_every=30,
-               eval_batch_size=128)
-
-
-def test_run_autoregressive_writes_its_outputs_and_is_deterministic(tmp_path):
-  a = ar.run_autoregressive(dict(TINY_AR), str(tmp_path / "a"))
-  b = ar.run_autoregressive(dict(TINY_AR), str(tmp_path / "b"))
-  for name in ("config.json", "data_spec.json", "metrics.jsonl", "summary.json",
-               "samples.png", "training_curves.png"):
-    assert os.path.getsize(tmp_path / "a" / name) > 0, name
-  with open(tmp_path / "a" / "summary.json") as f:
-    summary = json.load(f)
-  assert summary["step"] == 60 and summary["eval_examples"] == 297
-  assert summary["eval_data_binary"] is True
-  for k in ("eval_nll", "eval_bits_per_dim", "steps_per_s", "num_parameters"):
-    assert math.isfinite(summary[k]) and summary[k] > 0, k
-  assert summary["eval_bits_per_dim"] == pytest.approx(
-      summary["eval_nll"] / (64 * math.log(2)))
-  # 64 * (64 + 64) weights + 64 + 64 biases; about half the weights are masked.
-  assert summary["num_parameters"] == 2 * 64 * 64 + 128
-  assert summary["num_free_parameters"] < 0.6 * summary["num_parameters"]
-  assert summary["eval_nll"] < 64 * math.log(2)        # better than a fair coin
-  with open(tmp_path / "a" / "metrics.jsonl") as f:
-    records = [json.loads(line) for line in f]
-  assert [r["step"] for r in records if r["split"] == "eval"] == [30, 60]
-  assert len([r for r in records if r["split"] == "train"]) == 6
-  assert all(math.isfinite(r["nll"]) for r in records)
-  assert a["eval_nll"] == b["eval_nll"]
-  assert a == {**b, "steps_per_s": a["steps_per_s"], "examples_per_s": a["examples_per_s"]}
-
-
-def test_bad_input_raises_user_errors(tmp_path):
-  with pytest.raises(UserError, match="ar_hidden_dims"):
-    ar.run_autoregressive({**TINY_AR, "ar_hidden_dims": "64,x"}, str(tmp_path))
-  with pytest.raises(UserError, match="learning_rate"):
-    ar.run_autoregressive({**TINY_AR, "learning_rate": 0}, str(tmp_path))
-  ds = data.load_arrays("digits", binarize="none")
-  bad = data.Dataset(name="scaled", train_x=ds.train_x * 16, train_y=ds.train_y,
-                     eval_x=ds.eval_x, eval_y=ds.eval_y, image_shape=ds.image_shape)
-  with pytest.raises(UserError, match=r"\[0, 1\]"):
-    ar.run_autoregressive(dict(TINY_AR), str(tmp_path), dataset=bad)
-
-
-def test_flags_module_defines_ar_hidden_dims():
-  from absl import flags
-  from experiments import flags_ar  # pylint: disable=unused-import,g-import-not-at-top
-  assert flags.FLAGS["ar_hidden_dims"].default == ar.DEFAULT_CONFIG["ar_hidden_dims"]

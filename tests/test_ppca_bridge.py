@@ -2,7 +2,7 @@
 
 A VAE with a linear encoder and a linear Gaussian decoder with one learned
 variance is probabilistic PCA with an amortized diagonal q. Trained with the
-ordinary VAE machinery (train_and_evaluate: Adam on the reparametrized ELBO),
+ordinary VAE machinery (the trainer: Adam on the reparametrized ELBO),
 its ELBO reaches the closed-form maximum log-likelihood of PPCA, here taken
 from scikit-learn's PCA(n_components=M).score (an independent implementation).
 """
@@ -16,7 +16,8 @@ import pytest
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from vae_jax import data, objectives, train
+from tests.conftest import get_config
+from vae_jax import data, objectives, tasks, trainer
 
 
 @pytest.mark.parametrize("latent_dim", [4])
@@ -27,12 +28,15 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood(tmp_path, latent_dim):
   centred = data.Dataset("digits_centred", x, ds.train_y, ds.eval_x - mean, ds.eval_y,
                          ds.image_shape)
   ppca_ll = PCA(n_components=latent_dim).fit(x).score(x)  # average max log-likelihood
-  config = dict(likelihood="gaussian", gaussian_scale="shared", hidden_dims="",
-                latent_dim=latent_dim, binarize="none", batch_size=len(x), num_steps=4000,
-                learning_rate=3e-3, eval_every=10**6, checkpoint_every=10**6, log_every=1000,
-                eval_iw_samples=0)
-  train.train_and_evaluate(config, str(tmp_path), dataset=centred)
-  model, state, _ = train.load_checkpoint(str(tmp_path))
+  config = get_config("vae", "gaussian")
+  config.data.dataset = "digits"
+  config.model.update(gaussian_scale="shared", hidden_dims=(), latent_dim=latent_dim)
+  config.train.update(batch_size=len(x), num_steps=4000, learning_rate=3e-3,
+                      eval_every=10**6, checkpoint_every=10**6, log_every=1000)
+  config.eval.iw_samples = 0
+  task = tasks.vae_task(config, centred.image_shape, len(x))
+  trainer.train(task, config, centred, str(tmp_path))
+  model, state, _ = tasks.load_checkpoint(str(tmp_path))
   elbo_fn = jax.jit(functools.partial(objectives.elbo, model=model, num_samples=2000))
   _, aux = elbo_fn(state.params, jnp.asarray(x), jax.random.key(0))
   vae_elbo = float(np.mean(aux["elbo"]))

@@ -17,6 +17,7 @@ import numpy as np
 
 from vae_jax import data as data_lib
 from vae_jax import objectives
+from vae_jax import sharding as sharding_lib
 
 
 def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
@@ -42,7 +43,7 @@ def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
   totals = None
   for i, (xb, mb) in enumerate(data_lib.eval_batches(x, batch_size)):
     xb, mb = jax.device_put((xb, mb), sharding) if sharding is not None else (xb, mb)
-    out = eval_fn(params, xb, mb, jax.random.fold_in(key, i))
+    out = sharding_lib.wait(eval_fn(params, xb, mb, jax.random.fold_in(key, i)))
     totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
   totals = jax.device_get(totals)
   count = float(totals.pop("count"))

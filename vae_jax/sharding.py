@@ -20,22 +20,35 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 from vae_jax.errors import UserError
 
 
-def _synchronous_cpu_dispatch(num_devices: int) -> None:
-  """Several CPU "devices" share one small thread pool. With asynchronous
-  dispatch a later program can take the thread that an all-reduce's other
-  participant needs, and XLA aborts after its 40 s rendezvous timeout (seen
-  on 2 loaded cores). Synchronous dispatch keeps one program in flight."""
-  if (num_devices > 1 and jax.default_backend() == "cpu"
-      and jax.config.values["jax_cpu_enable_async_dispatch"]):
-    logging.info("%d CPU devices: dispatching synchronously (XLA:CPU collectives).",
-                 num_devices)
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
+def one_program_at_a_time() -> bool:
+  """Whether programs must not overlap: several CPU devices in one process.
+
+  XLA:CPU runs each device's part of a program on a small shared thread pool
+  and meets the parts at every all-reduce. When a later program (even an
+  eager ``jnp.add`` of the step's metrics) is dispatched while a step's
+  all-reduce is in flight, one device's part can wait behind the other
+  program and never reach the rendezvous: the run hangs, or XLA aborts it
+  after ``xla_cpu_collective_call_terminate_timeout_seconds`` (40 s). Seen on
+  2 loaded cores, with asynchronous and with synchronous dispatch alike
+  (a native stack: one pool thread in ``InProcessCommunicator::AllReduce``,
+  the other idle, the main thread executing the next program). The trainer
+  therefore waits for each such program (``wait``) before dispatching the next.
+  """
+  return jax.default_backend() == "cpu" and jax.local_device_count() > 1
+
+
+def wait(tree):
+  """Blocks until ``tree`` is computed when ``one_program_at_a_time()``; returns it."""
+  if one_program_at_a_time():
+    jax.block_until_ready(tree)
+  return tree
 
 
 def make_mesh() -> jax.sharding.Mesh:
   """A 1-D ``data`` mesh over every device, with an ``Auto`` axis."""
   n = jax.device_count()
-  _synchronous_cpu_dispatch(n)
+  if one_program_at_a_time():
+    logging.info("%d CPU devices: one program in flight at a time (XLA:CPU collectives).", n)
   return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,))
 
 

@@ -373,7 +373,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   try:
     for step in range(start_step, num_steps):
       x = jax.device_put(next(stream), batch_sharded)
-      state, metrics = step_fn(state, x)
+      state, metrics = sharding.wait(step_fn(state, x))
       meter.add(state, metrics)
       done = step + 1
       stats_now = stats_every and done % stats_every == 0
@@ -392,7 +392,8 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                    means["grad_norm"], rate,
                    format_eta((num_steps - done) / rate) if rate > 0 else "?")
       if stats_now:
-        stats = stats_fn(state.params, x, state.est_state, jax.random.fold_in(stats_root, done))
+        stats = sharding.wait(stats_fn(state.params, x, state.est_state,
+                                       jax.random.fold_in(stats_root, done)))
         writer.write(done, "grad_stats", jax.device_get(stats))
       if done % eval_every == 0 and done != num_steps:
         run_eval(done)
