@@ -13,6 +13,13 @@ autoregressive. Every run writes its resolved config.json, metrics.jsonl,
 TensorBoard events, summary.json and figures into --workdir; re-running with
 the same --workdir resumes a trained model from its newest checkpoint. Errors
 a user can cause print one ``error:`` line and exit 2.
+
+Config files (experiments/configs/) and their variants; each documents its keys:
+  vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default)
+  bayes.py, ppca.py      tiny
+  gmm.py                 tiny, mnist_pca
+  estimator_variance.py  tiny, digits
+  amortization.py, discrete_vae.py, autoregressive.py           tiny
 """
 
 from __future__ import annotations
