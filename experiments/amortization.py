@@ -77,7 +77,7 @@ def run(config, workdir: str) -> dict:
   for name in ("examples", "local_steps", "eval_samples", "iw_samples"):
     check_positive(a[name], f"config.amortization.{name}", integer=True)
   check_positive(a.local_lr, "config.amortization.local_lr")
-  wd.prepare(workdir)
+  wd.prepare(workdir, config)
   wd.write_config(workdir, config)
   vae_dir = os.path.join(workdir, "vae")
   train_summary = vae.run(config, vae_dir)

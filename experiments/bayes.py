@@ -281,7 +281,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     UserError: a bad config value (the message names its key) or workdir.
   """
   config = _resolve(config)
-  workdir = wd.prepare(workdir)
+  workdir = wd.prepare(workdir, config)
   wd.write_config(workdir, config)
   sizes = list(config.bayes.sizes)
   trials, heldout = int(config.bayes.trials), int(config.bayes.heldout)

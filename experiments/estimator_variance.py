@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax import checkpointing
 from vae_jax import estimators
 from vae_jax import keys
 from vae_jax import plots
@@ -53,7 +54,8 @@ def _stats_fn(model, name: str, num_samples: int, num_draws: int):
   def fn(params, x, key):
     state = _measurement_state(name, loss_fn, state0, params, x, jax.random.fold_in(key, 1))
     return estimators.gradient_statistics(
-        estimators.encoder_grad_fn(loss_fn, params, x, state), key, num_draws)
+        estimators.encoder_grad_fn(loss_fn, params, x, state), jax.random.fold_in(key, 0),
+        num_draws)
 
   return fn
 
@@ -121,36 +123,65 @@ def validate(config) -> tuple[list[str], list[int], list[int], int]:
   return names, counts, steps, int(v.draws)
 
 
+def _measured(workdir: str) -> dict:
+  """{(step, estimator, S): stats} already in ``metrics.jsonl`` (a resumed run)."""
+  if not os.path.exists(os.path.join(workdir, wd.METRICS_FILE)):
+    return {}
+  return {(r["step"], r["estimator"], r["num_samples"]):
+          {k: r[k] for k in ("total_variance", "mean_snr", "mean_norm")}
+          for r in wd.read_metrics(workdir) if r["split"] == "variance"}
+
+
 def run(config, workdir: str) -> dict:
-  """Gradient variance of every estimator vs S and vs training step (see module doc)."""
+  """Gradient variance of every estimator vs S and vs training step (see module doc).
+
+  Resumable: the VAE's checkpoints are in ``WORKDIR/vae``; a stop that lies
+  before its newest checkpoint is taken from ``metrics.jsonl`` (the earlier
+  parameters are not kept), so a killed run re-run gives the same numbers.
+  """
   names, sample_counts, steps, draws = validate(config)
   train_config = copy.deepcopy(config)
   train_config.objective.estimator = "reparam"
   train_config.objective.num_samples = 1
+  train_config.eval.iw_samples = 0          # the stops need no IWAE estimate
   tasks.validate_vae_config(train_config)
-  wd.prepare(workdir)
-  wd.write_config(workdir, config)
+  wd.prepare(workdir, config)
   ds = tasks.load_data(config)
   tasks.validate_vae_data(ds, config)
+  batch_size = int(config.train.batch_size)
+  if batch_size > len(ds.eval_x):
+    raise UserError(f"--config.train.batch_size={batch_size} is larger than the held-out "
+                    f"split ({len(ds.eval_x)} examples) the measurements draw one fixed "
+                    f"batch from; lower it.")
+  wd.write_config(workdir, config)
   task = tasks.vae_task(train_config, ds.image_shape, len(ds.train_x))
-  stream = keys.stream(keys.root(config.seed), "grad_stats")
+  stream = keys.stream(keys.root(config.seed), "variance")
   # One fixed held-out batch for every measurement.
-  rng = np.random.default_rng(keys.numpy_seed(stream))
-  x = jnp.asarray(ds.eval_x[rng.choice(len(ds.eval_x), int(config.train.batch_size),
-                                       replace=False)])
+  rng = np.random.default_rng(keys.numpy_seed(jax.random.fold_in(stream, 0)))
+  x = jnp.asarray(ds.eval_x[rng.choice(len(ds.eval_x), batch_size, replace=False)])
+  vae_dir = os.path.join(workdir, "vae")
+  done = checkpointing.available_steps(vae_dir)
+  measured = _measured(workdir)
   writer = wd.MetricWriter(workdir)
   writer.truncate_after(-1)
-  vae_dir = os.path.join(workdir, "vae")
   ref_s = sample_counts[0]
   by_step, by_samples = {}, {}
   t0 = time.perf_counter()
   for target in steps:
-    train_config.train.num_steps = target
-    state = trainer.train(task, train_config, ds, vae_dir).state
     counts = sample_counts if target == steps[-1] else [ref_s]
+    if done and target < done[-1]:
+      if not all((target, n, s) in measured for n in names for s in counts):
+        raise UserError(f"{vae_dir} holds a VAE trained to step {done[-1]}, past the "
+                        f"measurement at step {target}, which metrics.jsonl lacks; use a "
+                        f"new --workdir.")
+      params = None
+    else:
+      train_config.train.num_steps = target
+      params = jax.device_get(trainer.train(task, train_config, ds, vae_dir).state.params)
     for s in counts:
-      result = measure_variances(task.model, jax.device_get(state.params), x,
-                                 jax.random.fold_in(stream, s), names, s, draws)
+      key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(stream, 1), target), s)
+      result = ({n: measured[(target, n, s)] for n in names} if params is None else
+                measure_variances(task.model, params, x, key, names, s, draws))
       for name, stats in result.items():
         writer.write(target, "variance", {"estimator": name, "num_samples": s, **stats})
       if s == ref_s:

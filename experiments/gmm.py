@@ -265,7 +265,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   _validate(config)
   c = config.gmm
-  workdir = wd.prepare(workdir)
+  workdir = wd.prepare(workdir, config)
   root = keys.root(config.seed)
   with jax.enable_x64(True):
     true, eval_x, labels, basis = None, None, None, None

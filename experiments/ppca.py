@@ -87,7 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     UserError: a bad config value (the message names its key), workdir or dataset.
   """
   _validate(config)
-  workdir = wd.prepare(workdir)
+  workdir = wd.prepare(workdir, config)
   ds = data_lib.load_arrays(config.data.dataset, config.data.data_dir, binarize="none")
   m = int(config.ppca.latent_dim)
   iters = int(config.ppca.em_iters)

@@ -46,6 +46,7 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
                              np.asarray(recon), ds.image_shape)
   curves = plots.metric_curves(wd.read_metrics(workdir), {
       "train -ELBO (batch avg)": ("train", "elbo", -1.0),
+      "train -IWAE bound (batch avg)": ("train", "iwae_bound", -1.0),
       "eval -ELBO": ("eval", "neg_elbo", 1.0)})
   plots.save_curves(os.path.join(workdir, "training_curves.png"), curves, xlabel="step",
                     ylabel="nats per example", title=f"VAE on {ds.name}")

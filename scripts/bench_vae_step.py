@@ -31,6 +31,7 @@ import numpy as np
 
 from experiments.configs import vae as vae_config
 from vae_jax import tasks
+from vae_jax import optim
 from vae_jax import trainer
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
@@ -52,7 +53,7 @@ def _data(batch_size: int, num_batches: int = 8) -> np.ndarray:
 
 def bench_jax(batch_size: int, steps: int, repeats: int) -> dict:
   task = tasks.vae_task(CONFIG, (28, 28, 1))
-  tx = trainer.make_optimizer(CONFIG.train)
+  tx = optim.make_optimizer(CONFIG.train)
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), donate_argnums=0)
   batches = [jnp.asarray(b) for b in _data(batch_size)]

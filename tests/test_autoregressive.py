@@ -16,7 +16,7 @@ from scipy import stats
 
 from tests.conftest import get_config
 from vae_jax import autoregressive as ar
-from vae_jax import tasks, trainer
+from vae_jax import optim, tasks, trainer
 from vae_jax import data
 from vae_jax.errors import UserError
 
@@ -128,7 +128,7 @@ def test_mle_reaches_the_entropy_of_a_markov_chain():
   config.model.hidden_dims = (32,)
   config.train.learning_rate = 0.03
   task = tasks.made_task(config, (d, 1, 1))
-  model, tx = task.model, trainer.make_optimizer(config.train)
+  model, tx = task.model, optim.make_optimizer(config.train)
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   step = functools.partial(trainer.train_step, task=task, tx=tx)
   xj = jnp.asarray(x)

@@ -360,7 +360,7 @@ def test_training_with_score_estimators_and_grad_stats(tmp_path):
 
 
 def test_bad_estimator_settings_are_clear_errors():
-  with pytest.raises(UserError, match="unknown --estimator"):
+  with pytest.raises(UserError, match="unknown --config.objective.estimator"):
     E.check_vae_estimator("nope", 1)
   for est in ("score_loo", "vimco"):
     with pytest.raises(UserError, match=">= 2"):

@@ -43,5 +43,5 @@ def test_default_is_burda_architecture():
 def test_bad_model_arguments_raise():
   with pytest.raises(ValueError, match="likelihood"):
     models.make_vae(likelihood="poisson")
-  with pytest.raises(ValueError, match="model"):
+  with pytest.raises(ValueError, match="kind"):
     models.make_vae(kind="transformer")

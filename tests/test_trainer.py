@@ -10,14 +10,14 @@ import optax
 import pytest
 
 from tests.conftest import get_config
-from vae_jax import data, tasks, trainer
+from vae_jax import data, optim, tasks, trainer
 from vae_jax.errors import UserError
 
 
 def _setup(config):
   ds = tasks.load_data(config)
   task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
-  tx = trainer.make_optimizer(config.train)
+  tx = optim.make_optimizer(config.train)
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   return ds, task, tx, state
 
@@ -77,7 +77,7 @@ def test_joint_step_equals_adam_on_all_parameters(tiny_vae):
   x = jnp.asarray(ds.train_x[:50])
   new, _ = _step_fn(task, tx)(state, x)
   key = jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)
-  grads = jax.grad(lambda p: task.loss_fn(p, x, key, {})[0])(state.params)
+  grads = jax.grad(lambda p: task.loss_fn(p, x, key, {}, state.step)[0])(state.params)
   ref_tx = optax.adam(tiny_vae.train.learning_rate)
   updates, _ = ref_tx.update(grads, ref_tx.init(state.params), state.params)
   want = optax.apply_updates(state.params, updates)
@@ -209,3 +209,67 @@ def test_bernoulli_on_data_outside_unit_interval_is_refused(tiny_vae):
     tasks.validate_vae_data(centred, tiny_vae)
   tiny_vae.model.likelihood = "gaussian"
   tasks.validate_vae_data(centred, tiny_vae)   # the Gaussian likelihood is fine with it
+
+
+def _encoder_kl_dims(task, params, x):
+  """Per-dimension KL(q(z|x) || N(0, I)) written out in NumPy: [B, L]."""
+  mean, log_scale = task.model.apply(params, x, method="encode")
+  m, s = np.asarray(mean, np.float64), np.exp(np.asarray(log_scale, np.float64))
+  return 0.5 * (m**2 + s**2 - 1.0) - np.log(s)
+
+
+def test_kl_warmup_weights_the_kl_in_the_loss_not_in_the_reported_elbo(tiny_vae):
+  tiny_vae.objective.kl_warmup_steps = 4
+  ds, task, tx, state = _setup(tiny_vae)
+  x = jnp.asarray(ds.train_x[:50])
+  step = _step_fn(task, tx)
+  for t in range(6):
+    new, m = step(state, x)
+    beta = min(1.0, t / 4)
+    # Reparam loss = -(recon - beta * KL): recon and KL from the same step's metrics.
+    assert float(m["loss"]) == pytest.approx(-(float(m["recon"]) - beta * float(m["kl"])),
+                                             rel=1e-5, abs=1e-4), t
+    # The logged ELBO is the true one, whatever beta.
+    assert float(m["elbo"]) == pytest.approx(float(m["recon"]) - float(m["kl"]), rel=1e-5)
+    state = new
+
+
+def test_free_bits_value_and_gradient_match_the_formula(tiny_vae):
+  """Loss = -mean recon + sum_l max(lambda, mean_b KL_bl) (Kingma et al. 2016); the
+  gradient is that of the formula written with jnp.maximum."""
+  ds, _, _, _ = _setup(tiny_vae)
+  x = jnp.asarray(ds.train_x[:50])
+  tiny_vae.objective.free_bits = 0.0
+  _, plain, tx, state = _setup(tiny_vae)
+  kl_dims = _encoder_kl_dims(plain, state.params, x).mean(0)          # [L]
+  lam = float(np.median(kl_dims))          # some dimensions above it, some below
+  assert (kl_dims > lam).any() and (kl_dims < lam).any()
+  tiny_vae.objective.free_bits = lam
+  _, task, _, _ = _setup(tiny_vae)
+  key, step = jax.random.key(3), jnp.zeros((), jnp.int32)
+  loss, (aux, _) = task.loss_fn(state.params, x, key, {}, step)
+  want = -float(np.mean(aux["recon"])) + float(np.sum(np.maximum(lam, kl_dims)))
+  assert float(loss) == pytest.approx(want, rel=1e-5)
+
+  def reference(params):
+    mean, log_scale = task.model.apply(params, x, method="encode")
+    kl_bd = 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1) - log_scale          # [B, L]
+    neg_recon = plain.loss_fn(params, x, key, {}, step)[0] - jnp.mean(jnp.sum(kl_bd, -1))
+    return neg_recon + jnp.sum(jnp.maximum(lam, jnp.mean(kl_bd, 0)))
+
+  got = jax.grad(lambda p: task.loss_fn(p, x, key, {}, step)[0])(state.params)
+  want_g = jax.grad(reference)(state.params)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want_g)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator,key,value,match", [
+    ("iwae", "kl_warmup_steps", 10, "kl_warmup_steps needs an objective with a KL part"),
+    ("stl", "free_bits", 0.5, "free_bits needs the analytic KL term"),
+    ("reparam", "free_bits", -1.0, "free_bits must be >= 0"),
+    ("reparam", "kl_warmup_steps", -2, "kl_warmup_steps must be an integer >= 0"),
+])
+def test_kl_options_refused_where_they_do_not_apply(tiny_vae, estimator, key, value, match):
+  tiny_vae.objective.update({"estimator": estimator, "num_samples": 2, key: value})
+  with pytest.raises(UserError, match=match):
+    tasks.validate_vae_config(tiny_vae)

@@ -63,7 +63,11 @@ def available_steps(workdir: str) -> list[int]:
   """Complete checkpoint steps in ``workdir``, newest last."""
   if not os.path.isdir(checkpoint_dir(workdir)):
     return []
-  return sorted(make_manager(workdir).all_steps())
+  manager = make_manager(workdir)
+  try:
+    return sorted(manager.all_steps())
+  finally:
+    close(manager)
 
 
 def restore(manager: ocp.CheckpointManager, step: int,

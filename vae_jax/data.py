@@ -79,7 +79,7 @@ def check_pixels(ds: "Dataset", bernoulli: str | None = None, fix: str = "") -> 
   Args:
     ds: the dataset (both splits are checked).
     bernoulli: who needs [0, 1] data, for the message (e.g.
-      "--likelihood=bernoulli"); None checks finiteness only.
+      "--config.model.likelihood=bernoulli"); None checks finiteness only.
     fix: what the user can do instead, appended to the message.
 
   Returns:
@@ -184,7 +184,7 @@ def _load_idx_split(data_dir: str, prefix: str):
   images_path = _find_idx(data_dir, f"{prefix}-images-idx3-ubyte")
   if images_path is None:
     raise UserError(
-        f"missing {prefix}-images-idx3-ubyte[.gz] in --data_dir={data_dir}; "
+        f"missing {prefix}-images-idx3-ubyte[.gz] in --config.data.data_dir={data_dir}; "
         f"mnist_idx needs train-images-idx3-ubyte and t10k-images-idx3-ubyte there.")
   images = read_idx(images_path)
   if images.ndim != 3:
@@ -203,10 +203,10 @@ def _load_idx_split(data_dir: str, prefix: str):
 
 def _load_mnist_idx(data_dir: str | None):
   if not data_dir:
-    raise UserError("--dataset=mnist_idx needs --data_dir=DIR holding "
+    raise UserError("--config.data.dataset=mnist_idx needs --config.data.data_dir=DIR holding "
                     "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].")
   if not os.path.isdir(data_dir):
-    raise UserError(f"--data_dir={data_dir} is not a directory.")
+    raise UserError(f"--config.data.data_dir={data_dir} is not a directory.")
   train_x, train_y, shape = _load_idx_split(data_dir, "train")
   eval_x, eval_y, eval_shape = _load_idx_split(data_dir, "t10k")
   if shape != eval_shape:
@@ -243,10 +243,10 @@ def _load_tfds(name: str, data_dir: str | None):
       directory when None), or cannot be read there.
   """
   import tensorflow_datasets as tfds
-  where = f"--data_dir={data_dir}" if data_dir else "TFDS's default data_dir"
+  where = f"--config.data.data_dir={data_dir}" if data_dir else "TFDS's default data_dir"
   how = (f"Prepare it once with `tfds build {name} --data_dir=DIR --file_format=array_record` "
-         f"(needs network access and TensorFlow) and pass --data_dir=DIR, or use "
-         f"--dataset=mnist_5k (offline).")
+         f"(needs network access and TensorFlow) and pass --config.data.data_dir=DIR, or "
+         f"use --config.data.dataset=mnist_5k (offline).")
   try:
     # download=False: an unprepared dataset fails here instead of starting a download.
     sources = tfds.data_source(name, split=["train", _TFDS_EVAL_SPLIT[name]],
@@ -297,7 +297,7 @@ def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,
   if name not in DATASETS:
     raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
   if binarize not in BINARIZATIONS:
-    raise UserError(f"--binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}.")
+    raise UserError(f"--config.data.binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}.")
   if name == "mnist_5k":
     arrays = _load_mnist_5k()
   elif name == "digits":
@@ -333,14 +333,19 @@ class BatchStream:
   """
 
   def __init__(self, x: np.ndarray, batch_size: int, seed: int, *,
-               dynamic_binarize: bool = False, step: int = 0):
+               dynamic_binarize: bool = False, binarize_seed: int | None = None,
+               step: int = 0):
     if batch_size > len(x):
-      raise UserError(f"--batch_size={batch_size} is larger than the training "
+      raise UserError(f"--config.train.batch_size={batch_size} is larger than the training "
                       f"set ({len(x)} examples); lower it.")
     self.x = x
     self.batch_size = batch_size
     self.seed = seed
     self.dynamic_binarize = dynamic_binarize
+    if dynamic_binarize and binarize_seed is None:
+      raise ValueError("dynamic binarization needs its own binarize_seed "
+                       "(vae_jax.keys: the 'binarize' stream).")
+    self.binarize_seed = binarize_seed
     self.steps_per_epoch = len(x) // batch_size
     self.step = step
     self._perm_epoch = -1
@@ -369,7 +374,7 @@ class BatchStream:
     idx = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
     x = self.x[idx]
     if self.dynamic_binarize:
-      rng = np.random.default_rng((self.seed, 1_000_003, step))
+      rng = np.random.default_rng((self.binarize_seed, step))
       x = (rng.uniform(size=x.shape) < x).astype(np.float32)
     return x
 

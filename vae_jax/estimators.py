@@ -212,21 +212,29 @@ def _join(params, enc, dec):
   return {**params, "params": {**params["params"], "encoder": enc, "decoder": dec}}
 
 
+# Estimators whose objective has the analytic KL term (free bits apply), and
+# those whose objective separates a KL part at all (KL warm-up applies).
+KL_ESTIMATORS = ("reparam", "score", "score_baseline", "score_loo")
+KL_WEIGHTED_ESTIMATORS = KL_ESTIMATORS + ("stl",)
+
+
 def check_vae_estimator(estimator: str, num_samples: int) -> None:
   """Raises UserError unless ``estimator`` can train a VAE with S = num_samples."""
   if estimator not in ESTIMATORS:
-    raise UserError(f"unknown --estimator={estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
+    raise UserError(f"unknown --config.objective.estimator={estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
   if estimator in ("score_loo", "vimco") and int(num_samples) < 2:
-    raise UserError(f"--estimator={estimator} needs --num_samples >= 2.")
+    raise UserError(f"--config.objective.estimator={estimator} needs "
+                    f"--config.objective.num_samples >= 2.")
 
 
 def check_baseline_decay(baseline_decay: float) -> None:
   if not 0.0 <= float(baseline_decay) < 1.0:
-    raise UserError(f"--baseline_decay must be in [0, 1), got {baseline_decay}.")
+    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got {baseline_decay}.")
 
 
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                   estimator: str, num_samples: int, baseline_decay: float = 0.9,
+                  kl_weight: float | Array = 1.0, free_bits: float = 0.0,
                   ) -> tuple[Array, tuple[dict, dict]]:
   """Negative surrogate objective of a Gaussian-encoder VAE for one batch.
 
@@ -246,11 +254,23 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   The loss is the negated per-example mean of the surrogate (the full-data
   estimate (n / B) sum_b ELBO_b is ``objectives.full_data_elbo_estimate``).
 
+  Two training-time changes of the KL term (the ELBO family only; ``aux``
+  always reports the true ELBO):
+
+  * ``kl_weight`` beta multiplies the KL (KL warm-up: beta ramps from 0 to 1;
+    for ``stl`` it multiplies log p(z) - log q(z|x));
+  * ``free_bits`` lambda > 0 (Kingma et al., 2016, nats per latent dimension;
+    analytic-KL estimators only) replaces KL by sum_l max(lambda, E_batch KL_l):
+    per example, dimension l contributes its KL where the batch mean of KL_l
+    exceeds lambda and the constant lambda (no gradient) elsewhere.
+
   Args:
     params: VAE parameters.
     x: [B, D] batch.
     key: PRNG key for z.
     est_state: {"baseline", "count"} for score_baseline; {} otherwise.
+    kl_weight: beta, a scalar (may be traced: a warm-up schedule).
+    free_bits: lambda in nats per latent dimension; 0 disables it.
 
   Returns:
     (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``
@@ -273,16 +293,22 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   log_lik = objectives.log_likelihood(x, decode(dec, z))                    # [S, B]
   log_prior = D.std_normal_log_prob(z)
   kl = D.kl_normal_std_normal(mean, log_scale)                              # [B]
+  kl_term = kl_weight * kl
+  if free_bits:
+    # Per-dimension KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1) / 2 - log s: [B, L].
+    kl_dims = 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1.0) - log_scale
+    above = jnp.mean(kl_dims, 0) > free_bits                                # [L]
+    kl_term = kl_weight * jnp.sum(jnp.where(above, kl_dims, free_bits), -1)
   new_state = est_state
   kind = ESTIMATORS[estimator]
 
   if kind == "elbo":
     if estimator == "reparam":
       recon_sur = jnp.mean(log_lik, 0)
-      sur = recon_sur - kl
+      sur = recon_sur - kl_term
     elif estimator == "stl":
       log_q_stopped = D.normal_log_prob(z, eps_mean, eps_log_scale)         # phi stopped
-      sur = jnp.mean(log_lik + log_prior - log_q_stopped, 0)
+      sur = jnp.mean(log_lik + kl_weight * (log_prior - log_q_stopped), 0)
     else:
       log_q = D.normal_log_prob(z, mean, log_scale)                         # [S, B]
       f = sg(log_lik)
@@ -295,7 +321,7 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
         b = loo_baseline(f)
       # value: mean_s log p(x|z_s); grad_theta direct; grad_phi score term.
       recon_sur = jnp.mean(log_lik + sg(f - b) * (log_q - sg(log_q)), 0)
-      sur = recon_sur - kl
+      sur = recon_sur - kl_term
     recon = jnp.mean(log_lik, 0)
     per_example = recon - kl
   else:
@@ -336,12 +362,20 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                                                               else per_example)}, new_state)
 
 
-def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: float = 0.9):
-  """(loss_fn, est_state0) for ``vae_jax.train``: loss_fn(params, x, key, est_state)."""
+def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: float = 0.9,
+                  free_bits: float = 0.0):
+  """(loss_fn, est_state0): loss_fn(params, x, key, est_state[, kl_weight=beta]).
+
+  ``vae_jax.tasks.vae_task`` wraps it as the trainer's loss.
+  """
   check_vae_estimator(estimator, num_samples)
   check_baseline_decay(baseline_decay)
+  if free_bits and estimator not in KL_ESTIMATORS:
+    raise UserError(f"free bits need an analytic KL term; estimator {estimator!r} has none "
+                    f"(use one of {', '.join(KL_ESTIMATORS)}).")
   loss_fn = functools.partial(vae_surrogate, model=model, estimator=estimator,
-                              num_samples=num_samples, baseline_decay=baseline_decay)
+                              num_samples=num_samples, baseline_decay=baseline_decay,
+                              free_bits=float(free_bits))
   return loss_fn, (init_baseline() if estimator == "score_baseline" else {})
 
 

@@ -8,13 +8,15 @@ shifts the numbers of another and no code does arithmetic on seeds:
 stream         what draws from it
 =============  ==============================================================
 ``init``       parameter initialization (and EM / k-means initializations)
-``data``       the order of training batches, static and dynamic binarization
+``data``       the order of training batches
+``binarize``   static and dynamic binarization of the training images
 ``noise``      per-step Monte-Carlo noise: step t uses ``fold_in(noise, t)``
 ``eval``       evaluation noise (the same at every evaluation of a run)
 ``grad_stats`` gradient-variance measurements: ``fold_in(grad_stats, step)``
 ``figures``    samples drawn for figures
 ``local``      per-example optimization in the amortization experiment
 ``simulate``   simulated data sets (toy mixtures, conjugate-Bayes trials)
+``variance``   the estimator-variance experiment's batch and gradient draws
 =============  ==============================================================
 
 A stream is a typed JAX key. NumPy code (the batch order) takes
@@ -26,7 +28,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-STREAMS = ("init", "data", "noise", "eval", "grad_stats", "figures", "local", "simulate")
+STREAMS = ("init", "data", "noise", "eval", "grad_stats", "figures", "local", "simulate",
+           "binarize", "variance")
 _INDEX = {name: i for i, name in enumerate(STREAMS)}
 
 

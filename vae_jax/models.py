@@ -107,7 +107,7 @@ def _check_conv_shape(image_shape):
   h, w, _ = image_shape
   if h % 4 or w % 4:
     raise ValueError(f"conv models need height and width divisible by 4, "
-                     f"got image_shape={tuple(image_shape)}; use --model=mlp")
+                     f"got image_shape={tuple(image_shape)}; use --config.model.kind=mlp")
 
 
 class ConvEncoder(nn.Module):

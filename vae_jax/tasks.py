@@ -5,14 +5,16 @@ here: the model from ``config.model``, the data from ``config.data``, the
 train state's structure, and ``load_checkpoint``. The experiments build their
 tasks with ``build_task`` and hand them to ``trainer.train``.
 
-=================  ===========================  ===================================
-``experiment``     model                        loss (its gradient trains it)
-=================  ===========================  ===================================
-``vae``            ``models.make_vae``          ``estimators.vae_surrogate``
-``amortization``   the same VAE                 the same
-``discrete_vae``   ``discrete_vae.DiscreteVAE``  ``discrete_vae.elbo_surrogate``
-``autoregressive`` ``autoregressive.MADE``      ``autoregressive.nll_loss`` (MLE)
-=================  ===========================  ===================================
+The model is named by ``config.model.name`` (so any experiment that trains one,
+``amortization`` and ``estimator_variance`` included, rebuilds it the same way):
+
+================  ============================  ===================================
+``model.name``    model                         loss (its gradient trains it)
+================  ============================  ===================================
+``vae``           ``models.make_vae``           ``estimators.vae_surrogate``
+``discrete_vae``  ``discrete_vae.DiscreteVAE``  ``discrete_vae.elbo_surrogate``
+``made``          ``autoregressive.MADE``       ``autoregressive.nll_loss`` (MLE)
+================  ============================  ===================================
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ from vae_jax import estimators
 from vae_jax import keys
 from vae_jax import models
 from vae_jax import objectives
+from vae_jax import optim
 from vae_jax import trainer
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
-VAE_EXPERIMENTS = ("vae", "amortization", "estimator_variance")
-TRAINED_EXPERIMENTS = VAE_EXPERIMENTS + ("discrete_vae", "autoregressive")
 
 
 # ----------------------------------------------------------------------------
@@ -78,11 +79,11 @@ def validate_data_config(config) -> None:
 
 
 def load_data(config) -> data_lib.Dataset:
-  """The run's data as ``config.data`` says; static binarization from the ``data`` stream."""
+  """The run's data as ``config.data`` says; static binarization from the ``binarize`` stream."""
   validate_data_config(config)
   return data_lib.load_arrays(
       config.data.dataset, config.data.get("data_dir"), binarize=config.data.binarize,
-      seed=keys.numpy_seed(keys.stream(keys.root(config.seed), "data")))
+      seed=keys.numpy_seed(keys.stream(keys.root(config.seed), "binarize")))
 
 
 def _check_estimator_settings(config, allowed: Sequence[str]) -> None:
@@ -110,8 +111,26 @@ def validate_vae_config(config) -> None:
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   hidden_dims(m.hidden_dims)
   _check_estimator_settings(config, tuple(estimators.ESTIMATORS))
+  iw = config.eval.get("iw_samples", 0)
+  if not isinstance(iw, int) or iw < 0:
+    raise UserError(f"--config.eval.iw_samples must be an integer >= 0 (0 skips the "
+                    f"importance-weighted estimate), got {iw!r}.")
   for name in ("e_steps", "m_steps"):
     check_positive(o[name], f"config.objective.{name}", integer=True)
+  warmup, free_bits = o.get("kl_warmup_steps", 0), o.get("free_bits", 0.0)
+  if not isinstance(warmup, int) or warmup < 0:
+    raise UserError(f"--config.objective.kl_warmup_steps must be an integer >= 0 (0: no "
+                    f"warm-up), got {warmup!r}.")
+  if not free_bits >= 0:
+    raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
+                    f"(0: off), got {free_bits!r}.")
+  if warmup and o.estimator not in estimators.KL_WEIGHTED_ESTIMATORS:
+    raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
+                    f"({', '.join(estimators.KL_WEIGHTED_ESTIMATORS)}); {o.estimator} trains "
+                    f"the IWAE bound.")
+  if free_bits and o.estimator not in estimators.KL_ESTIMATORS:
+    raise UserError(f"--config.objective.free_bits needs the analytic KL term "
+                    f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
 
 
 def validate_vae_data(ds: data_lib.Dataset, config) -> None:
@@ -150,7 +169,7 @@ def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
     count, and neg_log_likelihood_iw (the K = iw_samples IWAE bound) when
     iw_samples > 0. Always the true ELBO, whatever the training objective.
   """
-  _, aux = objectives.elbo(params, x, key, model=model, num_samples=1)
+  _, aux = objectives.elbo(params, x, jax.random.fold_in(key, 0), model=model, num_samples=1)
   out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
          "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
   if iw_samples:
@@ -160,11 +179,30 @@ def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
   return out
 
 
-def _elbo_metrics(aux: dict, dataset_size: int | None = None) -> dict:
-  out = {k: jnp.mean(aux[k]) for k in ("elbo", "recon", "kl")}
+def _elbo_metrics(aux: dict, dataset_size: int | None = None, bound: str = "elbo") -> dict:
+  """Batch means of recon, kl and the training bound (``elbo``, or ``iwae_bound``
+  for the IWAE-objective estimators), and the bound's full-data estimate."""
+  out = {k: jnp.mean(aux[k]) for k in ("recon", "kl")}
+  out[bound] = jnp.mean(aux["elbo"])
   if dataset_size:
-    out["elbo_full_data"] = objectives.full_data_elbo_estimate(aux["elbo"], dataset_size)
+    out[f"{bound}_full_data"] = objectives.full_data_elbo_estimate(aux["elbo"], dataset_size)
   return out
+
+
+def kl_weight(step: jax.Array, warmup_steps: int) -> jax.Array:
+  """KL warm-up: beta = min(1, step / warmup_steps), rising linearly from 0; 1 without it."""
+  if not warmup_steps:
+    return jnp.ones((), jnp.float32)
+  return jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def _vae_loss(params, x, key, est_state, step, *, base, warmup_steps):
+  return base(params, x, key, est_state, kl_weight=kl_weight(step, warmup_steps))
+
+
+def _no_step(loss_fn):
+  """A (params, x, key, est_state) loss as the trainer's (..., step) loss."""
+  return lambda params, x, key, est_state, step: loss_fn(params, x, key, est_state)
 
 
 def _init_fn(model, num_dims: int):
@@ -176,13 +214,18 @@ def vae_task(config, image_shape: Sequence[int], num_train: int | None = None) -
   validate_vae_config(config)
   model = build_vae(config.model, image_shape)
   o = config.objective
-  loss_fn, est0 = estimators.make_vae_loss(model, o.estimator, int(o.num_samples),
-                                           baseline_decay=float(o.baseline_decay))
+  base, est0 = estimators.make_vae_loss(model, o.estimator, int(o.num_samples),
+                                        baseline_decay=float(o.baseline_decay),
+                                        free_bits=float(o.get("free_bits", 0.0)))
   iw = int(config.eval.get("iw_samples", 0))
   return trainer.Task(
       name="vae", model=model, init_params=_init_fn(model, int(np.prod(image_shape))),
-      loss_fn=loss_fn, est_state=est0,
-      train_metrics=functools.partial(_elbo_metrics, dataset_size=num_train),
+      loss_fn=functools.partial(_vae_loss, base=base,
+                                warmup_steps=int(o.get("kl_warmup_steps", 0))),
+      est_state=est0,
+      train_metrics=functools.partial(
+          _elbo_metrics, dataset_size=num_train,
+          bound="iwae_bound" if estimators.ESTIMATORS[o.estimator] == "iwae" else "elbo"),
       eval_step=functools.partial(vae_eval_step, model=model),
       final_eval_step=functools.partial(vae_eval_step, model=model, iw_samples=iw),
       bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
@@ -205,6 +248,7 @@ def discrete_vae_task(config, image_shape: Sequence[int],
                       num_train: int | None = None) -> trainer.Task:
   """Bernoulli latents trained with a score-function estimator; exact eval when small."""
   check_positive(config.model.latent_dim, "config.model.latent_dim", integer=True)
+  check_positive(config.objective.num_samples, "config.objective.num_samples", integer=True)
   discrete_vae.check_estimator(config.objective.estimator, config.objective.num_samples)
   _check_estimator_settings(config, discrete_vae.DISCRETE_ESTIMATORS)
   num_dims = int(np.prod(image_shape))
@@ -215,7 +259,7 @@ def discrete_vae_task(config, image_shape: Sequence[int],
   exact = model.latent_dim <= discrete_vae.MAX_EXACT_LATENT_DIM
   return trainer.Task(
       name="discrete_vae", model=model, init_params=_init_fn(model, num_dims),
-      loss_fn=loss_fn, est_state=est0,
+      loss_fn=_no_step(loss_fn), est_state=est0,
       train_metrics=functools.partial(_elbo_metrics, dataset_size=num_train),
       eval_step=functools.partial(discrete_vae.eval_step, model=model, exact=exact),
       bits_per_dim={"neg_elbo": "bits_per_dim", "exact_nll": "exact_bits_per_dim"},
@@ -232,8 +276,8 @@ def build_made(model_config) -> autoregressive.MADE:
   return autoregressive.MADE(hidden_dims=hidden_dims(model_config.hidden_dims))
 
 
-def _made_loss(params, x, key, est_state, *, model):
-  del key
+def _made_loss(params, x, key, est_state, step, *, model):
+  del key, step
   loss, aux = autoregressive.nll_loss(params, x, model=model)
   return loss, ({"nll": -aux["log_prob"]}, est_state)
 
@@ -257,17 +301,17 @@ def made_task(config, image_shape: Sequence[int], num_train: int | None = None) 
       eval_headline="nll")
 
 
-_BUILDERS = {"vae": vae_task, "amortization": vae_task, "estimator_variance": vae_task,
-             "discrete_vae": discrete_vae_task, "autoregressive": made_task}
+MODELS = {"vae": vae_task, "discrete_vae": discrete_vae_task, "made": made_task}
 
 
 def build_task(config, image_shape: Sequence[int], num_train: int | None = None
                ) -> trainer.Task:
-  """The task of ``config.experiment`` for data of ``image_shape``."""
-  if config.experiment not in _BUILDERS:
-    raise UserError(f"experiment {config.experiment!r} trains no model; the trained "
-                    f"ones are {', '.join(_BUILDERS)}.")
-  return _BUILDERS[config.experiment](config, image_shape, num_train)
+  """The task of ``config.model.name`` for data of ``image_shape``."""
+  name = config.get("model", {}).get("name")
+  if name not in MODELS:
+    raise UserError(f"this config trains no model (config.model.name={name!r}); the "
+                    f"trained models are {', '.join(MODELS)}.")
+  return MODELS[name](config, image_shape, num_train)
 
 
 # ----------------------------------------------------------------------------
@@ -300,9 +344,10 @@ def load_checkpoint(workdir: str, step: int | None = None):
   spec_path = os.path.join(workdir, wd.DATA_SPEC_FILE)
   if not os.path.exists(spec_path):
     raise UserError(f"{workdir} holds no {wd.DATA_SPEC_FILE}; it is not a training run.")
-  shape = tuple(wd.read_json(spec_path)["image_shape"])
-  task = build_task(config, shape)
-  tx = trainer.make_optimizer(config.train)
+  spec = wd.read_json(spec_path)
+  task = build_task(config, tuple(spec["image_shape"]))
+  tx = optim.make_optimizer(
+      config.train, max(1, int(spec["num_train"]) // int(config.train.batch_size)))
   template = trainer.create_train_state(jax.random.key(0), jax.random.key(0), task, tx)
   manager = checkpointing.make_manager(workdir)
   try:

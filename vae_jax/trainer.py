@@ -43,6 +43,7 @@ from vae_jax import data as data_lib
 from vae_jax import estimators
 from vae_jax import evaluation
 from vae_jax import keys
+from vae_jax import optim
 from vae_jax import sharding
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError, check_positive
@@ -76,8 +77,10 @@ class Task:
     name: the model's name in logs.
     model: the Flax module.
     init_params: key -> model variables.
-    loss_fn: (params, x [B, D], key, est_state) -> (loss, (aux, est_state));
-      aux holds per-example [B] terms. Its gradient is the training gradient.
+    loss_fn: (params, x [B, D], key, est_state, step) -> (loss, (aux,
+      est_state)); aux holds per-example [B] terms. Its gradient is the
+      training gradient; ``step`` (the number of updates so far) drives
+      schedules such as KL warm-up.
     est_state: the estimator's initial state.
     train_metrics: aux -> {name: scalar} logged every step (device side).
     eval_step: (params, x [B, D], mask [B], key) -> {name: sum, "count"}.
@@ -120,11 +123,6 @@ class TrainResult:
   initial_eval: dict | None
   steps_per_s: float | None
   resumed_from: int | None
-
-
-def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Adam with ``train.learning_rate``."""
-  return optax.adam(float(train_config.learning_rate))
 
 
 def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
@@ -171,7 +169,7 @@ def train_step(state: TrainState, x: jax.Array, *, task: Task,
   """
   key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
   (loss, (aux, est_state)), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
-      state.params, x, key, state.est_state)
+      state.params, x, key, state.est_state, state.step)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   metrics = {"loss": loss, "grad_norm": grad_norm}
@@ -198,8 +196,8 @@ def train_step(state: TrainState, x: jax.Array, *, task: Task,
   return new_state, metrics
 
 
-def grad_stats_step(params: Any, x: jax.Array, est_state: Any, key: jax.Array, *,
-                    loss_fn: Callable, num_draws: int,
+def grad_stats_step(params: Any, x: jax.Array, est_state: Any, step: jax.Array,
+                    key: jax.Array, *, loss_fn: Callable, num_draws: int,
                     groups: tuple[str, ...] | None = None) -> dict:
   """Variance and SNR of the training gradient on one batch x: [B, D].
 
@@ -209,7 +207,7 @@ def grad_stats_step(params: Any, x: jax.Array, est_state: Any, key: jax.Array, *
   ``grad_snr_<group>`` (mean |mean| / std over parameters) and
   ``grad_mean_norm_<group>``; the group is ``all`` without groups.
   """
-  grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state)[0])(params)["params"]
+  grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state, step)[0])(params)["params"]
   stats = estimators.gradient_statistics(grad_fn, key, num_draws)
   out = {}
   for group in groups or (None,):
@@ -277,6 +275,19 @@ def format_eta(seconds: float) -> str:
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def logged_eval(workdir: str, step: int) -> dict | None:
+  """The ``eval`` record of ``metrics.jsonl`` at ``step`` (without step/split), if any."""
+  if not os.path.exists(os.path.join(workdir, wd.METRICS_FILE)):
+    return None
+  rows = [r for r in wd.read_metrics(workdir) if r["split"] == "eval" and r["step"] == step]
+  return {k: v for k, v in rows[-1].items() if k not in ("step", "split")} if rows else None
+
+
+def steps_per_epoch(ds: data_lib.Dataset, batch_size: int) -> int:
+  """Updates per pass over the training split (the batch stream drops the remainder)."""
+  return max(1, len(ds.train_x) // int(batch_size))
+
+
 def validate_train_config(config) -> None:
   """The ``train`` and ``eval`` settings the loop reads; UserError with the key."""
   t = config.train
@@ -286,6 +297,7 @@ def validate_train_config(config) -> None:
     raise UserError(f"--config.train.num_steps must be an integer >= 0 (0 evaluates "
                     f"the initialization), got {t.num_steps!r}.")
   check_positive(t.learning_rate, "config.train.learning_rate")
+  optim.validate(t)
   check_positive(config.eval.batch_size, "config.eval.batch_size", integer=True)
   every = t.get("grad_stats_every", 0)
   if int(every) < 0:
@@ -307,8 +319,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
       last good checkpoint), or checkpoints that cannot be restored.
   """
   validate_train_config(config)
-  wd.prepare(workdir)
-  wd.check_resumable(workdir, config)
+  wd.prepare(workdir, config)
   wd.write_config(workdir, config)
   wd.write_data_spec(workdir, ds)
   tc = config.train
@@ -316,20 +327,22 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   replicated, batch_sharded = sharding.make_shardings(
       {"config.train.batch_size": batch_size, "config.eval.batch_size": eval_batch_size})
   root = keys.root(config.seed)
-  tx = make_optimizer(tc)
+  tx = optim.make_optimizer(tc, steps_per_epoch(ds, batch_size))
   state = create_train_state(keys.stream(root, "init"), keys.stream(root, "noise"), task, tx)
   state = jax.device_put(state, replicated)
 
   manager = checkpointing.make_manager(workdir)
-  stream = data_lib.BatchStream(ds.train_x, batch_size,
-                                keys.numpy_seed(keys.stream(root, "data")),
-                                dynamic_binarize=config.data.binarize == "dynamic")
+  stream = data_lib.BatchStream(
+      ds.train_x, batch_size, keys.numpy_seed(keys.stream(root, "data")),
+      dynamic_binarize=config.data.binarize == "dynamic",
+      binarize_seed=keys.numpy_seed(keys.stream(root, "binarize")))
   restored = checkpointing.restore_latest(manager, state)
   writer = wd.MetricWriter(workdir)
   resumed_from = None
   if restored is not None:
     state, meta, resumed_from, bad_steps = restored
     if bad_steps:
+      checkpointing.close(manager)
       checkpointing.quarantine(workdir, bad_steps)
       manager = checkpointing.make_manager(workdir)
       logging.warning("Resumed from the newest intact checkpoint (step %d).", resumed_from)
@@ -368,7 +381,9 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                  result[task.eval_headline])
     return result
 
-  initial = run_eval(0) if task.eval_at_start and start_step == 0 else None
+  initial = None
+  if task.eval_at_start:   # a resumed run reads it back: the summary stays the same
+    initial = run_eval(0) if start_step == 0 else logged_eval(workdir, 0)
   meter = StepMeter(start_step)
   try:
     for step in range(start_step, num_steps):
@@ -382,9 +397,10 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
         continue
       means = meter.flush(done, lambda first, last: (
           f"the loss or its gradient became NaN/Inf between steps {first} and {last}; "
-          f"stopped. The last good checkpoint (step {last_ckpt}) is intact in "
-          f"{checkpointing.checkpoint_dir(workdir)}. Lower --config.train.learning_rate "
-          f"or check the data."))
+          f"stopped. " + (f"The last good checkpoint (step {last_ckpt}) is intact in "
+                          f"{checkpointing.checkpoint_dir(workdir)}. " if last_ckpt is not None
+                          else "No checkpoint had been saved yet. ")
+          + "Lower --config.train.learning_rate or check the data."))
       rate = means["steps_per_s"]
       writer.write(done, "train", means)
       logging.info("step %d/%d %s grad_norm %.3g | %.1f steps/s, ETA %s", done, num_steps,
@@ -392,7 +408,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                    means["grad_norm"], rate,
                    format_eta((num_steps - done) / rate) if rate > 0 else "?")
       if stats_now:
-        stats = sharding.wait(stats_fn(state.params, x, state.est_state,
+        stats = sharding.wait(stats_fn(state.params, x, state.est_state, state.step,
                                        jax.random.fold_in(stats_root, done)))
         writer.write(done, "grad_stats", jax.device_get(stats))
       if done % eval_every == 0 and done != num_steps:
@@ -409,7 +425,10 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                       workdir, start_step, num_steps)
     if last_ckpt is None or int(state.step) != last_ckpt:
       save_checkpoint(int(state.step))
-    final = run_eval(int(state.step), final_eval_fn)
+    # A finished run re-run trains nothing: its final evaluation is already logged.
+    final = ((resumed_from is not None and start_step >= num_steps
+              and logged_eval(workdir, int(state.step)))
+             or run_eval(int(state.step), final_eval_fn))
   finally:
     writer.close()
     checkpointing.close(manager)

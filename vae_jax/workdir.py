@@ -36,8 +36,12 @@ IDENTITY_SECTIONS = ("data", "model", "objective")
 IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
 
 
-def prepare(workdir: str) -> str:
-  """Creates ``workdir`` (and parents); a clear error if a file is in the way."""
+def prepare(workdir: str, config: Any = None) -> str:
+  """Creates ``workdir`` (and parents); a clear error if a file is in the way.
+
+  With ``config``, also refuses a workdir that holds another run
+  (``check_resumable``), before anything in it is overwritten.
+  """
   path = os.path.abspath(workdir)
   probe = path
   while probe and not os.path.exists(probe):
@@ -49,6 +53,8 @@ def prepare(workdir: str) -> str:
     os.makedirs(path, exist_ok=True)
   except OSError as e:
     raise UserError(f"cannot create --workdir={workdir}: {e.strerror}.") from None
+  if config is not None:
+    check_resumable(path, config)
   return path
 
 

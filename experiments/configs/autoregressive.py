@@ -24,7 +24,7 @@ def get_config(arg=None):
   config.experiment = "autoregressive"
   config.seed = 0
   config.data = common.data_section()
-  config.model = ml_collections.ConfigDict(dict(hidden_dims=(500,)))
+  config.model = ml_collections.ConfigDict(dict(name="made", hidden_dims=(500,)))
   config.train = common.train_section()
   config.eval = ml_collections.ConfigDict(dict(batch_size=500))
   return common.apply_variants(config, arg, VARIANTS)

@@ -27,7 +27,8 @@ def get_config(arg=None):
   config.experiment = "discrete_vae"
   config.seed = 0
   config.data = common.data_section()
-  config.model = ml_collections.ConfigDict(dict(hidden_dims=(200,), latent_dim=10))
+  config.model = ml_collections.ConfigDict(dict(name="discrete_vae", hidden_dims=(200,),
+                                                latent_dim=10))
   config.objective = ml_collections.ConfigDict(dict(
       estimator="score_loo", num_samples=4, baseline_decay=0.9))
   config.train = common.train_section(num_steps=10000, grad_stats_every=500)

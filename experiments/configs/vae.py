@@ -58,6 +58,7 @@ def get_config(arg=None):
   # (redrawn every step) | static (drawn once) | none (grey levels).
   config.data = common.data_section()
   config.model = ml_collections.ConfigDict(dict(
+      name="vae",               # the model (vae_jax.tasks.MODELS)
       kind="mlp",               # mlp | conv (28x28x1, 32x32x3: sides divisible by 4)
       likelihood="bernoulli",   # p(x|z): bernoulli (logits) | gaussian (learned scale)
       gaussian_scale="shared",  # gaussian: one log-scale | per_pixel
@@ -72,10 +73,14 @@ def get_config(arg=None):
       num_samples=1,            # S, Monte-Carlo samples of z per example
       e_steps=1,                # variational EM: encoder steps per cycle ...
       m_steps=1,                # ... then decoder steps; 1 and 1 = joint updates
-      baseline_decay=0.9))      # score_baseline: decay of the running-mean baseline
+      baseline_decay=0.9,       # score_baseline: decay of the running-mean baseline
+      kl_warmup_steps=0,        # KL warm-up: beta rises linearly 0 -> 1 over these steps
+      free_bits=0.0))           # free bits: nats per latent dimension (0: off)
   # batch_size, num_steps (raise it to continue a finished run), learning_rate
-  # (Adam), periods of logging / evaluation / checkpoints, and gradient
-  # statistics every grad_stats_every steps (0: never) over grad_stats_draws draws.
+  # and adam_eps (Adam), lr_schedule (constant | exponential: lr * lr_decay_rate **
+  # (step / lr_decay_steps) | burda: 3^i epochs at lr * 10^(-i/7), i = 0..7),
+  # periods of logging / evaluation / checkpoints, and gradient statistics every
+  # grad_stats_every steps (0: never) over grad_stats_draws draws.
   config.train = common.train_section()
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=500,           # evaluation batch (the last one is padded and masked)

@@ -36,6 +36,11 @@ def test_estimator_variance(tmp_path):
   assert len(rows) == len(names) * (1 + 2)
   # The VAE it measured was trained, checkpointed and resumed by the trainer.
   assert sorted(int(s) for s in os.listdir(tmp_path / "vae" / "checkpoints")) == [0, 30]
+  # Run again in the same workdir: the step-0 numbers come back from metrics.jsonl
+  # (the VAE is past step 0), the rest are measured again: the same summary.
+  again = estimator_variance.run(config, str(tmp_path))
+  assert again["variance_by_step"] == on_disk["variance_by_step"]
+  assert again["variance_by_num_samples"] == on_disk["variance_by_num_samples"]
 
 
 @pytest.mark.parametrize("settings,match", [

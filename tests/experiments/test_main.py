@@ -122,6 +122,7 @@ def test_rerun_is_bit_identical_and_resume_is_a_no_op(tmp_path):
   proc = _ok(TINY_VAE + [f"--workdir={a}"])
   assert "Resumed from checkpoint at step 60" in proc.stderr
   assert _json(a)["eval_neg_elbo"] == _json(b)["eval_neg_elbo"]
+  assert _metrics(a) == _metrics(b)      # no second final evaluation logged
 
 
 @pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
@@ -147,9 +148,13 @@ def test_killed_run_resumes_bit_exactly(tmp_path, name):
   assert "Resumed from checkpoint" in resumed.stderr
   _ok(args + [f"--workdir={clean}"])
   _params_equal(killed, clean)
-  # metrics.jsonl of the resumed run has no duplicated or missing train steps.
+  # metrics.jsonl of the resumed run has no duplicated or missing train steps, and
+  # the summary is the uninterrupted run's (the discrete VAE's step-0 evaluation too).
   assert ([r["step"] for r in _metrics(killed) if r["split"] == "train"] ==
           [r["step"] for r in _metrics(clean) if r["split"] == "train"])
+  timing = ("steps_per_s", "examples_per_s")
+  assert ({k: v for k, v in _json(killed).items() if k not in timing} ==
+          {k: v for k, v in _json(clean).items() if k not in timing})
 
 
 def test_corrupt_latest_checkpoint_falls_back_and_keeps_files(tmp_path):
