@@ -20,6 +20,7 @@ Config files (experiments/configs/) and their variants; each documents its keys:
   gmm.py                 tiny, mnist_pca
   estimator_variance.py  tiny, digits
   amortization.py, discrete_vae.py, autoregressive.py           tiny
+  evaluate.py            tiny   (--config.checkpoint=RUN_WORKDIR: IWAE-5000 or exact NLL)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from absl import logging
 from ml_collections import config_flags
 
 EXPERIMENTS = ("vae", "bayes", "gmm", "ppca", "estimator_variance", "amortization",
-               "discrete_vae", "autoregressive")
+               "discrete_vae", "autoregressive", "evaluate")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 
 

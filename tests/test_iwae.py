@@ -182,8 +182,9 @@ def _linear_gaussian(rng, sigma=0.6):
   m_inv = np.linalg.inv(w.T @ w + sigma**2 * np.eye(LIN_L))
   post_k = (m_inv @ w.T).T                                                # [D, L]
   post_log_scale = 0.5 * np.log(np.diag(sigma**2 * m_inv))
-  # Not the posterior: a biased mean map, too-wide scales, no correlations.
-  enc_k = post_k + rng.normal(scale=0.3, size=post_k.shape)
+  # Not the posterior: a perturbed mean map, too-wide scales, no correlations
+  # (wider than the posterior, so the importance weights stay bounded).
+  enc_k = post_k + rng.normal(scale=0.1, size=post_k.shape)
   enc_c = -b @ post_k + 0.2
   f32 = lambda a: jnp.asarray(a, jnp.float32)
   params = {"params": {
@@ -214,7 +215,7 @@ def test_linear_gaussian_bound_rises_with_k_to_the_exact_log_likelihood():
 
   means = [np.mean(estimate(k)) for k in (1, 10, 100, 1000)]
   assert np.all(np.diff(means) > 0), means
-  assert means[0] < np.mean(exact) - 0.3, (means[0], np.mean(exact))   # the encoder is poor
+  assert means[0] < np.mean(exact) - 1.0, (means[0], np.mean(exact))   # the encoder is poor
   diff = estimate(5000) - exact                                         # paired: MC error only
   se = np.std(diff, ddof=1) / np.sqrt(len(diff))
   assert abs(np.mean(diff)) < 3 * se + 1e-4, (np.mean(diff), se)

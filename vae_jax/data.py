@@ -17,6 +17,8 @@ Sources (``load_arrays(name, ...)``):
 * ``mnist_idx``: local MNIST-format IDX files in ``data_dir``:
   ``train-images-idx3-ubyte`` (train) and ``t10k-images-idx3-ubyte`` (eval),
   each raw or ``.gz``; ``*-labels-idx1-ubyte`` are read when present.
+* ``mnist_t10k``: only ``t10k-images-idx3-ubyte[.gz]`` in ``data_dir`` (the
+  10,000 MNIST test images): the first 9,000 train, the last 1,000 are held out.
 
 Binarization (``binarize``): ``none`` keeps grey levels; ``static`` draws
 x ~ Bernoulli(pixel) once from the seed and keeps it fixed; ``dynamic``
@@ -39,7 +41,7 @@ from vae_jax.errors import UserError
 
 EMBEDDED_DATASETS = ("mnist_5k", "digits")
 TFDS_DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10")
-LOCAL_DATASETS = ("mnist_idx",)
+LOCAL_DATASETS = ("mnist_idx", "mnist_t10k")
 DATASETS = EMBEDDED_DATASETS + TFDS_DATASETS + LOCAL_DATASETS
 BINARIZATIONS = ("dynamic", "static", "none")
 
@@ -201,17 +203,37 @@ def _load_idx_split(data_dir: str, prefix: str):
   return x, labels, (images.shape[1], images.shape[2], 1)
 
 
-def _load_mnist_idx(data_dir: str | None):
+def _check_idx_dir(name: str, data_dir: str | None, files: str) -> None:
   if not data_dir:
-    raise UserError("--config.data.dataset=mnist_idx needs --config.data.data_dir=DIR holding "
-                    "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz].")
+    raise UserError(f"--config.data.dataset={name} needs --config.data.data_dir=DIR holding "
+                    f"{files}.")
   if not os.path.isdir(data_dir):
     raise UserError(f"--config.data.data_dir={data_dir} is not a directory.")
+
+
+def _load_mnist_idx(data_dir: str | None):
+  _check_idx_dir("mnist_idx", data_dir,
+                 "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]")
   train_x, train_y, shape = _load_idx_split(data_dir, "train")
   eval_x, eval_y, eval_shape = _load_idx_split(data_dir, "t10k")
   if shape != eval_shape:
     raise UserError(f"train images are {shape} but t10k images are {eval_shape}.")
   return train_x, train_y, eval_x, eval_y, shape
+
+
+# The 10,000 MNIST test images split into MNIST_T10K_TRAIN for training and the
+# rest held out: a small real-MNIST benchmark when only the test files are at hand.
+MNIST_T10K_TRAIN = 9000
+
+
+def _load_mnist_t10k(data_dir: str | None):
+  _check_idx_dir("mnist_t10k", data_dir, "t10k-images-idx3-ubyte[.gz]")
+  x, y, shape = _load_idx_split(data_dir, "t10k")
+  if len(x) <= MNIST_T10K_TRAIN:
+    raise UserError(f"{data_dir} holds {len(x)} t10k images; mnist_t10k needs more than "
+                    f"{MNIST_T10K_TRAIN}.")
+  k = MNIST_T10K_TRAIN
+  return x[:k], y[:k], x[k:], y[k:], shape
 
 
 # ----------------------------------------------------------------------------
@@ -304,6 +326,8 @@ def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,
     arrays = _load_digits()
   elif name == "mnist_idx":
     arrays = _load_mnist_idx(data_dir)
+  elif name == "mnist_t10k":
+    arrays = _load_mnist_t10k(data_dir)
   else:
     arrays = _load_tfds(name, data_dir)
   train_x, train_y, eval_x, eval_y, shape = arrays

@@ -52,3 +52,49 @@ def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
     if nats in result:
       result[bits] = float(objectives.bits_per_dim(result[nats], num_dims))
   return result
+
+
+def encoder_statistics(params: Any, x: np.ndarray, *, model, batch_size: int = 500
+                       ) -> tuple[np.ndarray, np.ndarray]:
+  """Means of q(z|x) and the per-dimension KL(q(z|x) || N(0, I)) of every row.
+
+  Args:
+    params: the VAE's parameters; x: [N, D]; model: the Gaussian-encoder VAE.
+
+  Returns:
+    (mean [N, L], kl [N, L]) as float64 NumPy arrays, KL in nats:
+    KL_l = (mu_l^2 + sigma_l^2 - 1) / 2 - log sigma_l.
+  """
+  @jax.jit
+  def stats(xb):
+    mean, log_scale = model.apply(params, xb, method="encode")
+    return mean, 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1.0) - log_scale
+
+  means, kls = [], []
+  for xb, mb in data_lib.eval_batches(x, min(batch_size, len(x))):
+    m, k = jax.device_get(stats(xb))
+    means.append(m[mb > 0])
+    kls.append(k[mb > 0])
+  return np.concatenate(means).astype(np.float64), np.concatenate(kls).astype(np.float64)
+
+
+# Burda et al. (2015): unit u is active when Cov_x(E_q[z_u | x]) exceeds 1e-2.
+ACTIVE_UNIT_THRESHOLD = 1e-2
+
+
+def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
+  """Which latent units are active: Var over examples of E_q[z_u | x] > threshold.
+
+  Args:
+    means: [N, L] posterior means E_q[z | x_n] (``encoder_statistics``).
+
+  Returns:
+    [L] bool.
+  """
+  return np.var(np.asarray(means, np.float64), axis=0) > threshold
+
+
+def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
+  """The mean of per-example values and its standard error over examples."""
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
