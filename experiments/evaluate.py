@@ -59,7 +59,8 @@ def validate(config) -> None:
   if not config.checkpoint:
     raise UserError("--config.checkpoint is required: the workdir of the run to evaluate.")
   for name in ("iw_samples", "chunk_size", "batch_size", "elbo_samples"):
-    check_positive(config[name], f"config.{name}", integer=True)
+    if config[name] is not None or name != "chunk_size":
+      check_positive(config[name], f"config.{name}", integer=True)
   if config.split not in SPLITS:
     raise UserError(f"--config.split must be one of {', '.join(SPLITS)}, got "
                     f"{config.split!r}.")
@@ -118,7 +119,7 @@ def evaluate_vae(config, model, params, x, key) -> dict:
                     "(or auto).")
   log_px = iwae.evaluate_iwae(params, x, jax.random.fold_in(key, 0), model=model,
                               num_samples=int(config.iw_samples),
-                              chunk_size=int(config.chunk_size),
+                              chunk_size=config.chunk_size,
                               batch_size=int(config.batch_size))
   elbo_fn = jax.jit(lambda xb, k: objectives.elbo(params, xb, k, model=model,
                                                   num_samples=int(config.elbo_samples))[1])
@@ -131,7 +132,8 @@ def evaluate_vae(config, model, params, x, key) -> dict:
           "elbo": float(terms["elbo"].mean()), "recon": float(terms["recon"].mean()),
           "kl": float(terms["kl"].mean()), "kl_per_dim": kl_dims.mean(0).tolist(),
           "active_units": int(active.sum()), "latent_dim": int(means.shape[1]),
-          "iw_samples": int(config.iw_samples), "chunk_size": int(config.chunk_size),
+          "iw_samples": int(config.iw_samples),
+          "chunk_size": config.chunk_size or iwae.default_chunk_size(int(config.batch_size)),
           "_means": means, "_active": active}
 
 

@@ -55,7 +55,8 @@ _IMAGES = flags.DEFINE_string("images", _MNIST, "MNIST test images (IDX, gzipped
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 10_000, "Images timed (the first N); times "
                                    "are extrapolated to 10,000.")
 _K = flags.DEFINE_integer("num_samples", 5000, "K, importance samples per image.")
-_CHUNK = flags.DEFINE_integer("chunk_size", iwae.DEFAULT_CHUNK_SIZE, "Streamed: samples per chunk.")
+_CHUNK = flags.DEFINE_integer("chunk_size", None, "Streamed: samples per chunk; default "
+                              "iwae.default_chunk_size(batch_size).")
 _BATCH = flags.DEFINE_integer("batch_size", iwae.DEFAULT_BATCH_SIZE, "Streamed: images per call.")
 _REFERENCE = flags.DEFINE_bool("reference", True, "Time the materializing reference.")
 _REFERENCE_BATCH = flags.DEFINE_integer("reference_batch", 1, "Reference: images per call.")
@@ -113,8 +114,9 @@ def run_streamed(params, x, key, model, k) -> tuple[np.ndarray, dict]:
   fn(x[:min(_BATCH.value, len(x))])                     # compile + one batch
   warm_s = time.perf_counter() - t0
   out, secs = _timed(fn, x)
-  return out, {"seconds": secs, "compile_and_first_batch_s": warm_s,
-               "chunk_size": _CHUNK.value, "batch_size": _BATCH.value}
+  batch = min(_BATCH.value, len(x))
+  return out, {"seconds": secs, "compile_and_first_batch_s": warm_s, "batch_size": batch,
+               "chunk_size": _CHUNK.value or iwae.default_chunk_size(batch)}
 
 
 def run_reference(params, x, key, model, k) -> tuple[np.ndarray, dict]:
@@ -161,27 +163,37 @@ def run_torch(params, x, seed, k) -> tuple[np.ndarray, dict] | None:
   half_log_2pi = 0.5 * math.log(2 * math.pi)
 
   @torch.no_grad()
-  def one(xi):                                   # xi: [784]
-    xk = xi.unsqueeze(0).repeat(k, 1)            # [K, 784]
+  def torch_log_weights(xi, eps=None):           # xi: [784] -> [K]
+    xk = xi.unsqueeze(0).repeat(k if eps is None else len(eps), 1)   # [K, 784]
     h = body(xk)
     mean, log_scale = mean_layer(h), scale_layer(h)
-    eps = torch.randn_like(mean)
+    eps = torch.randn_like(mean) if eps is None else eps
     z = mean + torch.exp(log_scale) * eps
     logits = decoder(z)
     log_px_z = -nn.functional.binary_cross_entropy_with_logits(
         logits, xk, reduction="none").sum(-1)
     log_pz = (-0.5 * z**2 - half_log_2pi).sum(-1)
     log_qz = (-0.5 * eps**2 - log_scale - half_log_2pi).sum(-1)
-    return torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)
+    return log_px_z + log_pz - log_qz
 
   def fn(xs):
     xt = torch.from_numpy(xs)
-    return np.array([float(one(xi)) for xi in xt])
+    return np.array([float(torch.logsumexp(torch_log_weights(xi), 0)) - math.log(k)
+                     for xi in xt])
 
   fn(x[:2])
   out, secs = _timed(fn, x)
+  # The same model: log-weights of torch and vae_jax on the same 256 draws of image 0.
+  eps = np.random.default_rng(seed).normal(size=(256, 50)).astype(np.float32)
+  model = tasks.build_vae(MODEL, (28, 28, 1))
+  mean, log_scale = model.apply(params, x[:1], method="encode")
+  jax_lw = np.asarray(iwae.log_weights(params, x[:1], mean, log_scale, eps[:, None],
+                                       model=model))[:, 0]
+  torch_lw = torch_log_weights(torch.from_numpy(x[0]), torch.from_numpy(eps)).numpy()
   return out, {"seconds": secs, "torch_version": torch.__version__,
-               "torch_threads": torch.get_num_threads()}
+               "torch_threads": torch.get_num_threads(),
+               "same_draws_max_abs_log_weight_diff_nats": float(np.max(np.abs(jax_lw - torch_lw))),
+               "same_draws_log_weight_scale_nats": float(np.max(np.abs(jax_lw)))}
 
 
 # ----------------------------------------------------------------------------

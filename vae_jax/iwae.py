@@ -5,11 +5,12 @@ Burda et al. (2015) report log p(x) on MNIST as the IWAE bound with K = 5000,
   log p(x) ~ log (1/K) sum_k w_k,   w_k = p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x).
 
 ``objectives.iwae_bound`` materializes all K decoder outputs ``[K, B, D]``
-(15.7 MB per example at K = 5000 on MNIST). Here the K samples are drawn and
-reduced ``chunk_size`` at a time inside one jitted loop, carrying a running
-``logsumexp`` of the log-weights per example, so memory is
+(15.7 MB per image at K = 5000 on MNIST). Here the K samples are drawn and
+reduced ``chunk_size`` at a time inside one jitted ``lax.scan``, carrying a
+running ``logsumexp`` of the log-weights per example, so memory is
 O(chunk_size * B * D) whatever K is. The encoder runs once per batch; each
-chunk decodes its ``[chunk * B, L]`` latents as one batch of matrix products.
+chunk decodes its ``[chunk_size * B, L]`` latents as one batch of matrix
+products.
 
 Draws (so that a reference can reproduce them): with C = min(chunk_size, K),
 chunk i = 0, 1, ..., ceil(K / C) - 1 holds samples k = i*C ... min((i+1)*C, K) - 1,
@@ -17,9 +18,9 @@ chunk i = 0, 1, ..., ceil(K / C) - 1 holds samples k = i*C ... min((i+1)*C, K) -
   eps_i = jax.random.normal(jax.random.fold_in(key, i), (C_i, B, L), mean.dtype),
   z_i   = mean + exp(log_scale) * eps_i,         C_i = min(C, K - i*C),
 
-so every chunk has C rows except a shorter last one when C does not divide K
-(it is computed at its own size: no padding, no wasted samples). The result
-depends on (key, K, C, B): changing the chunk or the batch size redraws the
+so every chunk has C rows except a shorter last one when C does not divide K;
+that one is computed at its own size (no padding, no wasted samples). The
+numbers depend on (key, K, C, B): another chunk or batch size redraws the
 samples, not the distribution of the estimate.
 
 ``evaluate_iwae`` runs this over a whole split in padded batches (batch j uses
@@ -45,11 +46,14 @@ from vae_jax.errors import UserError, check_data_matrix
 
 Array = jax.Array
 
-# Samples per chunk. On the default MLP (784-200-200-50, Bernoulli) on a
-# 2-core CPU, chunk * batch = 10,000 decoded rows per step ran fastest
-# (scripts/bench_iwae_eval.py; see DEFAULT_BATCH_SIZE): smaller chunks pay the
-# loop's per-step overhead, larger ones spill the [rows, 784] logits out of cache.
-DEFAULT_CHUNK_SIZE = 500
+# Latent rows decoded per chunk: chunk_size = DECODE_ROWS // B when not given.
+# Default MLP (784-200-200-50, Bernoulli), K = 5000, 2-core CPU, ms per image
+# (batch x chunk): 1,000-2,000 rows ran fastest (20x50, 50x20, 10x100,
+# 20x100, 10x200: 11.7-12.1); fewer rows or more loop steps cost more (10x50:
+# 13.6, 100x10: 13.2); so did bigger chunks, whose [rows, 784] logits leave
+# the cache (20x200: 12.6, 10x500: 14.1, all 5,000 samples of one image at
+# once as ``objectives.iwae_bound`` does: 29.6).
+DECODE_ROWS = 2000
 # Examples per jitted call of ``evaluate_iwae``.
 DEFAULT_BATCH_SIZE = 20
 
@@ -59,12 +63,18 @@ def _check_count(value, name: str, what: str) -> None:
     raise UserError(f"{name} must be an integer >= 1 ({what}), got {value!r}.")
 
 
-def check_sizes(num_samples: int, chunk_size: int) -> None:
-  """Raises UserError unless K = num_samples and chunk_size are integers >= 1."""
+def check_sizes(num_samples: int, chunk_size: int | None = None) -> None:
+  """Raises UserError unless K = num_samples (and chunk_size, if given) are integers >= 1."""
   _check_count(num_samples, "num_samples",
                "K, the number of draws z ~ q(z|x) per example; K = 1 is the ELBO")
-  _check_count(chunk_size, "chunk_size",
-               "how many of the K draws are decoded at a time; try 500")
+  if chunk_size is not None:
+    _check_count(chunk_size, "chunk_size",
+                 "how many of the K draws are decoded at a time; None picks one")
+
+
+def default_chunk_size(batch_size: int) -> int:
+  """Samples per chunk so that a chunk decodes about ``DECODE_ROWS`` latents."""
+  return max(1, DECODE_ROWS // int(batch_size))
 
 
 def chunk_sizes(num_samples: int, chunk_size: int) -> list[int]:
@@ -75,8 +85,8 @@ def chunk_sizes(num_samples: int, chunk_size: int) -> list[int]:
   return [c] * full + ([rest] if rest else [])
 
 
-def _log_weights(params: Any, x: Array, mean: Array, log_scale: Array, eps: Array, *,
-                 model: nn.Module) -> Array:
+def log_weights(params: Any, x: Array, mean: Array, log_scale: Array, eps: Array, *,
+                model: nn.Module) -> Array:
   """log w = log p(x|z) + log p(z) - log q(z|x) for one chunk of draws.
 
   Args:
@@ -98,8 +108,7 @@ def _log_weights(params: Any, x: Array, mean: Array, log_scale: Array, eps: Arra
 
 
 def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
-                        num_samples: int, chunk_size: int = DEFAULT_CHUNK_SIZE
-                        ) -> dict[str, Array]:
+                        num_samples: int, chunk_size: int | None = None) -> dict[str, Array]:
   """The K-sample IWAE bound and the K-sample Monte-Carlo ELBO, streamed.
 
   Args:
@@ -109,13 +118,16 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
     model: the ``vae_jax.models.VAE`` module with a Gaussian encoder (static).
     num_samples: K >= 1 (static).
     chunk_size: samples per chunk, >= 1 (static); memory is
-      O(chunk_size * B * D).
+      O(chunk_size * B * D). None: ``default_chunk_size(B)``.
 
   Returns:
     ``{"iwae": [B], "elbo": [B]}`` in nats: log (1/K) sum_k w_k, the estimate
     of log p(x), and (1/K) sum_k log w_k, the ELBO estimated with the same K
-    draws (free: the log-weights are already there).
+    draws (free: the log-weights are already there). elbo <= iwae always.
   """
+  check_sizes(num_samples, chunk_size)
+  if chunk_size is None:
+    chunk_size = default_chunk_size(x.shape[0])
   sizes = chunk_sizes(num_samples, chunk_size)
   mean, log_scale = model.apply(params, x, method="encode")            # [B, L]
   batch, latent = mean.shape
@@ -123,7 +135,7 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
   def chunk(carry, i, size):
     lse, total = carry                                                 # [B], [B]
     eps = jax.random.normal(jax.random.fold_in(key, i), (size, batch, latent), mean.dtype)
-    log_w = _log_weights(params, x, mean, log_scale, eps, model=model)  # [C, B]
+    log_w = log_weights(params, x, mean, log_scale, eps, model=model)  # [C, B]
     return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)),
             total + jnp.sum(log_w, axis=0))
 
@@ -138,10 +150,10 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
 
 
 def iwae_bound_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
-                        num_samples: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Array:
+                        num_samples: int, chunk_size: int | None = None) -> Array:
   """log (1/K) sum_k p(x, z_k) / q(z_k|x) with the K draws streamed in chunks.
 
-  The same number as ``objectives.iwae_bound`` on the same draws, in
+  The same number as all K samples at once on the same draws, in
   O(chunk_size * B * D) memory. Arguments as ``iwae_terms_streamed``.
 
   Returns:
@@ -156,7 +168,7 @@ _iwae_batch = jax.jit(iwae_bound_streamed, static_argnames=("model", "num_sample
 
 
 def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_samples: int,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE,
+                  chunk_size: int | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
   """Per-example IWAE-K estimates of log p(x) over a whole split.
 
@@ -167,9 +179,9 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
       ``fold_in(key, j)`` as the key of ``iwae_bound_streamed``.
     model: the VAE module.
     num_samples: K >= 1.
-    chunk_size: samples per chunk (see ``DEFAULT_CHUNK_SIZE``).
-    batch_size: B, examples per jitted call; the last batch is zero-padded
-      (its padded rows are computed and dropped). B = min(batch_size, N).
+    chunk_size: samples per chunk; None: ``default_chunk_size(B)``.
+    batch_size: examples per jitted call; B = min(batch_size, N). The last
+      batch is zero-padded (its padded rows are computed and dropped).
 
   Returns:
     [N] float64 NumPy array of log p(x) estimates in nats.
@@ -178,8 +190,9 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
   _check_count(batch_size, "batch_size", "examples per jitted call")
   x_all = check_data_matrix(np.asarray(x_all), "x_all")
   n = len(x_all)
-  fn = functools.partial(_iwae_batch, model=model, num_samples=int(num_samples),
-                         chunk_size=int(chunk_size))
+  batch = min(int(batch_size), n)
+  chunk = default_chunk_size(batch) if chunk_size is None else int(chunk_size)
+  fn = functools.partial(_iwae_batch, model=model, num_samples=int(num_samples), chunk_size=chunk)
   out = [fn(params, xb, jax.random.fold_in(key, j))
-         for j, (xb, _) in enumerate(data_lib.eval_batches(x_all, min(int(batch_size), n)))]
+         for j, (xb, _) in enumerate(data_lib.eval_batches(x_all, batch))]
   return np.concatenate(jax.device_get(out)).astype(np.float64)[:n]

@@ -32,6 +32,7 @@ from vae_jax import checkpointing
 from vae_jax import data as data_lib
 from vae_jax import discrete_vae
 from vae_jax import estimators
+from vae_jax import iwae
 from vae_jax import keys
 from vae_jax import models
 from vae_jax import objectives
@@ -173,8 +174,9 @@ def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
   out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
          "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
   if iw_samples:
-    ll = objectives.iwae_bound(params, x, jax.random.fold_in(key, 1), model=model,
-                               num_samples=iw_samples)
+    # Streamed in chunks (vae_jax.iwae): memory does not grow with K.
+    ll = iwae.iwae_bound_streamed(params, x, jax.random.fold_in(key, 1), model=model,
+                                  num_samples=iw_samples)
     out["neg_log_likelihood_iw"] = -jnp.sum(ll * mask)
   return out
 

@@ -19,7 +19,7 @@ from experiments.configs import common
 
 def _tiny(config):
   config.iw_samples = 50
-  config.chunk_size = 20
+  config.chunk_size = 20           # K = 50 is no multiple of it: a shorter last chunk
 
 
 VARIANTS = {"tiny": _tiny}
@@ -34,7 +34,8 @@ def get_config(arg=None):
   config.split = "eval"            # eval | train (the run's own data and binarization)
   config.estimate = "auto"         # auto (exact where there is one, else iwae) | iwae | exact
   config.iw_samples = 5000         # K of the IWAE estimate
-  config.chunk_size = 500          # IWAE samples drawn and reduced at a time (memory)
+  config.chunk_size = config_dict.placeholder(int)  # IWAE samples per chunk (memory);
+                                   # None: about 2,000 decoded rows per chunk (vae_jax.iwae)
   config.batch_size = 20           # examples per jitted IWAE call
   config.elbo_samples = 10         # samples of the ELBO's reconstruction term (analytic KL)
   config.max_examples = 0          # evaluate the first N examples of the split (0: all)

@@ -219,6 +219,10 @@ def _one_error_line(proc, message):
     (overrides({"objective.estimator": "vimco"}), "num_samples >= 2"),
     (overrides({"train.batch_size": 5000}), "is larger than the training set"),
     (["extra_positional"], "unexpected arguments: extra_positional"),
+    ([f"--config={config_path('evaluate')}", "--config.checkpoint=/nonexistent"],
+     "--config.checkpoint=/nonexistent is not a directory"),
+    ([f"--config={config_path('evaluate')}", "--config.checkpoint=/tmp",
+      "--config.iw_samples=0"], "--config.iw_samples must be a positive integer"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
   base = TINY_VAE if not any(a.startswith("--config=") for a in args) else []
