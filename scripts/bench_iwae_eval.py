@@ -6,9 +6,12 @@ Bernoulli), in one process on the same CPU:
 
 * ``streamed``: ``vae_jax.iwae.evaluate_iwae``, K drawn and reduced in chunks
   inside one jitted loop, the encoder run once per batch of images;
-* ``reference``: a copy of today's ``objectives.iwae_bound`` (it materializes
-  the [K, B, D] decoder outputs), jitted, over batches of ``--reference_batch``
+* ``reference``: a copy of the project's ``objectives.iwae_bound`` as it was
+  before the streamed path (it materializes the [K, B, D] decoder outputs, and
+  used ``jax.nn.softplus``), jitted, over batches of ``--reference_batch``
   images, which is what fits in memory at K = 5000;
+* ``reference_new_softplus``: the same with ``distributions.softplus``, which
+  XLA:CPU fuses with the sum (isolates the streaming's own share);
 * ``torch_loop``: the per-image loop of PyTorch VAE code (repeat the image K
   times, encode, sample, decode, logsumexp), on the same weights; skipped if
   torch does not import.
@@ -91,13 +94,17 @@ def _flops(k: int) -> dict:
 # ----------------------------------------------------------------------------
 
 
-def iwae_bound_reference(params, x, key, *, model, num_samples):
-  """Today's ``objectives.iwae_bound``, copied: all K decoder outputs [K, B, D] at once."""
+def iwae_bound_reference(params, x, key, *, model, num_samples, softplus=jax.nn.softplus):
+  """The project's ``objectives.iwae_bound`` as it was before the streamed path,
+  copied: all K decoder outputs [K, B, D] at once, and its Bernoulli
+  log-likelihood x * l - softplus(l) with ``jax.nn.softplus`` (``softplus``
+  swaps in ``distributions.softplus``, the form written since, to separate the
+  two changes' effects)."""
   mean, log_scale = model.apply(params, x, method="encode")
   z = D.normal_sample(key, mean, log_scale, (num_samples,))      # [K, B, L]
-  dec_out = model.apply(params, z, method="decode")
-  log_w = (objectives.log_likelihood(x, dec_out) + D.std_normal_log_prob(z)
-           - D.normal_log_prob(z, mean, log_scale))               # [K, B]
+  logits = model.apply(params, z, method="decode")["logits"]     # [K, B, D]
+  log_lik = jnp.sum(x * logits - softplus(logits), -1)
+  log_w = log_lik + D.std_normal_log_prob(z) - D.normal_log_prob(z, mean, log_scale)
   return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
 
 
@@ -119,8 +126,10 @@ def run_streamed(params, x, key, model, k) -> tuple[np.ndarray, dict]:
                "chunk_size": _CHUNK.value or iwae.default_chunk_size(batch)}
 
 
-def run_reference(params, x, key, model, k) -> tuple[np.ndarray, dict]:
-  step = jax.jit(functools.partial(iwae_bound_reference, model=model, num_samples=k))
+def run_reference(params, x, key, model, k, softplus=jax.nn.softplus
+                  ) -> tuple[np.ndarray, dict]:
+  step = jax.jit(functools.partial(iwae_bound_reference, model=model, num_samples=k,
+                                   softplus=softplus))
   b = _REFERENCE_BATCH.value
 
   def fn(xs):
@@ -312,6 +321,10 @@ def main(argv):
     estimates["reference"] = est
     result["paths"]["reference"] = {**_summary(info.pop("seconds"), n, flops), **info,
                                     "peak_rss_mb_after": _peak_rss_mb()}
+    est, info = run_reference(params, x, key, model, k, softplus=D.softplus)
+    estimates["reference_new_softplus"] = est
+    result["paths"]["reference_new_softplus"] = {**_summary(info.pop("seconds"), n, flops),
+                                                 **info, "peak_rss_mb_after": _peak_rss_mb()}
   ran = run_torch(params, x, _SEED.value, k) if _TORCH.value else None
   if ran is not None:
     est, info = ran
