@@ -184,3 +184,12 @@ def test_eval_batches_cover_every_row_once():
     assert xb.shape == (10, 1)
     seen.extend(xb[mb > 0, 0].tolist())
   assert seen == list(range(23))
+
+
+def test_mnist_t10k_splits_the_test_images_9000_1000(shared_mnist_dir):
+  ds = data.load_arrays("mnist_t10k", shared_mnist_dir, binarize="none")
+  full = data.read_idx(os.path.join(shared_mnist_dir, "t10k-images-idx3-ubyte.gz"))
+  assert ds.train_x.shape == (9000, 784) and ds.eval_x.shape == (1000, 784)
+  np.testing.assert_array_equal(ds.eval_x, full[9000:].reshape(1000, -1) / np.float32(255))
+  with pytest.raises(UserError, match="mnist_t10k needs --config.data.data_dir"):
+    data.load_arrays("mnist_t10k", None)
