@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.testing import assert_allclose
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from vae_jax import distributions as D
 
@@ -101,3 +101,12 @@ def test_entropies_match_scipy():
   logits = np.array([0.5, -2.0])
   assert_allclose(D.bernoulli_entropy(jnp.asarray(logits)),
                   stats.bernoulli(1 / (1 + np.exp(-logits))).entropy().sum(), rtol=1e-5)
+
+
+def test_softplus_value_and_derivative_everywhere():
+  """log(1 + e^x) and its derivative sigmoid(x), x = 0 and the extremes included."""
+  x = np.array([-1e4, -50.0, -3.0, -1e-7, 0.0, 1e-7, 2.5, 40.0, 1e4], np.float32)
+  want = np.logaddexp(0.0, x.astype(np.float64))
+  np.testing.assert_allclose(D.softplus(jnp.asarray(x)), want, rtol=1e-6, atol=1e-30)
+  grad = jax.vmap(jax.grad(D.softplus))(jnp.asarray(x))
+  np.testing.assert_allclose(grad, special.expit(x.astype(np.float64)), rtol=1e-6, atol=1e-30)

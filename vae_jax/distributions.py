@@ -118,11 +118,23 @@ def std_normal_log_prob(z: Array, event_ndims: int = 1) -> Array:
 # ----------------------------------------------------------------------------
 
 
+@jax.custom_jvp
 def softplus(x: Array) -> Array:
   """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): stable, and (unlike
   ``jax.nn.softplus`` with its NaN guard) fused by XLA:CPU with the sum that
-  follows, which made the IWAE-5000 evaluation's log-likelihood 3x cheaper."""
+  follows, which made the IWAE-5000 evaluation's log-likelihood 3x cheaper.
+
+  Its derivative is sigmoid(x) everywhere, x = 0 included (differentiating
+  the max and the |x| would give 0 there: a MADE logit that sees no input
+  starts at exactly 0).
+  """
   return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  return softplus(x), jax.nn.sigmoid(x) * t
 
 
 def bernoulli_log_prob(x: Array, logits: Array, event_ndims: int = 1) -> Array:
