@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import pkgutil
+import shutil
 import signal
 import subprocess
 import sys
@@ -375,3 +376,28 @@ def test_vae_kind_likelihood_and_estimator_family(tmp_path, kind, likelihood, fa
   summary = _json(workdir)
   assert summary["step"] == 20 and np.isfinite(summary["eval_neg_elbo"])
   assert summary["eval_neg_log_likelihood_iw"] <= summary["eval_neg_elbo"] + 1.0
+
+
+def test_checkpoints_move_between_device_counts(tmp_path):
+  """Checkpointed on 8 (fake CPU) devices, resumed on 1 and on 2: the same numbers as
+  an uninterrupted run; and 8 devices train like 1."""
+  args = TINY_VAE + overrides({"train.batch_size": 40, "train.checkpoint_every": 15,
+                               "train.eval_every": 60, "eval.batch_size": 128})
+  devices = lambda n: dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+  first = str(tmp_path / "eight")
+  _ok(args + overrides({"train.num_steps": 30}) + [f"--workdir={first}"], env=devices(8))
+  assert _json(first)["device_count"] == 8
+  for n in (1, 2):
+    moved = str(tmp_path / f"moved_to_{n}")
+    shutil.copytree(first, moved)
+    proc = _ok(args + [f"--workdir={moved}"], env=devices(n))
+    assert "Resumed from checkpoint at step 30" in proc.stderr
+  one, eight = str(tmp_path / "one"), str(tmp_path / "eight_full")
+  _ok(args + [f"--workdir={one}"], env=devices(1))
+  _ok(args + [f"--workdir={eight}"], env=devices(8))
+  reference = _json(one)["eval_neg_elbo"]
+  for n in (1, 2):
+    got = _json(str(tmp_path / f"moved_to_{n}"))
+    assert got["step"] == 60 and got["device_count"] == n
+    assert got["eval_neg_elbo"] == pytest.approx(reference, rel=1e-5)
+  assert _json(eight)["eval_neg_elbo"] == pytest.approx(reference, rel=1e-4)
