@@ -15,7 +15,7 @@ every model has the same interface.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -24,6 +24,12 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 GAUSSIAN_SCALES = ("shared", "per_pixel")
 # Hidden-layer nonlinearities (``flax.linen`` functions of these names).
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu", "sigmoid")
+
+
+def _float32(x):
+  """Network outputs leave in float32: likelihoods, KLs and their sums stay float32
+  whatever the computation dtype."""
+  return x.astype(jnp.float32)
 
 
 def activation_fn(name: str):
@@ -37,12 +43,13 @@ class MLP(nn.Module):
   """Dense layers with ``activation`` between them (none after the last)."""
   features: Sequence[int]
   activation: str = "relu"
+  dtype: Any = None      # computation dtype (bfloat16: mixed precision); params stay float32
 
   @nn.compact
   def __call__(self, x):
     act = activation_fn(self.activation)
     for i, f in enumerate(self.features):
-      x = nn.Dense(f, name=f"dense_{i}")(x)
+      x = nn.Dense(f, dtype=self.dtype, name=f"dense_{i}")(x)
       if i < len(self.features) - 1:
         x = act(x)
     return x
@@ -56,16 +63,17 @@ class MLPEncoder(nn.Module):
   hidden_dims: Sequence[int]
   latent_dim: int
   activation: str = "relu"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):  # x: [B, D]
     h = x
     act = activation_fn(self.activation)
     for i, f in enumerate(self.hidden_dims):
-      h = act(nn.Dense(f, name=f"hidden_{i}")(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)          # [B, L]
-    log_scale = nn.Dense(self.latent_dim, name="log_scale")(h)  # [B, L]
-    return mean, log_scale
+      h = act(nn.Dense(f, dtype=self.dtype, name=f"hidden_{i}")(h))
+    mean = nn.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h)          # [B, L]
+    log_scale = nn.Dense(self.latent_dim, dtype=self.dtype, name="log_scale")(h)  # [B, L]
+    return _float32(mean), _float32(log_scale)
 
 
 class LikelihoodHead(nn.Module):
@@ -94,13 +102,14 @@ class MLPDecoder(nn.Module):
   likelihood: str = "bernoulli"
   gaussian_scale: str = "shared"
   activation: str = "relu"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, z):
     out = MLP(tuple(self.hidden_dims) + (self.output_dim,),
-              self.activation, name="mlp")(z)
+              self.activation, dtype=self.dtype, name="mlp")(z)
     return LikelihoodHead(self.likelihood, self.gaussian_scale,
-                          name="head")(out)
+                          name="head")(_float32(out))
 
 
 def _check_conv_shape(image_shape):
@@ -117,6 +126,7 @@ class ConvEncoder(nn.Module):
   channels: Sequence[int] = (32, 64)
   hidden_dim: int = 256
   activation: str = "relu"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
@@ -124,13 +134,13 @@ class ConvEncoder(nn.Module):
     act = activation_fn(self.activation)
     h = x.reshape(x.shape[:-1] + tuple(self.image_shape))
     for i, c in enumerate(self.channels):
-      h = act(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME",
+      h = act(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
                           name=f"conv_{i}")(h))
     h = h.reshape(h.shape[:-3] + (-1,))
-    h = act(nn.Dense(self.hidden_dim, name="hidden")(h))
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    log_scale = nn.Dense(self.latent_dim, name="log_scale")(h)
-    return mean, log_scale
+    h = act(nn.Dense(self.hidden_dim, dtype=self.dtype, name="hidden")(h))
+    mean = nn.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h)
+    log_scale = nn.Dense(self.latent_dim, dtype=self.dtype, name="log_scale")(h)
+    return _float32(mean), _float32(log_scale)
 
 
 class ConvDecoder(nn.Module):
@@ -141,6 +151,7 @@ class ConvDecoder(nn.Module):
   channels: Sequence[int] = (64, 32)
   hidden_dim: int = 256
   activation: str = "relu"
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, z):  # z: [..., L]
@@ -149,17 +160,17 @@ class ConvDecoder(nn.Module):
     act = activation_fn(self.activation)
     lead = z.shape[:-1]
     h = z.reshape((-1, z.shape[-1]))
-    h = act(nn.Dense(self.hidden_dim, name="hidden")(h))
-    h = act(nn.Dense((h_img // 4) * (w_img // 4) * self.channels[0],
-                         name="project")(h))
+    h = act(nn.Dense(self.hidden_dim, dtype=self.dtype, name="hidden")(h))
+    h = act(nn.Dense((h_img // 4) * (w_img // 4) * self.channels[0], dtype=self.dtype,
+                     name="project")(h))
     h = h.reshape((-1, h_img // 4, w_img // 4, self.channels[0]))
     h = act(nn.ConvTranspose(self.channels[1], (4, 4), strides=(2, 2),
-                                 padding="SAME", name="deconv_0")(h))
-    h = nn.ConvTranspose(c_img, (4, 4), strides=(2, 2), padding="SAME",
+                             padding="SAME", dtype=self.dtype, name="deconv_0")(h))
+    h = nn.ConvTranspose(c_img, (4, 4), strides=(2, 2), padding="SAME", dtype=self.dtype,
                          name="deconv_1")(h)
     out = h.reshape(lead + (h_img * w_img * c_img,))
     return LikelihoodHead(self.likelihood, self.gaussian_scale,
-                          name="head")(out)
+                          name="head")(_float32(out))
 
 
 class VAE(nn.Module):
@@ -187,13 +198,14 @@ class VAE(nn.Module):
 def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
              latent_dim: int = 50, hidden_dims: Sequence[int] = (200, 200),
              likelihood: str = "bernoulli", gaussian_scale: str = "shared",
-             activation: str = "relu") -> VAE:
+             activation: str = "relu", dtype: Any = None) -> VAE:
   """Builds the VAE of a run's ``config.model``.
 
   ``kind="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
   default (two hidden layers of 200 units, 50 latents; the decoder mirrors
   the encoder's hidden sizes). ``kind="conv"``: convolutional encoder and
-  decoder for 28x28x1 or 32x32x3 images.
+  decoder for 28x28x1 or 32x32x3 images. ``dtype`` (e.g. ``jnp.bfloat16``)
+  is the networks' computation dtype; parameters and outputs stay float32.
   """
   if likelihood not in LIKELIHOODS:
     raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -205,12 +217,13 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
     output_dim *= int(s)
   activation_fn(activation)
   if kind == "mlp":
-    enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation)
+    enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation, dtype=dtype)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,
-                     likelihood, gaussian_scale, activation)
+                     likelihood, gaussian_scale, activation, dtype=dtype)
   elif kind == "conv":
-    enc = ConvEncoder(tuple(image_shape), latent_dim, activation=activation)
-    dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale, activation=activation)
+    enc = ConvEncoder(tuple(image_shape), latent_dim, activation=activation, dtype=dtype)
+    dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale, activation=activation,
+                      dtype=dtype)
   else:
     raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
   return VAE(encoder=enc, decoder=dec)

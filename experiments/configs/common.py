@@ -22,6 +22,7 @@ def data_section(dataset: str = "mnist_5k", binarize: str = "dynamic") -> ml_col
 def train_section(**overrides) -> ml_collections.ConfigDict:
   """``train``: optimization, logging, evaluation and checkpoint periods."""
   section = dict(batch_size=100, num_steps=5000, learning_rate=1e-3, adam_eps=1e-8,
+                 compute_dtype="float32",
                  lr_schedule="constant", lr_decay_rate=0.1, lr_decay_steps=10000,
                  log_every=100, eval_every=1000, checkpoint_every=1000, grad_stats_every=0,
                  grad_stats_draws=16)

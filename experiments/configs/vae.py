@@ -80,7 +80,9 @@ def get_config(arg=None):
   # and adam_eps (Adam), lr_schedule (constant | exponential: lr * lr_decay_rate **
   # (step / lr_decay_steps) | burda: 3^i epochs at lr * 10^(-i/7), i = 0..7),
   # periods of logging / evaluation / checkpoints, and gradient statistics every
-  # grad_stats_every steps (0: never) over grad_stats_draws draws.
+  # grad_stats_every steps (0: never) over grad_stats_draws draws; compute_dtype
+  # float32 | bfloat16 (mixed precision: the networks in bf16, parameters, optimizer
+  # state and log-likelihood sums in float32, evaluation in float32).
   config.train = common.train_section()
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=500,           # evaluation batch (the last one is padded and masked)
