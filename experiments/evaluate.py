@@ -25,7 +25,6 @@ key stream).
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 

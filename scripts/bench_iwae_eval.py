@@ -49,7 +49,6 @@ from experiments.configs import vae as vae_config
 from vae_jax import data as data_lib
 from vae_jax import distributions as D
 from vae_jax import iwae
-from vae_jax import objectives
 from vae_jax import tasks
 
 _MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",

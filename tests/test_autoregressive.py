@@ -3,22 +3,17 @@ sampling, MLE, and the end-to-end baseline run."""
 
 import functools
 import itertools
-import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from scipy import stats
 
 from tests.conftest import get_config
 from vae_jax import autoregressive as ar
 from vae_jax import optim, tasks, trainer
-from vae_jax import data
-from vae_jax.errors import UserError
 
 
 def _random_params(model, num_dims, seed, scale=1.0):

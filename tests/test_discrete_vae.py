@@ -2,9 +2,7 @@
 unbiased score-function gradients, the direct decoder gradient, and the run."""
 
 import itertools
-import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp

@@ -28,8 +28,6 @@ the number to compare with the VAE's -ELBO and IWAE bound:
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any, Sequence
 
 import flax.linen as nn

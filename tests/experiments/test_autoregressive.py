@@ -8,7 +8,7 @@ import pytest
 
 from experiments import autoregressive
 from tests.conftest import get_config
-from vae_jax import data, tasks
+from vae_jax import data
 from vae_jax.errors import UserError
 
 
