@@ -80,9 +80,9 @@ def run(config, workdir: str) -> dict:
   wd.prepare(workdir, config)
   wd.write_config(workdir, config)
   vae_dir = os.path.join(workdir, "vae")
-  train_summary = vae.run(config, vae_dir)
-  model, state, _ = tasks.load_checkpoint(vae_dir)
-  ds = tasks.load_data(config)
+  tasks.validate_vae_config(config)
+  train_summary, task, trained, ds = vae.train(config, vae_dir)
+  model, state = task.model, trained.state
   n = min(int(a.examples), len(ds.eval_x))
   x = jnp.asarray(ds.eval_x[:n])
   t0 = time.perf_counter()

@@ -46,7 +46,7 @@ from vae_jax import objectives
 from vae_jax import plots
 from vae_jax import tasks
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 SPLITS = ("eval", "train")
 ESTIMATES = ("auto", "iwae", "exact")
@@ -60,12 +60,8 @@ def validate(config) -> None:
   for name in ("iw_samples", "chunk_size", "batch_size", "elbo_samples"):
     if config[name] is not None or name != "chunk_size":
       check_positive(config[name], f"config.{name}", integer=True)
-  if config.split not in SPLITS:
-    raise UserError(f"--config.split must be one of {', '.join(SPLITS)}, got "
-                    f"{config.split!r}.")
-  if config.estimate not in ESTIMATES:
-    raise UserError(f"--config.estimate must be one of {', '.join(ESTIMATES)}, got "
-                    f"{config.estimate!r}.")
+  check_choice(config.split, SPLITS, "config.split")
+  check_choice(config.estimate, ESTIMATES, "config.estimate")
   if not isinstance(config.max_examples, int) or config.max_examples < 0:
     raise UserError(f"--config.max_examples must be an integer >= 0 (0: all), got "
                     f"{config.max_examples!r}.")

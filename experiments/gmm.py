@@ -38,7 +38,7 @@ from vae_jax import gmm
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 GMM_DATA = ("toy2d", "dataset")
 COVARIANCE_TYPES = ("full", "diag", "spherical")
@@ -61,15 +61,7 @@ def check_seed(config: ml_collections.ConfigDict) -> None:
 
 def check_dataset(config: ml_collections.ConfigDict) -> None:
   """``config.data.dataset`` must name a dataset of ``vae_jax.data``."""
-  if config.data.dataset not in data_lib.DATASETS:
-    raise UserError(f"--config.data.dataset must be one of {', '.join(data_lib.DATASETS)}, "
-                    f"got {config.data.dataset!r}.")
-
-
-def check_choice(value, choices, name: str) -> None:
-  """Raises UserError naming ``--name`` unless ``value`` is one of ``choices``."""
-  if value not in choices:
-    raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}.")
+  check_choice(config.data.dataset, data_lib.DATASETS, "config.data.dataset")
 
 
 def write_em_trace(writer: wd.MetricWriter, log_likelihood, elbo) -> None:

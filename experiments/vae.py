@@ -52,9 +52,13 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
                     ylabel="nats per example", title=f"VAE on {ds.name}")
 
 
-def run(config, workdir: str) -> dict:
-  """Trains (or resumes) the VAE of ``config`` in ``workdir``; returns the summary."""
-  tasks.validate_vae_config(config)
+def train(config, workdir: str):
+  """Trains (or resumes) the VAE of ``config`` in ``workdir`` and writes its outputs.
+
+  Returns:
+    (summary, task, result, ds): the summary also written to summary.json, the
+    trainer task (``task.model``), the ``trainer.TrainResult`` and the data.
+  """
   ds = tasks.load_data(config)
   tasks.validate_vae_data(ds, config)
   task = tasks.vae_task(config, ds.image_shape, len(ds.train_x))
@@ -64,4 +68,10 @@ def run(config, workdir: str) -> dict:
     extra["eval_iw_samples"] = int(config.eval.iw_samples)
   summary = trainer.run_summary(workdir, result, ds, config, **extra)
   write_figures(workdir, config, ds, task.model, result.state.params, int(result.state.step))
-  return summary
+  return summary, task, result, ds
+
+
+def run(config, workdir: str) -> dict:
+  """Trains (or resumes) the VAE of ``config`` in ``workdir``; returns the summary."""
+  tasks.validate_vae_config(config)     # before the data is loaded
+  return train(config, workdir)[0]

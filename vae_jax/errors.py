@@ -41,6 +41,13 @@ def check_data_matrix(x, name: str = "x", *, ndim: int = 2):
   return x
 
 
+def check_choice(value, choices, name: str):
+  """Raises UserError naming ``--name`` unless ``value`` is one of ``choices``; returns it."""
+  if value not in choices:
+    raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}.")
+  return value
+
+
 def check_positive(value, name: str, *, integer: bool = False):
   """Raises UserError unless ``value`` is a finite number > 0."""
   try:

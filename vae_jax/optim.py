@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import optax
 
-from vae_jax.errors import UserError, check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 LR_SCHEDULES = ("constant", "exponential", "burda")
 
@@ -49,10 +49,7 @@ def make_optimizer(train_config, steps_per_epoch: int = 1) -> optax.GradientTran
 def validate(t) -> None:
   """Checks the optimizer keys of ``config.train``; UserError names the key."""
   check_positive(t.get("adam_eps", 1e-8), "config.train.adam_eps")
-  kind = t.get("lr_schedule", "constant")
-  if kind not in LR_SCHEDULES:
-    raise UserError(f"--config.train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                    f"got {kind!r}.")
+  kind = check_choice(t.get("lr_schedule", "constant"), LR_SCHEDULES, "config.train.lr_schedule")
   if kind == "exponential":
     check_positive(t.lr_decay_steps, "config.train.lr_decay_steps", integer=True)
     check_positive(t.lr_decay_rate, "config.train.lr_decay_rate")

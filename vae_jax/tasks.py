@@ -39,7 +39,7 @@ from vae_jax import objectives
 from vae_jax import optim
 from vae_jax import trainer
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 
 
@@ -68,15 +68,9 @@ def hidden_dims(value, name: str = "config.model.hidden_dims") -> tuple[int, ...
   return dims
 
 
-def _choice(value, choices: Sequence[str], name: str) -> str:
-  if value not in choices:
-    raise UserError(f"--{name} must be one of {', '.join(choices)}, got {value!r}.")
-  return value
-
-
 def validate_data_config(config) -> None:
-  _choice(config.data.dataset, data_lib.DATASETS, "config.data.dataset")
-  _choice(config.data.binarize, data_lib.BINARIZATIONS, "config.data.binarize")
+  check_choice(config.data.dataset, data_lib.DATASETS, "config.data.dataset")
+  check_choice(config.data.binarize, data_lib.BINARIZATIONS, "config.data.binarize")
 
 
 def load_data(config) -> data_lib.Dataset:
@@ -89,9 +83,7 @@ def load_data(config) -> data_lib.Dataset:
 
 def _check_estimator_settings(config, allowed: Sequence[str]) -> None:
   o = config.objective
-  if o.estimator not in allowed:
-    raise UserError(f"--config.objective.estimator must be one of {', '.join(allowed)}, "
-                    f"got {o.estimator!r}.")
+  check_choice(o.estimator, allowed, "config.objective.estimator")
   check_positive(o.num_samples, "config.objective.num_samples", integer=True)
   if o.estimator in ("score_loo", "vimco") and int(o.num_samples) < 2:
     raise UserError(f"--config.objective.estimator={o.estimator} needs "
@@ -105,10 +97,10 @@ def _check_estimator_settings(config, allowed: Sequence[str]) -> None:
 def validate_vae_config(config) -> None:
   """Checks the VAE's model and objective settings; UserError names the key."""
   m, o = config.model, config.objective
-  _choice(m.kind, ("mlp", "conv"), "config.model.kind")
-  _choice(m.likelihood, models.LIKELIHOODS, "config.model.likelihood")
-  _choice(m.gaussian_scale, models.GAUSSIAN_SCALES, "config.model.gaussian_scale")
-  _choice(m.activation, models.ACTIVATIONS, "config.model.activation")
+  check_choice(m.kind, ("mlp", "conv"), "config.model.kind")
+  check_choice(m.likelihood, models.LIKELIHOODS, "config.model.likelihood")
+  check_choice(m.gaussian_scale, models.GAUSSIAN_SCALES, "config.model.gaussian_scale")
+  check_choice(m.activation, models.ACTIVATIONS, "config.model.activation")
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   hidden_dims(m.hidden_dims)
   _check_estimator_settings(config, tuple(estimators.ESTIMATORS))
@@ -155,7 +147,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def compute_dtype(config):
   """``train.compute_dtype`` as a dtype: float32 (default) or bfloat16."""
   name = config.get("train", {}).get("compute_dtype", "float32")
-  return COMPUTE_DTYPES[_choice(name, tuple(COMPUTE_DTYPES), "config.train.compute_dtype")]
+  return COMPUTE_DTYPES[check_choice(name, tuple(COMPUTE_DTYPES), "config.train.compute_dtype")]
 
 
 def build_vae(model_config, image_shape: Sequence[int], dtype=None) -> models.VAE:
