@@ -168,15 +168,6 @@ def test_batch_stream_is_deterministic_and_resumable():
     data.BatchStream(x, 1000, seed=0)
 
 
-def test_dynamic_binarization_redraws_each_step():
-  x = np.full((20, 50), 0.5, np.float32)
-  s = data.BatchStream(x, 20, seed=0, dynamic_binarize=True, binarize_seed=7)
-  b0, b1 = next(s), next(s)
-  assert set(np.unique(b0)) == {0.0, 1.0}
-  assert not np.array_equal(b0, b1)
-  np.testing.assert_array_equal(s.batch(1), b1)
-
-
 def test_eval_batches_cover_every_row_once():
   x = np.arange(23, dtype=np.float32)[:, None]
   seen = []

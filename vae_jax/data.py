@@ -22,7 +22,7 @@ Sources (``load_arrays(name, ...)``):
 
 Binarization (``binarize``): ``none`` keeps grey levels; ``static`` draws
 x ~ Bernoulli(pixel) once from the seed and keeps it fixed; ``dynamic``
-redraws the training images at every step (done by ``BatchStream``). The
+redraws the training images at every step (on device, ``vae_jax.feed``). The
 evaluation split is binarized once with the fixed ``EVAL_BINARIZE_SEED``
 whenever ``binarize != "none"``, so evaluation numbers compare across runs.
 """
@@ -306,7 +306,7 @@ def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,
     name: one of ``DATASETS``.
     data_dir: TFDS data directory, or the IDX directory for ``mnist_idx``.
     binarize: "none", "static" (train drawn once from ``seed``) or "dynamic"
-      (train kept grey; ``BatchStream`` redraws each batch). The eval split is
+      (train kept grey; ``vae_jax.feed`` redraws each batch). The eval split is
       binarized once from ``EVAL_BINARIZE_SEED`` unless "none".
     seed: seed of the static binarization.
 
@@ -352,30 +352,25 @@ class BatchStream:
   the epoch takes the next ``batch_size`` indices (the remainder of an epoch
   is dropped). The position is therefore ``(epoch, index)`` =
   ``divmod(step, steps_per_epoch)``; ``state()`` returns it for checkpoints and
-  ``restore(state)`` checks it. Dynamic binarization draws from
-  ``(seed, step)`` as well, so a resumed run sees exactly the same batches.
+  ``restore(state)`` checks it, so a resumed run sees exactly the same
+  batches. Dynamic binarization happens on device (``vae_jax.feed``), from
+  ``(binarize key, step)``.
   """
 
-  def __init__(self, x: np.ndarray, batch_size: int, seed: int, *,
-               dynamic_binarize: bool = False, binarize_seed: int | None = None,
-               step: int = 0):
+  def __init__(self, x: np.ndarray, batch_size: int, seed: int, *, step: int = 0):
     if batch_size > len(x):
       raise UserError(f"--config.train.batch_size={batch_size} is larger than the training "
                       f"set ({len(x)} examples); lower it.")
     self.x = x
     self.batch_size = batch_size
     self.seed = seed
-    self.dynamic_binarize = dynamic_binarize
-    if dynamic_binarize and binarize_seed is None:
-      raise ValueError("dynamic binarization needs its own binarize_seed "
-                       "(vae_jax.keys: the 'binarize' stream).")
-    self.binarize_seed = binarize_seed
     self.steps_per_epoch = len(x) // batch_size
     self.step = step
     self._perm_epoch = -1
     self._perm = None
 
-  def _permutation(self, epoch: int) -> np.ndarray:
+  def permutation(self, epoch: int) -> np.ndarray:
+    """The [N] order of epoch ``epoch`` (cached for the current epoch)."""
     if epoch != self._perm_epoch:
       self._perm = np.random.default_rng((self.seed, epoch)).permutation(len(self.x))
       self._perm_epoch = epoch
@@ -392,15 +387,14 @@ class BatchStream:
                       "and dataset of this run; use a fresh --workdir.")
     self.step = step
 
+  def indices(self, step: int) -> np.ndarray:
+    """The [B] rows of the batch of global step ``step``."""
+    epoch, index = divmod(step, self.steps_per_epoch)
+    return self.permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+
   def batch(self, step: int) -> np.ndarray:
     """The [B, D] batch for a given global step (does not move the stream)."""
-    epoch, index = divmod(step, self.steps_per_epoch)
-    idx = self._permutation(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-    x = self.x[idx]
-    if self.dynamic_binarize:
-      rng = np.random.default_rng((self.binarize_seed, step))
-      x = (rng.uniform(size=x.shape) < x).astype(np.float32)
-    return x
+    return self.x[self.indices(step)]
 
   def __iter__(self) -> Iterator[np.ndarray]:
     return self

@@ -35,14 +35,16 @@ def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
     num_dims: D, for bits per dimension.
     bits_per_dim: {nats key: bits key} for the results that are negative
       log-likelihoods or bounds in nats per example.
-    sharding: optional sharding of each batch (data parallelism).
+    sharding: optional sharding of each batch (data parallelism, also over
+      several processes).
 
   Returns:
     {name: float mean per example} plus the requested bits/dim keys.
   """
   totals = None
   for i, (xb, mb) in enumerate(data_lib.eval_batches(x, batch_size)):
-    xb, mb = jax.device_put((xb, mb), sharding) if sharding is not None else (xb, mb)
+    if sharding is not None:   # every process holds the split; each uploads its shards
+      xb, mb = (sharding_lib.global_array(a, sharding) for a in (xb, mb))
     out = sharding_lib.wait(eval_fn(params, xb, mb, jax.random.fold_in(key, i)))
     totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
   totals = jax.device_get(totals)

@@ -7,11 +7,15 @@ metrics to log from ``aux``, and an eval step. The trainer supplies the rest,
 once for every model:
 
 * one jitted, donated train step (``train_step``) with the NaN guard, gradient
-  and parameter norms, and variational-EM phases over parameter groups;
+  and parameter norms, and variational-EM phases over parameter groups, run
+  ``train.steps_per_jit`` at a time in one device loop (``train_steps``) fed
+  by ``vae_jax.feed`` (batches gathered and binarized on device when the
+  training split fits there);
 * data parallelism over the local devices (``vae_jax.sharding``);
 * orbax checkpoints (``vae_jax.checkpointing``) and bit-exact resume: the
   batch of step t, its dynamic binarization and the noise key
-  ``fold_in(noise, t)`` are pure functions of (seed, t);
+  ``fold_in(noise, t)`` are pure functions of (seed, t), whatever the feed,
+  the steps per dispatch or the number of devices;
 * the NaN stop, which keeps the last good checkpoint;
 * ``metrics.jsonl`` and TensorBoard events (``vae_jax.workdir``), a progress
   line with steps/s and ETA, periodic evaluation and gradient statistics;
@@ -19,7 +23,7 @@ once for every model:
 
 The loop reads ``config.seed``, ``config.data.binarize``, ``config.train``
 (batch_size, num_steps, learning_rate, log_every, eval_every,
-checkpoint_every, grad_stats_every, grad_stats_draws) and
+checkpoint_every, grad_stats_every, grad_stats_draws, steps_per_jit, feed) and
 ``config.eval.batch_size``. Keys come from ``vae_jax.keys``.
 """
 
@@ -42,11 +46,12 @@ from vae_jax import checkpointing
 from vae_jax import data as data_lib
 from vae_jax import estimators
 from vae_jax import evaluation
+from vae_jax import feed as feed_lib
 from vae_jax import keys
 from vae_jax import optim
 from vae_jax import sharding
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 
 @flax.struct.dataclass
@@ -196,6 +201,44 @@ def train_step(state: TrainState, x: jax.Array, *, task: Task,
   return new_state, metrics
 
 
+def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
+                num_steps: jax.Array, *, task: Task, tx: optax.GradientTransformation,
+                feed_batch: Callable, binarize: bool) -> tuple[TrainState, dict]:
+  """``num_steps`` train steps in one dispatch (jit with the keywords static).
+
+  The steps run in one ``lax.fori_loop`` whose trip count is an argument,
+  so one compiled program serves every count: a run with
+  ``train.steps_per_jit=1`` executes exactly the loop body that a run with 10
+  does, and their parameters are bit-identical. Step t takes its batch from
+  the feed, ``feed_batch(feed_args, i, t)`` for the i-th step of the dispatch,
+  binarized from ``fold_in(binarize_key, t)`` when ``binarize``.
+
+  Args:
+    state: the train state (donated).
+    feed_args: the feed's device input for this dispatch (``vae_jax.feed``).
+    binarize_key: [2] uint32 key data of the ``binarize`` stream.
+    num_steps: [] int, how many steps to run.
+
+  Returns:
+    (new_state, sums): the sum over the steps of each metric of
+    ``train_step`` (``finite`` counts the applied updates).
+  """
+  bkey = jax.random.wrap_key_data(binarize_key)
+
+  def batch(i, step):
+    x = feed_batch(feed_args, i, step)
+    return feed_lib.binarize(x, jax.random.fold_in(bkey, step)) if binarize else x
+
+  def body(i, carry):
+    state, sums = carry
+    state, metrics = train_step(state, batch(i, state.step), task=task, tx=tx)
+    return state, jax.tree_util.tree_map(jnp.add, sums, metrics)
+
+  shapes = jax.eval_shape(lambda s: train_step(s, batch(0, s.step), task=task, tx=tx)[1], state)
+  sums = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+  return jax.lax.fori_loop(0, num_steps, body, (state, sums))
+
+
 def grad_stats_step(params: Any, x: jax.Array, est_state: Any, step: jax.Array,
                     key: jax.Array, *, loss_fn: Callable, num_draws: int,
                     groups: tuple[str, ...] | None = None) -> dict:
@@ -223,7 +266,7 @@ def grad_stats_step(params: Any, x: jax.Array, est_state: Any, step: jax.Array,
 class StepMeter:
   """Per-step metrics summed on device, flushed at logging boundaries, and throughput.
 
-  Throughput excludes the first step of the loop (compilation) and the host
+  Throughput excludes the first dispatch of the loop (compilation) and the host
   time spent between ``flush`` and ``end_host`` (logging, evaluation,
   checkpointing).
   """
@@ -232,15 +275,18 @@ class StepMeter:
     self.start_step = start_step
     self._acc, self._n = None, 0
     self._t_first, self._t_host, self._overhead = None, None, 0.0
+    self._first_steps = 1
 
-  def add(self, state: Any, metrics: dict) -> None:
-    """Adds one step's metrics (device arrays, no sync except after the first step)."""
-    self._acc = metrics if self._acc is None else jax.tree_util.tree_map(
-        jnp.add, self._acc, metrics)
-    self._n += 1
+  def add(self, state: Any, sums: dict, steps: int = 1) -> None:
+    """Adds the metric sums of ``steps`` steps (device arrays; no sync except
+    after the first dispatch, which compiles and is not timed)."""
+    self._acc = sums if self._acc is None else jax.tree_util.tree_map(
+        jnp.add, self._acc, sums)
+    self._n += steps
     if self._t_first is None:
       jax.block_until_ready(state)
       self._t_first = time.perf_counter()
+      self._first_steps = steps
 
   def flush(self, done: int, nonfinite_message: Callable[[int, int], str]) -> dict:
     """Host sync: the mean of each metric since the last flush, plus ``steps_per_s``.
@@ -263,7 +309,7 @@ class StepMeter:
     self._overhead += time.perf_counter() - self._t_host
 
   def steps_per_s(self, done: int, now: float | None = None) -> float:
-    timed = done - self.start_step - 1
+    timed = done - self.start_step - self._first_steps
     if self._t_first is None or timed <= 0:
       return float("nan")
     elapsed = (time.perf_counter() if now is None else now) - self._t_first - self._overhead
@@ -293,6 +339,8 @@ def validate_train_config(config) -> None:
   t = config.train
   for name in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
     check_positive(t[name], f"config.train.{name}", integer=True)
+  check_positive(t.get("steps_per_jit", 1), "config.train.steps_per_jit", integer=True)
+  check_choice(t.get("feed", "auto"), feed_lib.FEEDS, "config.train.feed")
   if not isinstance(t.num_steps, int) or t.num_steps < 0:
     raise UserError(f"--config.train.num_steps must be an integer >= 0 (0 evaluates "
                     f"the initialization), got {t.num_steps!r}.")
@@ -324,18 +372,19 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   wd.write_data_spec(workdir, ds)
   tc = config.train
   batch_size, eval_batch_size = int(tc.batch_size), int(config.eval.batch_size)
-  replicated, batch_sharded = sharding.make_shardings(
+  shardings = sharding.make_shardings(
       {"config.train.batch_size": batch_size, "config.eval.batch_size": eval_batch_size})
   root = keys.root(config.seed)
   tx = optim.make_optimizer(tc, steps_per_epoch(ds, batch_size))
   state = create_train_state(keys.stream(root, "init"), keys.stream(root, "noise"), task, tx)
-  state = jax.device_put(state, replicated)
+  state = jax.tree_util.tree_map(   # every process builds the same state
+      lambda a: sharding.global_array(jax.device_get(a), shardings.replicated), state)
 
   manager = checkpointing.make_manager(workdir)
-  stream = data_lib.BatchStream(
-      ds.train_x, batch_size, keys.numpy_seed(keys.stream(root, "data")),
-      dynamic_binarize=config.data.binarize == "dynamic",
-      binarize_seed=keys.numpy_seed(keys.stream(root, "binarize")))
+  stream = data_lib.BatchStream(ds.train_x, batch_size,
+                                keys.numpy_seed(keys.stream(root, "data")))
+  steps_per_jit = int(tc.get("steps_per_jit", 1))
+  feed = feed_lib.make_feed(tc.get("feed", "auto"), stream, shardings, steps_per_jit)
   restored = checkpointing.restore_latest(manager, state)
   writer = wd.MetricWriter(workdir)
   resumed_from = None
@@ -352,7 +401,18 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   else:
     writer.truncate_after(-1)
 
-  step_fn = jax.jit(functools.partial(train_step, task=task, tx=tx), donate_argnums=0)
+  binarize = config.data.binarize == "dynamic"
+  binarize_key = sharding.global_array(
+      jax.device_get(jax.random.key_data(keys.stream(root, "binarize"))), shardings.replicated)
+  steps_fn = jax.jit(functools.partial(train_steps, task=task, tx=tx, feed_batch=feed.batch,
+                                       binarize=binarize), donate_argnums=0)
+
+  @jax.jit
+  def batch_fn(feed_args, i, step):   # the batch of a step, for gradient statistics
+    x = feed.batch(feed_args, i, step)
+    return feed_lib.binarize(x, jax.random.fold_in(
+        jax.random.wrap_key_data(binarize_key), step)) if binarize else x
+
   eval_fn = jax.jit(task.eval_step)
   final_eval_fn = jax.jit(task.final_eval_step) if task.final_eval_step else eval_fn
   eval_key = keys.stream(root, "eval")
@@ -365,8 +425,15 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   num_steps = int(tc.num_steps)
   log_every, eval_every = int(tc.log_every), int(tc.eval_every)
   ckpt_every = int(tc.checkpoint_every)
+  periods = [p for p in (log_every, eval_every, ckpt_every, stats_every,
+                         stream.steps_per_epoch) if p]
   start_step = int(state.step)
   last_ckpt = resumed_from
+
+  def next_stop(step):
+    """Where the dispatch that starts at ``step`` ends: after steps_per_jit steps,
+    or at the next logging, evaluation, checkpoint, statistics or epoch boundary."""
+    return min([num_steps, step + steps_per_jit] + [(step // p + 1) * p for p in periods])
 
   def save_checkpoint(step):
     checkpointing.save(manager, step, state, {"data": stream.state(),
@@ -375,7 +442,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   def run_eval(step, fn=eval_fn):
     result = evaluation.evaluate(fn, state.params, ds.eval_x, eval_batch_size, eval_key,
                                  ds.num_dims, bits_per_dim=task.bits_per_dim,
-                                 sharding=batch_sharded)
+                                 sharding=shardings.batch)
     writer.write(step, "eval", result)
     logging.info("step %d eval: %s %.3f nats", step, task.eval_headline,
                  result[task.eval_headline])
@@ -385,12 +452,17 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   if task.eval_at_start:   # a resumed run reads it back: the summary stays the same
     initial = run_eval(0) if start_step == 0 else logged_eval(workdir, 0)
   meter = StepMeter(start_step)
+  logging.info("%s: %s feed, up to %d steps per dispatch, %d device(s) in %d process(es).",
+               task.name, feed.kind, steps_per_jit, jax.device_count(), jax.process_count())
   try:
-    for step in range(start_step, num_steps):
-      x = jax.device_put(next(stream), batch_sharded)
-      state, metrics = sharding.wait(step_fn(state, x))
-      meter.add(state, metrics)
-      done = step + 1
+    step = start_step
+    while step < num_steps:
+      done = next_stop(step)
+      n = done - step
+      feed_args = feed.args(step, n)
+      state, sums = sharding.wait(steps_fn(state, feed_args, binarize_key, n))
+      meter.add(state, sums, n)
+      stream.step = step = done
       stats_now = stats_every and done % stats_every == 0
       if not (done % log_every == 0 or done == num_steps or done % ckpt_every == 0 or
               done % eval_every == 0 or stats_now):
@@ -408,6 +480,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                    means["grad_norm"], rate,
                    format_eta((num_steps - done) / rate) if rate > 0 else "?")
       if stats_now:
+        x = sharding.wait(batch_fn(feed_args, n - 1, done - 1))   # the last step's batch
         stats = sharding.wait(stats_fn(state.params, x, state.est_state, state.step,
                                        jax.random.fold_in(stats_root, done)))
         writer.write(done, "grad_stats", jax.device_get(stats))
