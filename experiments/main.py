@@ -37,6 +37,7 @@ from ml_collections import config_flags
 
 EXPERIMENTS = ("vae", "bayes", "gmm", "ppca", "estimator_variance", "amortization",
                "discrete_vae", "autoregressive", "evaluate")
+MULTI_PROCESS = ("vae", "discrete_vae", "autoregressive")   # config.distributed
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 
 
@@ -118,8 +119,18 @@ def main(argv):
   except OSError as e:  # the config file could not be loaded
     fail(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}")
   module = experiment_module(experiment)
-  logging.info("experiment %s, workdir %s", config.experiment, FLAGS.workdir)
+  import jax  # pylint: disable=g-import-not-at-top
+  from vae_jax import distributed  # pylint: disable=g-import-not-at-top
   try:
+    # Before anything touches a device: several processes meet here.
+    section = config.get("distributed")
+    if section is not None and section.coordinator_address and experiment not in MULTI_PROCESS:
+      raise UserError(f"config.experiment={experiment!r} runs in one process; several "
+                      f"processes train {', '.join(MULTI_PROCESS)}.")
+    if distributed.initialize(section):
+      logging.info("process %d of %d, %d devices in all", jax.process_index(),
+                   jax.process_count(), jax.device_count())
+    logging.info("experiment %s, workdir %s", config.experiment, FLAGS.workdir)
     summary = module.run(config, FLAGS.workdir)
   except UserError as e:
     fail(str(e))

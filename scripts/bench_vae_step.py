@@ -1,17 +1,42 @@
-r"""Train-step throughput of the default MLP VAE: vae_jax (jit) vs PyTorch eager.
+r"""Training throughput of the default MLP VAE: the whole runner loop, against its limits.
 
-Both sides train the same model (784-200-200-50 encoder, mirrored decoder,
-Bernoulli likelihood, one reparametrized sample, analytic KL) with Adam at the
-same learning rate on the same binarized MNIST-sized batches, in one process,
-on the same CPU. vae_jax runs the library's own jitted ``train_step`` (the one
-``python -m experiments.main`` uses); the reference is a plain PyTorch eager
-implementation, timed only if torch is installed (``pip install torch``).
+The model is the default config's (``experiments/configs/vae.py``): MLP
+784-200-200-50 encoder with two Dense(50) heads (mean, log-scale), mirrored
+decoder, Bernoulli likelihood, one reparametrized sample, analytic KL, Adam
+1e-3, the embedded ``mnist_5k`` data with dynamic binarization. For each batch
+size, in one process on the same machine:
 
-  python scripts/bench_vae_step.py                      # batch 100 and 1000
-  python scripts/bench_vae_step.py --batch_sizes=100 --steps=200
+* ``vae_jax_runner``: ``trainer.train`` itself, the loop ``python -m
+  experiments.main`` runs (steps fused ``train.steps_per_jit = k`` per
+  dispatch, the device feed, logging every 100 steps, the final checkpoint and
+  evaluation), once per k of ``--ks``, each call in a fresh temporary workdir.
+  Every setting is run once untimed first; XLA's persistent compilation cache
+  (a temporary directory) then serves the timed calls, which still trace and
+  lower as a fresh process would. Reported three ways: the trainer's own
+  ``TrainResult.steps_per_s``; the wall clock of the whole call; and the
+  loop's marginal rate, the steps over the call's seconds less those of the
+  same call with ``num_steps=0`` (setup, checkpoint, final evaluation).
+* ``vae_jax_step_fn``: the jitted ``trainer.train_step`` alone, one step per
+  dispatch, on batches binarized once and uploaded beforehand.
+* ``matmul_limit``: the machine's limit for this model: the 20 matrix products
+  of one training step (forward 7, weight gradients 7, input gradients 6:
+  all but the first layer's), float32, the same shapes (read from the
+  model's parameters), N steps in one ``lax.fori_loop`` so that dispatch is
+  not counted. Every product feeds the next step's input (through a scalar,
+  zero at run time), so XLA can neither hoist nor drop any; the glue around
+  them is O(B*D) element-wise work and one sum over each weight gradient.
+* ``torch_eager``: a plain PyTorch eager loop of the same model and optimizer
+  that also draws each step's rows (a permutation per epoch) and binarizes
+  them (``torch.bernoulli``) on the host, reading the loss every 100 steps;
+  timed only if torch imports (``pip install torch``).
 
-Prints one JSON object: per batch size, steps/s, examples/s and compile
-seconds for each implementation, and the speed-up.
+Each vae_jax and torch figure also appears as a fraction of ``matmul_limit``.
+
+  python scripts/bench_vae_step.py                        # batch 100 and 1000, k = 1, 10, 50
+  python scripts/bench_vae_step.py --batch_sizes=100 --steps=200 --repeats=1 --ks=1,10
+
+``--steps`` is the steps per measurement at batch 100; batch b runs
+steps * 100 / b of them (the same number of examples). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -20,7 +45,10 @@ import functools
 import json
 import os
 import platform
+import re
+import shutil
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -30,56 +58,246 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import vae as vae_config
-from vae_jax import tasks
+from vae_jax import data as data_lib
+from vae_jax import feed as feed_lib
 from vae_jax import optim
+from vae_jax import sharding
+from vae_jax import tasks
 from vae_jax import trainer
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Timed steps per measurement (after warm-up).")
+_KS = flags.DEFINE_list("ks", ["1", "10", "50"], "train.steps_per_jit values of the runner loop.")
+_STEPS = flags.DEFINE_integer("steps", 1000, "Steps per measurement at batch 100; batch b "
+                              "runs steps * 100 / b (the same number of examples).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per setting; the median is reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch eager reference if torch imports.")
 
-CONFIG = vae_config.get_config()   # the default VAE: 784-200-200-50, Bernoulli, Adam 1e-3
+REFERENCE_BATCH = 100       # --steps counts steps at this batch size
+TARGET_FRACTION = 0.6       # the issue's target: runner loop >= 60% of the matmul limit at batch 100
+
+NOTES = {
+    "matmul_limit": "The 20 matrix products of one training step (forward, weight and input "
+                    "gradients; float32, the model's shapes), N steps in one lax.fori_loop: the "
+                    "machine's limit for this model. flop_per_step counts 2 per multiply-add.",
+    "vae_jax_runner": "trainer.train on the default config (batch b, num_steps S, "
+                      "steps_per_jit k, log_every 100, eval/checkpoint only at the end), fresh "
+                      "workdir, compilation from the persistent cache. trainer_steps_per_s: "
+                      "TrainResult.steps_per_s (excludes the first dispatch and host time at "
+                      "log/eval/checkpoint boundaries). wall_steps_per_s: S / seconds of the "
+                      "whole call. loop_steps_per_s: S / (call seconds - fixed_cost_s), "
+                      "fixed_cost_s being the same call with num_steps=0 (setup, checkpoint, "
+                      "final evaluation). mean_steps_per_dispatch: dispatches are also cut at "
+                      "log, eval, checkpoint and epoch boundaries.",
+    "vae_jax_step_fn": "The jitted trainer.train_step alone, one step per dispatch, on 8 "
+                       "batches binarized once and uploaded beforehand (no feed, no "
+                       "binarization, no logging).",
+    "torch_eager": "PyTorch eager: the same model and Adam, with per-step row selection "
+                   "(a torch.randperm per epoch) and torch.bernoulli binarization on the host, "
+                   "loss read every 100 steps.",
+}
 
 
-def _data(batch_size: int, num_batches: int = 8) -> np.ndarray:
-  """Binarized MNIST-sized batches (real digits from the embedded mnist_5k)."""
-  from vae_jax import data  # pylint: disable=g-import-not-at-top
-  x = data.load_arrays("mnist_5k", binarize="static").train_x
-  reps = int(np.ceil(batch_size * num_batches / len(x)))
-  x = np.concatenate([x] * reps)[:batch_size * num_batches]
-  return x.reshape(num_batches, batch_size, 784)
+def _median(values) -> float:
+  return float(np.median(values))
 
 
-def bench_jax(batch_size: int, steps: int, repeats: int) -> dict:
-  task = tasks.vae_task(CONFIG, (28, 28, 1))
-  tx = optim.make_optimizer(CONFIG.train)
+def _steps_at(batch_size: int) -> int:
+  return max(1, round(_STEPS.value * REFERENCE_BATCH / batch_size))
+
+
+def _config(batch_size: int, num_steps: int, steps_per_jit: int):
+  """The default VAE config, run for ``num_steps`` with only the final eval and checkpoint."""
+  config = vae_config.get_config()
+  config.train.update(batch_size=batch_size, num_steps=num_steps, steps_per_jit=steps_per_jit,
+                      eval_every=max(num_steps, 1), checkpoint_every=max(num_steps, 1))
+  return config
+
+
+def _dispatches(config, ds: data_lib.Dataset) -> int:
+  """How many dispatches ``trainer.train`` makes (its ``next_stop`` rule)."""
+  t = config.train
+  periods = [t.log_every, t.eval_every, t.checkpoint_every,
+             trainer.steps_per_epoch(ds, t.batch_size)]
+  step, count = 0, 0
+  while step < t.num_steps:
+    step = min([t.num_steps, step + t.steps_per_jit] + [(step // p + 1) * p for p in periods])
+    count += 1
+  return count
+
+
+def _feed_kind(config, ds: data_lib.Dataset) -> str:
+  """The feed ``trainer.train`` picks for ``config`` (``feed_lib.make_feed``)."""
+  b = int(config.train.batch_size)
+  stream = data_lib.BatchStream(ds.train_x, b, seed=0)
+  shardings = sharding.make_shardings({"config.train.batch_size": b})
+  return feed_lib.make_feed(config.train.feed, stream, shardings,
+                            int(config.train.steps_per_jit)).kind
+
+
+def _timed_train(config, ds: data_lib.Dataset) -> tuple[float, trainer.TrainResult]:
+  """Seconds of one whole ``trainer.train`` call in a fresh workdir, and its result."""
+  task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
+  workdir = tempfile.mkdtemp(prefix="bench_vae_step_")
+  try:
+    t0 = time.perf_counter()
+    result = trainer.train(task, config, ds, workdir)
+    return time.perf_counter() - t0, result
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------
+# The measurements.
+# ----------------------------------------------------------------------------
+
+
+def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int],
+                 repeats: int) -> dict:
+  """``trainer.train`` for each k; settings interleaved within each repeat."""
+  fixed = _config(batch_size, 0, 1)
+  configs = {k: _config(batch_size, steps, k) for k in ks}
+  for config in [fixed, *configs.values()]:     # compile once, filling the persistent cache
+    _timed_train(config, ds)
+  fixed_s, secs, rates, evals = [], {k: [] for k in ks}, {k: [] for k in ks}, {}
+  for _ in range(repeats):
+    fixed_s.append(_timed_train(fixed, ds)[0])
+    for k, config in configs.items():
+      s, result = _timed_train(config, ds)
+      secs[k].append(s)
+      rates[k].append(result.steps_per_s if result.steps_per_s else float("nan"))
+      evals[k] = result.final_eval["neg_elbo"]
+  fixed_cost = _median(fixed_s)
+  out = {"num_steps": steps, "feed": _feed_kind(configs[ks[0]], ds),
+         "fixed_cost_s": fixed_cost, "k": {}}
+  for k, config in configs.items():
+    call = _median(secs[k])
+    loop = call - fixed_cost
+    out["k"][str(k)] = {
+        "trainer_steps_per_s": _median(rates[k]),
+        "wall_steps_per_s": steps / call,
+        "loop_steps_per_s": steps / loop if loop > 0 else float("nan"),
+        "train_call_s": call,
+        "mean_steps_per_dispatch": steps / _dispatches(config, ds),
+        "final_eval_neg_elbo": evals[k]}
+  return out
+
+
+def _binarized_batches(ds: data_lib.Dataset, batch_size: int, num_batches: int = 8) -> np.ndarray:
+  """[num_batches, B, D]: training rows in order (repeated if needed), binarized once."""
+  x = ds.train_x[np.arange(batch_size * num_batches) % len(ds.train_x)]
+  x = data_lib.binarize_array(x, seed=0)
+  return x.reshape(num_batches, batch_size, -1)
+
+
+def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict:
+  """The jitted ``trainer.train_step``, one step per dispatch."""
+  config = _config(batch_size, steps, 1)
+  task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
+  tx = optim.make_optimizer(config.train, trainer.steps_per_epoch(ds, batch_size))
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), donate_argnums=0)
-  batches = [jnp.asarray(b) for b in _data(batch_size)]
+  batches = [jnp.asarray(b) for b in _binarized_batches(ds, batch_size)]
   t0 = time.perf_counter()
-  state, m = step(state, batches[0])
+  state, metrics = step(state, batches[0])
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for i in range(steps):
-      state, m = step(state, batches[i % len(batches)])
+      state, metrics = step(state, batches[i % len(batches)])
     jax.block_until_ready(state)
     rates.append(steps / (time.perf_counter() - t0))
-  rate = float(np.median(rates))
-  return {"steps_per_s": rate, "examples_per_s": rate * batch_size,
-          "compile_s": compile_s, "final_loss": float(m["loss"])}
+  return {"steps_per_s": _median(rates), "compile_s": compile_s,
+          "final_loss": float(metrics["loss"])}
 
 
-def bench_torch(batch_size: int, steps: int, repeats: int) -> dict | None:
+def _kernels(params) -> tuple[list, list, list]:
+  """The default MLP VAE's kernels: encoder hidden layers, the (mean, log_scale)
+  heads, decoder layers; [in, out] each."""
+  enc, dec = params["params"]["encoder"], params["params"]["decoder"]["mlp"]
+  hidden = [enc[f"hidden_{i}"]["kernel"] for i in range(sum(n.startswith("hidden_") for n in enc))]
+  heads = [enc["mean"]["kernel"], enc["log_scale"]["kernel"]]
+  decoder = [dec[f"dense_{i}"]["kernel"] for i in range(len(dec))]
+  return hidden, heads, decoder
+
+
+def matmul_products(x, hidden, heads, decoder) -> list:
+  """The matrix products of one training step; returns the weight gradients.
+
+  x: [B, D]. Forward through the encoder, both heads and the decoder; the
+  output gradient is logits - x (the Bernoulli one has that form); backward
+  through every layer (weight gradients), and input gradients for all but the
+  first layer. The log-scale head's gradient is the mean head's times
+  log_scale, so XLA cannot merge the two heads' products.
+  """
+  acts = [x]
+  for w in hidden:
+    acts.append(acts[-1] @ w)
+  h = acts.pop()                                        # [B, H]
+  mean, log_scale = h @ heads[0], h @ heads[1]          # [B, L]
+  dec_in = [mean + log_scale]
+  for w in decoder:
+    dec_in.append(dec_in[-1] @ w)
+  g = dec_in.pop() - x                                  # [B, D]
+  grads = []
+  for w, a in zip(reversed(decoder), reversed(dec_in)):
+    grads.append(a.T @ g)
+    g = g @ w.T
+  g_scale = g * log_scale
+  grads += [h.T @ g, h.T @ g_scale]
+  g = g @ heads[0].T + g_scale @ heads[1].T
+  for i in reversed(range(len(hidden))):
+    grads.append(acts[i].T @ g)
+    if i:
+      g = g @ hidden[i].T
+  return grads
+
+
+def _flop_per_step(batch_size: int, hidden, heads, decoder) -> int:
+  layers = [w.shape for w in hidden + heads + decoder]
+  forward = sum(2 * batch_size * i * o for i, o in layers)
+  first_in, first_out = hidden[0].shape
+  return 3 * forward - 2 * batch_size * first_in * first_out   # + weight and input gradients
+
+
+def bench_matmul_limit(batch_size: int, steps: int, repeats: int) -> dict:
+  """``steps`` steps' matrix products in one ``fori_loop``."""
+  config = _config(batch_size, steps, 1)
+  task = tasks.build_task(config, (28, 28, 1))
+  kernels = _kernels(task.init_params(jax.random.key(0)))
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(batch_size, 784)), jnp.float32)
+
+  @functools.partial(jax.jit, static_argnums=3)
+  def loop(x, kernels, zero, n):
+    def body(_, scale):   # scale stays 1.0, but XLA cannot know: every product is live
+      grads = matmul_products(x * scale, *kernels)
+      return 1.0 + zero * sum(jnp.sum(g) for g in grads)
+    return jax.lax.fori_loop(0, n, body, jnp.ones((), jnp.float32))
+
+  zero = jnp.zeros((), jnp.float32)
+  compiled = loop.lower(x, kernels, zero, steps).compile()
+  jax.block_until_ready(compiled(x, kernels, zero))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(x, kernels, zero))
+    times.append((time.perf_counter() - t0) / steps)
+  step_s, flop = _median(times), _flop_per_step(batch_size, *kernels)
+  return {"steps_per_s": 1.0 / step_s, "ms_per_step": step_s * 1e3,
+          "flop_per_step": flop, "gflop_per_s": flop / step_s / 1e9,
+          "products_per_step": len(re.findall(r"\bdot\(", compiled.as_text()))}
+
+
+def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict | None:
+  """A plain PyTorch eager loop; None if torch does not import."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
   from torch import nn  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
+  log_every = int(vae_config.get_config().train.log_every)
 
   class TorchVAE(nn.Module):
 
@@ -101,44 +319,108 @@ def bench_torch(batch_size: int, steps: int, repeats: int) -> dict | None:
       return -(recon - kl).mean()
 
   model = TorchVAE()
-  opt = torch.optim.Adam(model.parameters(), lr=CONFIG.train.learning_rate)
-  batches = [torch.from_numpy(b) for b in _data(batch_size)]
+  opt = torch.optim.Adam(model.parameters(), lr=vae_config.get_config().train.learning_rate)
+  train_x = torch.from_numpy(ds.train_x)
+  per_epoch = len(train_x) // batch_size
 
-  def step(x):
-    opt.zero_grad(set_to_none=True)
-    loss = model(x)
-    loss.backward()
-    opt.step()
-    return loss
+  def batches():   # shuffled rows, a permutation per epoch, binarized at each step
+    while True:
+      perm = torch.randperm(len(train_x))
+      for i in range(per_epoch):
+        yield torch.bernoulli(train_x[perm[i * batch_size:(i + 1) * batch_size]])
 
-  for i in range(10):  # warm-up
-    step(batches[i % len(batches)])
+  def run(n, stream):
+    loss = None
+    for t in range(n):
+      opt.zero_grad(set_to_none=True)
+      loss = model(next(stream))
+      loss.backward()
+      opt.step()
+      if (t + 1) % log_every == 0:
+        loss.item()
+    return float(loss)
+
+  stream = batches()
+  run(10, stream)   # warm-up
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    for i in range(steps):
-      loss = step(batches[i % len(batches)])
+    loss = run(steps, stream)
     rates.append(steps / (time.perf_counter() - t0))
-  rate = float(np.median(rates))
-  return {"steps_per_s": rate, "examples_per_s": rate * batch_size,
-          "final_loss": float(loss), "torch_version": torch.__version__,
-          "torch_threads": torch.get_num_threads()}
+  return {"steps_per_s": _median(rates), "final_loss": loss,
+          "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+# ----------------------------------------------------------------------------
+
+
+def _cpu_model() -> str | None:
+  try:
+    with open("/proc/cpuinfo") as f:
+      found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
+    return found.group(1) if found else None
+  except OSError:
+    return None
+
+
+def _machine() -> dict:
+  return {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
+          "platform": platform.platform(), "python": sys.version.split()[0],
+          "jax_version": jax.__version__, "backend": jax.default_backend(),
+          "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+          "load_average_at_start": os.getloadavg()[0]}
+
+
+def bench_batch(ds: data_lib.Dataset, batch_size: int, ks: list[int]) -> dict:
+  steps, repeats = _steps_at(batch_size), _REPEATS.value
+  limit = bench_matmul_limit(batch_size, steps, repeats)
+  runner = bench_runner(ds, batch_size, steps, ks, repeats)
+  for row in runner["k"].values():
+    row["fraction_of_matmul_limit"] = {
+        m: row[f"{m}_steps_per_s"] / limit["steps_per_s"] for m in ("trainer", "wall", "loop")}
+  out = {"steps": steps, "matmul_limit": limit, "vae_jax_runner": runner,
+         "vae_jax_step_fn": bench_step_fn(ds, batch_size, steps, repeats)}
+  if _TORCH.value and (ref := bench_torch(ds, batch_size, steps, repeats)) is not None:
+    out["torch_eager"] = ref
+  for name in ("vae_jax_step_fn", "torch_eager"):
+    if name in out:
+      out[name]["fraction_of_matmul_limit"] = out[name]["steps_per_s"] / limit["steps_per_s"]
+  return out
+
+
+def _target(results: dict, ks: list[int]) -> dict | None:
+  """The issue's target at batch 100 with the most fused steps, per runner figure."""
+  if str(REFERENCE_BATCH) not in results:
+    return None
+  k = str(max(ks))
+  fractions = results[str(REFERENCE_BATCH)]["vae_jax_runner"]["k"][k]["fraction_of_matmul_limit"]
+  return {"batch_size": REFERENCE_BATCH, "k": int(k), "want_fraction": TARGET_FRACTION,
+          "got": fractions, "met": {m: f >= TARGET_FRACTION for m, f in fractions.items()}}
 
 
 def main(argv):
   del argv
-  results = {"benchmark": "vae_train_step", "model": "mlp 784-200-200-50, bernoulli, adam",
-             "device": jax.devices()[0].platform, "jax_version": jax.__version__,
-             "cpu_count": os.cpu_count(), "machine": platform.machine(),
-             "python": sys.version.split()[0], "steps": _STEPS.value, "results": {}}
-  for b in (int(v) for v in _BATCH_SIZES.value):
-    row = {"vae_jax": bench_jax(b, _STEPS.value, _REPEATS.value)}
-    ref = bench_torch(b, _STEPS.value, _REPEATS.value) if _TORCH.value else None
-    if ref is not None:
-      row["torch_eager"] = ref
-      row["speedup_vs_torch_eager"] = row["vae_jax"]["steps_per_s"] / ref["steps_per_s"]
-    results["results"][str(b)] = row
-  print(json.dumps(results, indent=2))
+  ks = [int(k) for k in _KS.value]
+  cache_dir = tempfile.mkdtemp(prefix="bench_vae_step_xla_cache_")
+  jax.config.update("jax_compilation_cache_dir", cache_dir)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  try:
+    config = vae_config.get_config()
+    ds = tasks.load_data(config)
+    out = {"benchmark": "vae_train_runner_loop",
+           "model": "mlp 784-200-200-50 (two Dense(50) heads), bernoulli, adam 1e-3; "
+                    f"{ds.name}, {config.data.binarize} binarization",
+           "machine": _machine(),
+           "flags": {"batch_sizes": [int(b) for b in _BATCH_SIZES.value], "ks": ks,
+                     "steps": _STEPS.value, "repeats": _REPEATS.value, "torch": _TORCH.value},
+           "notes": NOTES,
+           "results": {b: bench_batch(ds, int(b), ks) for b in _BATCH_SIZES.value}}
+    out["target"] = _target(out["results"], ks)
+    out["machine"]["load_average_at_end"] = os.getloadavg()[0]
+  finally:
+    shutil.rmtree(cache_dir, ignore_errors=True)
+  print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

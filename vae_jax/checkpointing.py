@@ -18,6 +18,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from vae_jax.errors import UserError
@@ -26,10 +27,10 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet(level=logging.WARNING):
   """Orbax logs every save at INFO through absl; keep the run's log readable."""
   previous = logging.get_verbosity()
-  logging.set_verbosity(min(previous, logging.WARNING))
+  logging.set_verbosity(min(previous, level))
   try:
     yield
   finally:
@@ -81,6 +82,53 @@ def restore(manager: ocp.CheckpointManager, step: int,
   return restored["state"], dict(restored["meta"])
 
 
+def _leaf_name(path) -> str:
+  """A tree path as "opt_state/decoder/0/mu/..." whatever the node types."""
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+    else:
+      parts.append(str(entry))
+  return "/".join(parts)
+
+
+def _signature(tree) -> dict[str, tuple]:
+  return {_leaf_name(p): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+          for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def check_same_model(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
+  """Refuses a checkpoint whose arrays (names, shapes, dtypes) are not this run's.
+
+  Reads only the checkpoint's metadata; if that cannot be read (a damaged
+  checkpoint) the restore decides.
+
+  Raises:
+    UserError: the checkpoint holds another model or optimizer.
+  """
+  path = os.path.join(str(manager.directory), str(step), "state")
+  try:
+    with _quiet(logging.ERROR):   # not the warning about a missing optional file
+      stored = ocp.StandardCheckpointer().metadata(path)
+    stored = _signature(getattr(stored, "item_metadata", stored))
+  except Exception:  # pylint: disable=broad-except
+    return
+  expected = _signature(abstract_state)
+  diffs = [f"{name}: checkpoint {stored.get(name, 'absent')}, this run "
+           f"{expected.get(name, 'absent')}"
+           for name in sorted(set(stored) | set(expected),
+                              key=lambda n: (not n.startswith("params"), n))
+           if stored.get(name) != expected.get(name)]
+  if diffs:
+    raise UserError(
+        f"the checkpoint at step {step} in {manager.directory} holds a different model "
+        f"({'; '.join(diffs[:2])}{f'; {len(diffs) - 2} more' if len(diffs) > 2 else ''}); "
+        f"use a new --workdir, or the settings the run was trained with.")
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any
                    ) -> tuple[Any, dict, int, list[int]] | None:
   """Restores the newest intact checkpoint, or returns None if there is none.
@@ -91,11 +139,13 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any
     move them aside with ``quarantine`` before saving again.
 
   Raises:
-    UserError: checkpoints exist but none of them can be restored.
+    UserError: the newest checkpoint holds another model (``check_same_model``),
+      or checkpoints exist but none of them can be restored.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
     return None
+  check_same_model(manager, steps[0], abstract_state)
   failures = []
   for step in steps:
     try:
@@ -123,6 +173,11 @@ def quarantine(workdir: str, steps: list[int]) -> list[str]:
   paths.
   """
   moved = []
+  if jax.process_count() > 1:   # process 0 moves them while the others wait
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if jax.process_index() != 0:
+      multihost_utils.sync_global_devices("quarantine")
+      return moved
   target_root = os.path.join(os.path.abspath(workdir), "corrupt_checkpoints")
   os.makedirs(target_root, exist_ok=True)
   for step in steps:
@@ -137,6 +192,8 @@ def quarantine(workdir: str, steps: list[int]) -> list[str]:
     os.rename(src, dst)
     moved.append(dst)
     logging.warning("Moved unrestorable checkpoint %s to %s", src, dst)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("quarantine")
   return moved
 
 

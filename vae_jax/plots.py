@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
 
+from vae_jax.distributed import is_writer
+
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=(6, 4), **subplot_kw):
   """(fig, axes) like ``pyplot.subplots``, without pyplot's global state."""
@@ -29,8 +31,10 @@ def save(fig: Figure, path: str, dpi: int = 120, *, tight: bool = True) -> str:
   """Writes ``fig`` as a PNG (creating the directory); returns the path.
 
   ``tight``: lay it out with ``tight_layout`` first (off for figures that set
-  their own margins).
+  their own margins). With several processes only process 0 writes.
   """
+  if not is_writer():
+    return path
   if tight:
     fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

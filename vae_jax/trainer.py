@@ -358,7 +358,8 @@ def validate_train_config(config) -> None:
 def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult:
   """Trains ``task`` on ``ds`` as ``config`` says, resuming from ``workdir``.
 
-  Writes ``config.json`` and ``data_spec.json`` first, then checkpoints,
+  Writes ``config.json`` and ``data_spec.json`` once the workdir's
+  checkpoints (if any) are found to be this model's, then checkpoints,
   ``metrics.jsonl`` and TensorBoard events as it goes. The caller writes the
   summary and figures from the returned ``TrainResult``.
 
@@ -368,8 +369,6 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   """
   validate_train_config(config)
   wd.prepare(workdir, config)
-  wd.write_config(workdir, config)
-  wd.write_data_spec(workdir, ds)
   tc = config.train
   batch_size, eval_batch_size = int(tc.batch_size), int(config.eval.batch_size)
   shardings = sharding.make_shardings(
@@ -385,7 +384,13 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                                 keys.numpy_seed(keys.stream(root, "data")))
   steps_per_jit = int(tc.get("steps_per_jit", 1))
   feed = feed_lib.make_feed(tc.get("feed", "auto"), stream, shardings, steps_per_jit)
-  restored = checkpointing.restore_latest(manager, state)
+  try:
+    restored = checkpointing.restore_latest(manager, state)
+  except BaseException:
+    checkpointing.close(manager)
+    raise
+  wd.write_config(workdir, config)     # after the checkpoints were found to be this run's
+  wd.write_data_spec(workdir, ds)
   writer = wd.MetricWriter(workdir)
   resumed_from = None
   if restored is not None:

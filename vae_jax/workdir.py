@@ -9,7 +9,9 @@
 * ``summary.json``  the final numbers of the run.
 
 All writes of JSON files are atomic (write to a temporary file, then rename),
-so a run killed at any moment never leaves a half-written file behind.
+so a run killed at any moment never leaves a half-written file behind. With
+several processes (``vae_jax.distributed``) only process 0 writes; the others'
+writes are no-ops.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from vae_jax.distributed import is_writer
 from vae_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -141,7 +144,9 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Atomically writes ``obj`` as indented JSON to ``path``."""
+  """Atomically writes ``obj`` as indented JSON to ``path`` (process 0 only)."""
+  if not is_writer():
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
@@ -170,18 +175,20 @@ class MetricWriter:
   logging boundaries). Every finite number also becomes the TensorBoard
   scalar ``split/name``. Call ``truncate_after`` once before writing (it
   also opens the event file, purging events past a resumed step) and
-  ``close`` at the end.
+  ``close`` at the end. In processes other than 0 every method does nothing
+  but return the record.
   """
 
   def __init__(self, workdir: str, filename: str = METRICS_FILE, *,
                tensorboard: bool = True):
+    self.enabled = is_writer()
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, filename)
     self.tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None
     self._tb = None
 
   def _events(self, purge_step: int | None = None):
-    if self._tb is None and self.tensorboard_dir is not None:
+    if self._tb is None and self.tensorboard_dir is not None and self.enabled:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       # The file name has whole seconds only: a suffix keeps two writers of the
       # same second (a quick resume) from sharing, and so truncating, one file.
@@ -193,6 +200,8 @@ class MetricWriter:
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> dict:
     record = {"step": int(step), "split": split}
     record.update(to_jsonable(dict(metrics)))
+    if not self.enabled:
+      return record
     with open(self.path, "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
       f.flush()
@@ -221,7 +230,7 @@ class MetricWriter:
     """
     self.close()
     self._events(purge_step=max(step + 1, 0))
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     kept = []
     with open(self.path) as f:

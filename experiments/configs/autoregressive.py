@@ -26,5 +26,6 @@ def get_config(arg=None):
   config.data = common.data_section()
   config.model = ml_collections.ConfigDict(dict(name="made", hidden_dims=(500,)))
   config.train = common.train_section()
+  config.distributed = common.distributed_section()
   config.eval = ml_collections.ConfigDict(dict(batch_size=500))
   return common.apply_variants(config, arg, VARIANTS)

@@ -25,9 +25,19 @@ def train_section(**overrides) -> ml_collections.ConfigDict:
                  compute_dtype="float32",
                  lr_schedule="constant", lr_decay_rate=0.1, lr_decay_steps=10000,
                  log_every=100, eval_every=1000, checkpoint_every=1000, grad_stats_every=0,
-                 grad_stats_draws=16)
+                 grad_stats_draws=16, steps_per_jit=10, feed="auto")
   section.update(overrides)
   return ml_collections.ConfigDict(section)
+
+
+def distributed_section() -> ml_collections.ConfigDict:
+  """``distributed``: several processes (hosts) via ``jax.distributed``; see
+  ``vae_jax.distributed``. An empty coordinator_address runs one process."""
+  return ml_collections.ConfigDict(dict(
+      coordinator_address="",   # process 0's "host:port"; "" = one process
+      num_processes=1,          # processes taking part (one per host)
+      process_id=0,             # this process: 0 .. num_processes - 1
+      timeout_s=120))           # wait this long for the coordinator and the others
 
 
 def tiny_training(config: ml_collections.ConfigDict) -> None:

@@ -32,5 +32,6 @@ def get_config(arg=None):
   config.objective = ml_collections.ConfigDict(dict(
       estimator="score_loo", num_samples=4, baseline_decay=0.9))
   config.train = common.train_section(num_steps=10000, grad_stats_every=500)
+  config.distributed = common.distributed_section()
   config.eval = ml_collections.ConfigDict(dict(batch_size=500))
   return common.apply_variants(config, arg, VARIANTS)

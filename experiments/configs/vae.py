@@ -84,6 +84,7 @@ def get_config(arg=None):
   # float32 | bfloat16 (mixed precision: the networks in bf16, parameters, optimizer
   # state and log-likelihood sums in float32, evaluation in float32).
   config.train = common.train_section()
+  config.distributed = common.distributed_section()
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=500,           # evaluation batch (the last one is padded and masked)
       iw_samples=100))          # K of the final IWAE estimate of -log p(x); 0 skips it

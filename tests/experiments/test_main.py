@@ -243,6 +243,13 @@ def test_conflicting_workdir_is_refused(tmp_path):
   proc = run_main(TINY_VAE + overrides({"model.hidden_dims": "(16,)"})
                   + [f"--workdir={workdir}"])
   _one_error_line(proc, "model.hidden_dims: saved [32], now [16]")
+  # Without its config.json the checkpoints themselves say it is another model,
+  # and the workdir is left as it was (no config.json of the refused run).
+  os.remove(os.path.join(workdir, "config.json"))
+  proc = run_main(TINY_VAE + overrides({"model.latent_dim": 3}) + [f"--workdir={workdir}"])
+  _one_error_line(proc, "holds a different model (params/params/decoder/mlp/dense_0/kernel: "
+                  "checkpoint ((4, 32), 'float32'), this run ((3, 32), 'float32')")
+  assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
 def test_helpfull_documents_the_runner():
