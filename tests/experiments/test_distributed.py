@@ -110,6 +110,21 @@ def test_two_processes_train_like_one(tmp_path, two_process_run):
     assert os.path.exists(os.path.join(two, name)), name
 
 
+def test_the_host_feed_uploads_each_process_slice_to_the_same_run(tmp_path, two_process_run):
+  # Each process gathers only its half of every batch on the host
+  # (make_array_from_process_local_data), 7 steps per upload: the run is the device feed's.
+  device, _ = two_process_run
+  host = str(tmp_path / "host")
+  procs = _finish(_start(ARGS + overrides({"train.feed": "host", "train.steps_per_jit": 7}),
+                         host, _free_port()))
+  assert all("host feed, up to 7 steps per dispatch" in p.stderr for p in procs)
+  a, b = _state(device), _state(host)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-6, atol=1e-7)
+  assert _summary(host)["eval_neg_elbo"] == pytest.approx(_summary(device)["eval_neg_elbo"],
+                                                          rel=1e-6)
+
+
 def test_both_processes_killed_after_a_checkpoint_resume_to_the_same_numbers(
     tmp_path, two_process_run):
   clean, _ = two_process_run
