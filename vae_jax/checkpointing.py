@@ -103,8 +103,10 @@ def _signature(tree) -> dict[str, tuple]:
 def check_same_model(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
   """Refuses a checkpoint whose arrays (names, shapes, dtypes) are not this run's.
 
-  Reads only the checkpoint's metadata; if that cannot be read (a damaged
-  checkpoint) the restore decides.
+  Reads only the checkpoint's metadata. It is another model when an array
+  both hold differs in shape or dtype, or the checkpoint has arrays this run
+  lacks; arrays missing from it, or metadata that cannot be read, are damage
+  and not a verdict (``restore_latest`` reports those).
 
   Raises:
     UserError: the checkpoint holds another model or optimizer.
@@ -117,11 +119,9 @@ def check_same_model(manager: ocp.CheckpointManager, step: int, abstract_state: 
   except Exception:  # pylint: disable=broad-except
     return
   expected = _signature(abstract_state)
-  diffs = [f"{name}: checkpoint {stored.get(name, 'absent')}, this run "
-           f"{expected.get(name, 'absent')}"
-           for name in sorted(set(stored) | set(expected),
-                              key=lambda n: (not n.startswith("params"), n))
-           if stored.get(name) != expected.get(name)]
+  diffs = [f"{name}: checkpoint {stored[name]}, this run {expected.get(name, 'absent')}"
+           for name in sorted(stored, key=lambda n: (not n.startswith("params"), n))
+           if stored[name] != expected.get(name)]
   if diffs:
     raise UserError(
         f"the checkpoint at step {step} in {manager.directory} holds a different model "
