@@ -121,11 +121,11 @@ def _config(batch_size: int, num_steps: int, steps_per_jit: int):
 def _dispatches(config, ds: data_lib.Dataset) -> int:
   """How many dispatches ``trainer.train`` makes (its ``next_stop`` rule)."""
   t = config.train
-  periods = [t.log_every, t.eval_every, t.checkpoint_every,
-             trainer.steps_per_epoch(ds, t.batch_size)]
+  periods = (t.log_every, t.eval_every, t.checkpoint_every,
+             trainer.steps_per_epoch(ds, t.batch_size))
   step, count = 0, 0
   while step < t.num_steps:
-    step = min([t.num_steps, step + t.steps_per_jit] + [(step // p + 1) * p for p in periods])
+    step = trainer.next_stop(step, t.num_steps, t.steps_per_jit, periods)
     count += 1
   return count
 

@@ -39,12 +39,20 @@ DEVICE_DATA_FRACTION = 0.25         # and up to a quarter of an accelerator's me
 
 
 def binarize(x: jax.Array, key: jax.Array) -> jax.Array:
-  """x_bin ~ Bernoulli(x) elementwise: ``uniform(key) < x`` in x's dtype.
+  """x_bin ~ Bernoulli(x) elementwise, in x's dtype.
 
+  Each threefry word gives two pixels 16 random bits each: x_bin = 1 when
+  (u + 1/2) / 2**16 < x, u uniform on 0 .. 2**16 - 1, so P(x_bin = 1) is x
+  to within 2**-16 (exact for 0 and 1), at half the cost of a float32
+  uniform per pixel (which took 15% of the default VAE's step on CPU).
   With ``jax_threefry_partitionable`` (JAX's default) the draws do not depend
-  on how x is sharded, so one process and several draw the same bits.
+  on how x is sharded along its first axis, so one process and several draw
+  the same bits.
   """
-  return (jax.random.uniform(key, x.shape) < x).astype(x.dtype)
+  d = x.shape[-1]
+  bits = jax.random.bits(key, x.shape[:-1] + ((d + 1) // 2,), jnp.uint32)
+  u = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[..., :d]
+  return ((u.astype(jnp.float32) + 0.5) * (1.0 / 65536) < x).astype(x.dtype)
 
 
 def device_budget_bytes() -> int:

@@ -1,0 +1,79 @@
+"""Training progress: metric means between logging steps, throughput and ETA.
+
+``StepMeter`` sums the trainer's per-dispatch metric sums on device and
+brings them to the host only at logging boundaries; it times the steps after
+the first dispatch (which compiles), leaving out the host work at the
+boundaries (logging, evaluation, checkpoints).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from vae_jax.errors import UserError
+
+
+class NonFiniteLossError(UserError):
+  """Raised when the loss or the gradient became NaN/Inf."""
+
+
+class StepMeter:
+  """Per-step metrics summed on device, flushed at logging boundaries, and throughput.
+
+  Throughput excludes the first dispatch of the loop (compilation) and the host
+  time spent between ``flush`` and ``end_host`` (logging, evaluation,
+  checkpointing).
+  """
+
+  def __init__(self, start_step: int = 0):
+    self.start_step = start_step
+    self._acc, self._n = None, 0
+    self._t_first, self._t_host, self._overhead = None, None, 0.0
+    self._first_steps = 1
+
+  def add(self, state: Any, sums: dict, steps: int = 1) -> None:
+    """Adds the metric sums of ``steps`` steps (device arrays; no sync except
+    after the first dispatch, which compiles and is not timed)."""
+    self._acc = sums if self._acc is None else jax.tree_util.tree_map(
+        jnp.add, self._acc, sums)
+    self._n += steps
+    if self._t_first is None:
+      jax.block_until_ready(state)
+      self._t_first = time.perf_counter()
+      self._first_steps = steps
+
+  def flush(self, done: int, nonfinite_message: Callable[[int, int], str]) -> dict:
+    """Host sync: the mean of each metric since the last flush, plus ``steps_per_s``.
+
+    Raises NonFiniteLossError(nonfinite_message(first_step, done)) if any step
+    since the last flush had ``finite == 0``.
+    """
+    host = jax.device_get(self._acc)
+    self._t_host = time.perf_counter()
+    n = self._n
+    self._acc, self._n = None, 0
+    if host.pop("finite") < n:
+      raise NonFiniteLossError(nonfinite_message(done - n, done))
+    means = {k: float(v) / n for k, v in host.items()}
+    means["steps_per_s"] = self.steps_per_s(done, self._t_host)
+    return means
+
+  def end_host(self) -> None:
+    """Marks the end of the host work that followed ``flush``."""
+    self._overhead += time.perf_counter() - self._t_host
+
+  def steps_per_s(self, done: int, now: float | None = None) -> float:
+    timed = done - self.start_step - self._first_steps
+    if self._t_first is None or timed <= 0:
+      return float("nan")
+    elapsed = (time.perf_counter() if now is None else now) - self._t_first - self._overhead
+    return timed / elapsed if elapsed > 0 else float("nan")
+
+
+def format_eta(seconds: float) -> str:
+  seconds = max(0, int(seconds))
+  return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
