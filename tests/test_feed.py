@@ -123,3 +123,20 @@ def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
                                            feed_batch=f.batch, binarize=False))(
       fresh(), f.args(0, 3), jax.random.key_data(bkey), 3)
   assert abs(float(grey_sums["loss"]) - sum(losses)) > 1.0
+
+
+def test_next_stop_cuts_dispatches_at_every_boundary():
+  # steps_per_jit 50, log every 100, eval every 1000, checkpoints every 1000,
+  # no gradient statistics (0), epochs of 45 steps, 5000 steps in all.
+  periods = (100, 1000, 1000, 0, 45)
+  stops, step = [], 0
+  while step < 5000:
+    step = trainer.next_stop(step, 5000, 50, periods)
+    stops.append(step)
+  assert stops[:5] == [45, 90, 100, 135, 180]
+  assert all(b - a <= 50 for a, b in zip([0] + stops, stops))
+  assert {100 * i for i in range(1, 51)} <= set(stops) and stops[-1] == 5000
+  assert set(stops) <= ({100 * i for i in range(1, 51)} | {45 * i for i in range(1, 112)}
+                        | {5000})
+  assert trainer.next_stop(4990, 5000, 50, periods) == 5000
+  assert trainer.next_stop(7, 5000, 1, periods) == 8
