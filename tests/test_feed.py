@@ -138,5 +138,6 @@ def test_next_stop_cuts_dispatches_at_every_boundary():
   assert {100 * i for i in range(1, 51)} <= set(stops) and stops[-1] == 5000
   assert set(stops) <= ({100 * i for i in range(1, 51)} | {45 * i for i in range(1, 112)}
                         | {5000})
-  assert trainer.next_stop(4990, 5000, 50, periods) == 5000
+  assert trainer.next_stop(4990, 5000, 50, periods) == 4995     # an epoch ends there
+  assert trainer.next_stop(4995, 5000, 50, periods) == 5000
   assert trainer.next_stop(7, 5000, 1, periods) == 8

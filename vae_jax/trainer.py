@@ -217,6 +217,16 @@ def train_step(state: TrainState, x: jax.Array, *, task: Task,
   return new_state, metrics
 
 
+def step_batch(feed_batch: Callable, feed_args: Any, i: jax.Array, step: jax.Array, *,
+               binarize_key: jax.Array, binarize: bool) -> jax.Array:
+  """Step ``step``'s [B, D] batch, the i-th of its dispatch: the feed's rows,
+  binarized from ``fold_in(binarize_key, step)`` when ``binarize``."""
+  x = feed_batch(feed_args, i, step)
+  if not binarize:
+    return x
+  return feed_lib.binarize(x, jax.random.fold_in(jax.random.wrap_key_data(binarize_key), step))
+
+
 def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
                 num_steps: jax.Array, *, task: Task, tx: optax.GradientTransformation,
                 feed_batch: Callable, binarize: bool) -> tuple[TrainState, dict]:
@@ -239,11 +249,8 @@ def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
     (new_state, sums): the sum over the steps of each metric of
     ``train_step`` but ``param_norm`` (``finite`` counts the applied updates).
   """
-  bkey = jax.random.wrap_key_data(binarize_key)
-
-  def batch(i, step):
-    x = feed_batch(feed_args, i, step)
-    return feed_lib.binarize(x, jax.random.fold_in(bkey, step)) if binarize else x
+  batch = functools.partial(step_batch, feed_batch, feed_args, binarize_key=binarize_key,
+                            binarize=binarize)
 
   def step(state, i):   # param_norm is read at logging time (a pass over the parameters)
     state, metrics = train_step(state, batch(i, state.step), task=task, tx=tx)
@@ -380,11 +387,8 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   steps_fn = jax.jit(functools.partial(train_steps, task=task, tx=tx, feed_batch=feed.batch,
                                        binarize=binarize), donate_argnums=0)
 
-  @jax.jit
-  def batch_fn(feed_args, i, step):   # the batch of a step, for gradient statistics
-    x = feed.batch(feed_args, i, step)
-    return feed_lib.binarize(x, jax.random.fold_in(
-        jax.random.wrap_key_data(binarize_key), step)) if binarize else x
+  batch_fn = jax.jit(functools.partial(   # a step's batch, for gradient statistics
+      step_batch, feed.batch, binarize_key=binarize_key, binarize=binarize))
 
   param_norm_fn = jax.jit(optax.global_norm)
   eval_fn = jax.jit(task.eval_step)
