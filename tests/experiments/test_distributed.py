@@ -110,6 +110,19 @@ def test_two_processes_train_like_one(tmp_path, two_process_run):
     assert os.path.exists(os.path.join(two, name)), name
 
 
+@pytest.mark.parametrize("name, headline", [("discrete_vae", "eval_exact_nll"),
+                                            ("autoregressive", "eval_nll")])
+def test_the_other_trained_models_run_on_two_processes(tmp_path, name, headline):
+  args = [f"--config={config_path(name, 'tiny')}"] + overrides({
+      "data.binarize": "dynamic", "train.num_steps": 40, "train.eval_every": 20})
+  two, one = str(tmp_path / "two"), str(tmp_path / "one")
+  _finish(_start(args, two, _free_port()))
+  proc = run_main(args + [f"--workdir={one}"], timeout=TIMEOUT)
+  assert proc.returncode == 0, failure_report(proc)
+  assert _summary(two)["device_count"] == 2
+  assert _summary(two)[headline] == pytest.approx(_summary(one)[headline], rel=1e-4)
+
+
 def test_the_host_feed_uploads_each_process_slice_to_the_same_run(tmp_path, two_process_run):
   # Each process gathers only its half of every batch on the host
   # (make_array_from_process_local_data), 7 steps per upload: the run is the device feed's.
