@@ -82,8 +82,12 @@ def get_config(arg=None):
   # periods of logging / evaluation / checkpoints, and gradient statistics every
   # grad_stats_every steps (0: never) over grad_stats_draws draws; compute_dtype
   # float32 | bfloat16 (mixed precision: the networks in bf16, parameters, optimizer
-  # state and log-likelihood sums in float32, evaluation in float32).
+  # state and log-likelihood sums in float32, evaluation in float32); steps_per_jit:
+  # steps per dispatch (one device loop; results do not depend on it); feed: auto |
+  # device (the split on device, batches gathered and binarized there) | host.
   config.train = common.train_section()
+  # Several processes (one per host; vae_jax.distributed): process 0's host:port
+  # ("" = one process), how many, this one's id, and the wait for the others.
   config.distributed = common.distributed_section()
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=500,           # evaluation batch (the last one is padded and masked)
