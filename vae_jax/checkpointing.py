@@ -113,8 +113,8 @@ def check_same_model(manager: ocp.CheckpointManager, step: int, abstract_state: 
   """
   path = os.path.join(str(manager.directory), str(step), "state")
   try:
-    with _quiet(logging.ERROR):   # not the warning about a missing optional file
-      stored = ocp.StandardCheckpointer().metadata(path)
+    with _quiet(logging.ERROR), ocp.StandardCheckpointer() as checkpointer:
+      stored = checkpointer.metadata(path)   # (quiet: a missing optional file warns)
     stored = _signature(getattr(stored, "item_metadata", stored))
   except Exception:  # pylint: disable=broad-except
     return
