@@ -9,23 +9,27 @@ r"""The vae_jax runner: a config file in, one experiment's ``run``, outputs in -
 selects variants); --config.<section>.<key>=value overrides one setting and a
 misspelt key is refused. The experiment is ``config.experiment``: one of vae,
 bayes, gmm, ppca, estimator_variance, amortization, discrete_vae,
-autoregressive. Every run writes its resolved config.json, metrics.jsonl,
-TensorBoard events, summary.json and figures into --workdir; re-running with
-the same --workdir resumes a trained model from its newest checkpoint. Errors
-a user can cause print one ``error:`` line and exit 2.
+autoregressive, evaluate, priors. Every run writes its resolved config.json,
+metrics.jsonl, TensorBoard events, summary.json and figures into --workdir;
+re-running with the same --workdir resumes a trained model from its newest
+checkpoint. Errors a user can cause print one ``error:`` line and exit 2.
 
 Config files (experiments/configs/) and their variants; each documents its keys:
   vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default)
+  burda2015.py           vae_k1, vae_k5, vae_k50, iwae_k1, iwae_k5, iwae_k50; cpu
+                         (Burda et al. 2015, Table 1; experiment vae)
   bayes.py, ppca.py      tiny
   gmm.py                 tiny, mnist_pca
   estimator_variance.py  tiny, digits
   amortization.py, discrete_vae.py, autoregressive.py           tiny
+  priors.py              tiny, cpu   (standard vs mog vs vamp priors)
   evaluate.py            tiny   (--config.checkpoint=RUN_WORKDIR: IWAE-5000 or exact NLL)
 """
 
 from __future__ import annotations
 
 import importlib
+import logging as std_logging
 import os
 import re
 import sys
@@ -35,20 +39,41 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments.configs.common import ConfigError
+
 EXPERIMENTS = ("vae", "bayes", "gmm", "ppca", "estimator_variance", "amortization",
-               "discrete_vae", "autoregressive", "evaluate")
+               "discrete_vae", "autoregressive", "evaluate", "priors")
 MULTI_PROCESS = ("vae", "discrete_vae", "autoregressive")   # config.distributed
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 
 
 
 def one_line(error: BaseException) -> str:
-  """An exception's message as one line; of a wrapped traceback, its last line."""
-  text = str(error).replace("\\n", "\n")
-  lines = [l.strip().strip("'\"").strip() for l in text.splitlines() if l.strip()]
+  """An exception's message as one line; of a wrapped traceback, its last line.
+
+  The message is kept as written, quotes and all; only a KeyError's str (the
+  repr of its key, quoted and with escaped newlines) is unwrapped first.
+  """
+  text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+  lines = [l.strip() for l in text.replace("\\n", "\n").splitlines() if l.strip()]
   if any(l.startswith("Traceback") for l in lines):
     lines = lines[-1:]
-  return " ".join(l for l in lines if l)
+  return " ".join(lines)
+
+
+def config_error(error: BaseException) -> ConfigError | None:
+  """The ConfigError that ``error`` wraps, if any.
+
+  A config file's ValueError reaches us twice wrapped: ml_collections re-raises
+  it as the same class with the traceback as message, absl as a flags.Error.
+  The innermost one holds the message as written.
+  """
+  found = None
+  while error is not None:
+    if isinstance(error, ConfigError):
+      found = error
+    error = error.__cause__ or error.__context__
+  return found
 
 
 def fail(message: str) -> None:
@@ -93,11 +118,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    fail(one_line(e))
+    wrapped = config_error(e)   # an unknown variant: its message says it all
+    fail(one_line(wrapped or e))
   except (KeyError, AttributeError) as e:
     fail(unknown_key(e))
   except Exception as e:  # pylint: disable=broad-except
-    # A config file that fails to load or an override that cannot apply.
+    # A config file that fails to load or an override that cannot apply: an
+    # unexpected error, so its class is part of the message.
     fail(f"{type(e).__name__}: {one_line(e)}")
 
 
@@ -119,6 +146,9 @@ def main(argv):
   except OSError as e:  # the config file could not be loaded
     fail(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}")
   module = experiment_module(experiment)
+  # JAX logs at INFO each platform it probes and cannot open (libtpu.so on
+  # every machine without a TPU): noise in every run. Its warnings stay.
+  std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   from vae_jax import distributed  # pylint: disable=g-import-not-at-top
   try:

@@ -60,13 +60,18 @@ def overrides(settings: dict) -> list[str]:
   return [f"--config.{k}={v}" for k, v in settings.items()]
 
 
-def run_main(args: list[str], timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+def run_main(args: list[str], timeout: float = 300, env=None,
+             platforms: str | None = "cpu") -> subprocess.CompletedProcess:
   """Runs `python -m experiments.main ARGS` in a subprocess from the repo root.
 
-  A run still going after ``timeout`` seconds gets SIGABRT, so that Python's
-  faulthandler prints every thread's stack into the failure report.
+  ``platforms`` is JAX_PLATFORMS; None leaves it unset, as in a user's shell
+  (JAX then probes every platform it knows). A run still going after
+  ``timeout`` seconds gets SIGABRT, so that Python's faulthandler prints every
+  thread's stack into the failure report.
   """
-  env = dict(env or os.environ, JAX_PLATFORMS="cpu", PYTHONFAULTHANDLER="1")
+  env = dict(env or os.environ, PYTHONFAULTHANDLER="1")
+  env.pop("JAX_PLATFORMS", None)
+  env.update({"JAX_PLATFORMS": platforms} if platforms else {})
   cmd = [sys.executable, "-m", "experiments.main", *args]
   with subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE) as proc:

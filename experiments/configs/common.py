@@ -13,6 +13,11 @@ import ml_collections
 from ml_collections import config_dict
 
 
+class ConfigError(ValueError):
+  """A config argument the user got wrong (an unknown variant); the runner prints
+  its message alone as the ``error:`` line."""
+
+
 def data_section(dataset: str = "mnist_5k", binarize: str = "dynamic") -> ml_collections.ConfigDict:
   """``data``: dataset name, its directory (TFDS or IDX; None for embedded data), binarization."""
   return ml_collections.ConfigDict(dict(
@@ -62,11 +67,11 @@ def apply_variants(config: ml_collections.ConfigDict, arg: str | None,
   """Applies the comma-separated variants of ``arg`` in order.
 
   Raises:
-    ValueError: an unknown variant (the runner prints it as one error line).
+    ConfigError: an unknown variant (the runner prints it as one error line).
   """
   for name in [v.strip() for v in (arg or "").split(",") if v.strip()]:
     if name not in variants:
-      raise ValueError(f"unknown config variant {name!r}; this config has: "
+      raise ConfigError(f"unknown config variant {name!r}; this config has: "
                        f"{', '.join(sorted(variants)) or 'none'}.")
     variants[name](config)
   return config

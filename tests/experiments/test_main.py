@@ -5,10 +5,13 @@ estimator family, kill -9 and resume for every trained model, and every user
 error as one line with exit status 2.
 """
 
+import ast
 import importlib
+import itertools
 import json
 import os
 import pkgutil
+import re
 import shutil
 import signal
 import subprocess
@@ -57,11 +60,14 @@ def _ok(args, **kwargs):
 
 
 def test_default_command_runs_the_default_vae(tmp_path):
-  """`python -m experiments.main` with no --config is the VAE of configs/vae.py."""
+  """`python -m experiments.main` with no --config is the VAE of configs/vae.py, run
+  as a user would (JAX_PLATFORMS unset)."""
   proc = run_main(overrides({"train.num_steps": 2, "train.log_every": 1,
                              "eval.iw_samples": 2, "data.dataset": "digits"})
-                  + [f"--workdir={tmp_path}"])
+                  + [f"--workdir={tmp_path}"], platforms=None)
   assert proc.returncode == 0, failure_report(proc)
+  # JAX's INFO line for each platform it cannot open (libtpu.so) is not logged.
+  assert "Unable to initialize backend" not in proc.stderr, proc.stderr[:2000]
   config = _json(str(tmp_path), "config.json")
   default = importlib.import_module("experiments.configs.vae").get_config()
   assert config["model"]["hidden_dims"] == list(default.model.hidden_dims) == [200, 200]
@@ -231,6 +237,32 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
                   message)
 
 
+BROKEN_CONFIG = """
+def get_config(arg=None):
+  raise RuntimeError("this config is broken: 'x'")
+"""
+
+
+@pytest.mark.parametrize("args,line", [
+    # A config's own error says it all; the exception class is noise.
+    ([f"--config={config_path('gmm', 'tnyi')}"],
+     "error: unknown config variant 'tnyi'; this config has: mnist_pca, tiny."),
+    # absl's message, closing quote included.
+    (overrides({"train.batch_size": "abc"}),
+     "error: flag --config.train.batch_size=abc: invalid literal for int() with base 10: 'abc'"),
+    # An unexpected error in a config file keeps its class.
+    (["--config={broken}"], "error: RuntimeError: this config is broken: 'x'"),
+])
+def test_error_lines_read_exactly(tmp_path, args, line):
+  broken = tmp_path / "broken.py"
+  broken.write_text(BROKEN_CONFIG)
+  args = [a.format(broken=broken) for a in args]
+  base = TINY_VAE if not any(a.startswith("--config=") for a in args) else []
+  proc = run_main(base + args + [f"--workdir={tmp_path / 'w'}"], timeout=120)
+  _one_error_line(proc, line)
+  assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [line]
+
+
 def test_workdir_that_is_a_file_is_refused(tmp_path):
   (tmp_path / "file").write_text("not a directory")
   _one_error_line(run_main(TINY_VAE + [f"--workdir={tmp_path / 'file'}"]),
@@ -255,8 +287,34 @@ def test_conflicting_workdir_is_refused(tmp_path):
 def test_helpfull_documents_the_runner():
   proc = run_main(["--helpfull"], timeout=120)
   text = proc.stdout + proc.stderr
-  for word in ("--config", "--workdir", "experiments/configs/", "--config.<section>.<key>"):
+  for word in ("--config", "--workdir", "experiments/configs/", "--config.<section>.<key>",
+               "evaluate.py", "burda2015.py", "iwae_k50", "mnist_pca"):
     assert word in text, word
+
+
+def _runner_module():
+  """experiments/main.py's docstring (what --help prints) and its EXPERIMENTS, read
+  without importing the runner (importing it parses sys.argv)."""
+  with open(os.path.join(ROOT, "experiments", "main.py")) as f:
+    tree = ast.parse(f.read())
+  experiments = next(ast.literal_eval(node.value) for node in tree.body
+                     if isinstance(node, ast.Assign) and node.targets[0].id == "EXPERIMENTS")
+  return ast.get_docstring(tree), experiments
+
+
+def test_help_lists_every_experiment_and_every_config_with_its_variants():
+  text, experiments = _runner_module()
+  for name in experiments:
+    assert re.search(rf"\b{name}\b", " ".join(text.split())), name
+  rows = text[text.index("Config files"):].splitlines()
+  for name in _config_modules():
+    at = [i for i, row in enumerate(rows) if f"{name}.py" in row]
+    assert at, f"{name}.py is not listed by --help"
+    # its variants: on its row, or on the indented rows that continue it
+    listed = " ".join([rows[at[0]]] + list(itertools.takewhile(
+        lambda row: row.startswith(" " * 4) and ".py" not in row, rows[at[0] + 1:])))
+    for variant in importlib.import_module(f"experiments.configs.{name}").VARIANTS:
+      assert re.search(rf"\b{variant}\b", listed), (name, variant)
 
 
 @pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
