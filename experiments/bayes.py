@@ -27,7 +27,8 @@ all n of a trial. Per (model, n), averaged over trials:
   (1/n) sum_i log p(x_i | x_<i).
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` and
-``tensorboard/`` (one record per (model, n), step = n, split "bayes"),
+``tensorboard/`` (one record per (model, n), step = n, split "bayes"; one
+TensorBoard tag per model and metric, ``bayes/logloss_map/normal_normal``),
 ``summary.json`` ({"table": {model: {str(n): row}}, "models": {model: prior,
 truth, entropy}, ...}) and ``bayes.png``. Deterministic given ``config.seed``:
 model i's data come from ``fold_in(keys.stream(root, "simulate"), i)``.
@@ -302,7 +303,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       for n in sizes:
         row = _aggregate(per_size[n])
         table[s.name][str(n)] = row
-        writer.write(n, "bayes", {"model": s.name, **row})
+        writer.write(n, "bayes", {"model": s.name, **row}, series=("model",))
       first = table[s.name][str(sizes[0])]
       logging.info("bayes %s: n=%d log-loss predictive %.4f, MAP %.4f, MLE %s", s.name,
                    sizes[0], first["logloss_predictive"], first["logloss_map"],

@@ -10,7 +10,9 @@ stop, for every S.
 summary.json: ``variance`` {estimator: total variance at the last step, first
 S}, ``variance_ratio`` {S: score / reparam}, ``variance_by_num_samples``,
 ``variance_by_step``; metrics.jsonl: split ``variance``, one line per
-(step, estimator, S); figure ``estimator_variance.png``.
+(step, estimator, S); TensorBoard: one tag per series,
+``variance/total_variance/ESTIMATOR/num_samples_S`` (and ``mean_snr``,
+``mean_norm``); figure ``estimator_variance.png``.
 """
 
 from __future__ import annotations
@@ -183,7 +185,8 @@ def run(config, workdir: str) -> dict:
       result = ({n: measured[(target, n, s)] for n in names} if params is None else
                 measure_variances(task.model, params, x, key, names, s, draws))
       for name, stats in result.items():
-        writer.write(target, "variance", {"estimator": name, "num_samples": s, **stats})
+        writer.write(target, "variance", {"estimator": name, "num_samples": s, **stats},
+                     series=("estimator", "num_samples"))
       if s == ref_s:
         by_step[target] = result
       if target == steps[-1]:

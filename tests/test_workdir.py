@@ -54,6 +54,38 @@ def test_tensorboard_holds_the_same_scalars_as_metrics_jsonl(tmp_path):
   assert "train/note" not in tb and "eval/bad" not in tb
 
 
+def test_series_of_one_split_get_their_own_tags(tmp_path):
+  """Records of several estimators in one split: one TensorBoard tag per series,
+  the identifying fields in metrics.jsonl and not plotted."""
+  writer = wd.MetricWriter(str(tmp_path))
+  writer.truncate_after(-1)
+  for step in (0, 10):
+    for name, s in (("reparam", 1), ("score", 1), ("score", 4)):
+      writer.write(step, "variance", {"estimator": name, "num_samples": s,
+                                      "total_variance": step + s + len(name)},
+                   series=("estimator", "num_samples"))
+  writer.close()
+  tb = read_tensorboard_scalars(str(tmp_path))
+  assert sorted(tb) == ["variance/total_variance/reparam/num_samples_1",
+                        "variance/total_variance/score/num_samples_1",
+                        "variance/total_variance/score/num_samples_4"]
+  assert tb["variance/total_variance/score/num_samples_4"] == {0: 9.0, 10: 19.0}
+  assert wd.read_metrics(str(tmp_path))[0] == {
+      "step": 0, "split": "variance", "estimator": "reparam", "num_samples": 1,
+      "total_variance": 8}
+
+
+def test_json_keys_that_are_numbers_sort_by_value(tmp_path):
+  path = str(tmp_path / "summary.json")
+  wd.write_json(path, {"table": {"100": 3, "2": 1, "10": 2, "1e-3": 0, "all": 4},
+                       "b": [{"20": 0, "3": 1}], "a": 0})
+  with open(path) as f:
+    loaded = json.load(f)              # keeps the file's order
+  assert list(loaded) == ["a", "b", "table"]
+  assert list(loaded["table"]) == ["1e-3", "2", "10", "100", "all"]
+  assert list(loaded["b"][0]) == ["3", "20"]
+
+
 def test_resume_purges_events_past_the_checkpoint(tmp_path):
   w = wd.MetricWriter(str(tmp_path))
   w.truncate_after(-1)

@@ -4,7 +4,8 @@
   with every override applied), written at start.
 * ``metrics.jsonl`` one JSON object per line: ``{"step": int, "split": str, ...}``.
 * ``tensorboard/``  the same scalars as TensorBoard event files (tag
-  ``split/name``), written with tensorboardX (no TensorFlow needed):
+  ``split/name``, or ``split/name/series`` for a record of one of several
+  series), written with tensorboardX (no TensorFlow needed):
   ``tensorboard --logdir WORKDIR``.
 * ``summary.json``  the final numbers of the run.
 
@@ -21,7 +22,7 @@ import math
 import os
 import tempfile
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -143,8 +144,30 @@ def to_jsonable(obj: Any) -> Any:
   return obj
 
 
+def _key_order(key: str) -> tuple:
+  """Sorts keys that are numbers ("2", "10", "1e-3") by value, before the others by text."""
+  try:
+    value = float(key)
+  except ValueError:
+    value = math.nan
+  return (0, value, key) if math.isfinite(value) else (1, 0.0, key)
+
+
+def _sort_keys(obj: Any) -> Any:
+  """Nested dicts with their keys in ``_key_order``: a table keyed by training
+  size or step reads 1, 2, 10, 100, not 1, 10, 100, 2."""
+  if isinstance(obj, dict):
+    return {k: _sort_keys(obj[k]) for k in sorted(obj, key=_key_order)}
+  if isinstance(obj, list):
+    return [_sort_keys(v) for v in obj]
+  return obj
+
+
 def write_json(path: str, obj: Any) -> None:
-  """Atomically writes ``obj`` as indented JSON to ``path`` (process 0 only)."""
+  """Atomically writes ``obj`` as indented JSON to ``path`` (process 0 only).
+
+  Keys are sorted, those that are numbers by value (``_key_order``).
+  """
   if not is_writer():
     return
   directory = os.path.dirname(os.path.abspath(path))
@@ -152,7 +175,7 @@ def write_json(path: str, obj: Any) -> None:
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
   try:
     with os.fdopen(fd, "w") as f:
-      json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
+      json.dump(_sort_keys(to_jsonable(obj)), f, indent=2)
       f.write("\n")
     os.replace(tmp, path)
   except BaseException:
@@ -173,7 +196,11 @@ class MetricWriter:
   Each record is ``{"step": step, "split": split, **metrics}``; values are
   converted to plain floats (this is the host-sync point, call it only at
   logging boundaries). Every finite number also becomes the TensorBoard
-  scalar ``split/name``. Call ``truncate_after`` once before writing (it
+  scalar ``split/name``; where one split holds several series (an estimator,
+  a model), ``series`` names the record's fields that say which: they stay in
+  the record, are not scalars themselves, and end the tag (a text value as
+  itself, a number after its key: ``variance/total_variance/reparam/num_samples_4``),
+  so that each TensorBoard chart is one series. Call ``truncate_after`` once before writing (it
   also opens the event file, purging events past a resumed step) and
   ``close`` at the end. In processes other than 0 every method does nothing
   but return the record.
@@ -197,7 +224,8 @@ class MetricWriter:
                                             filename_suffix=f".{time.time_ns()}")
     return self._tb
 
-  def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> dict:
+  def write(self, step: int, split: str, metrics: Mapping[str, Any], *,
+            series: Sequence[str] = ()) -> dict:
     record = {"step": int(step), "split": split}
     record.update(to_jsonable(dict(metrics)))
     if not self.enabled:
@@ -207,10 +235,12 @@ class MetricWriter:
       f.flush()
     events = self._events()
     if events is not None:
+      which = "".join(f"/{record[k]}" if isinstance(record[k], str) else f"/{k}_{record[k]}"
+                      for k in series)
       for name, value in record.items():
-        if (name not in ("step", "split") and isinstance(value, (int, float))
+        if (name not in ("step", "split", *series) and isinstance(value, (int, float))
             and not isinstance(value, bool) and math.isfinite(value)):
-          events.add_scalar(f"{split}/{name}", value, int(step))
+          events.add_scalar(f"{split}/{name}{which}", value, int(step))
     return record
 
   def flush(self) -> None:

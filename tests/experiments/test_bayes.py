@@ -11,16 +11,17 @@ import pytest
 
 from experiments import bayes
 from experiments.configs import bayes as bayes_config
+from tests.test_workdir import read_tensorboard_scalars
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
 
 def test_tiny_writes_outputs_and_shows_concentration(tmp_path):
   config = bayes_config.get_config("tiny")
-  config.bayes.sizes = (50, 5, 1, 5)         # sorted and deduplicated by the run
+  config.bayes.sizes = (50, 5, 1, 10, 5)     # sorted and deduplicated by the run
   with jax.enable_x64(False):  # as the runner runs it
     summary = bayes.run(config, str(tmp_path))
-  assert config.bayes.sizes == (50, 5, 1, 5)  # the caller's config is not changed
+  assert config.bayes.sizes == (50, 5, 1, 10, 5)  # the caller's config is not changed
   for name in ("config.json", "metrics.jsonl", "summary.json", "bayes.png"):
     assert os.path.getsize(tmp_path / name) > 0, name
   with open(tmp_path / "bayes.png", "rb") as f:
@@ -28,13 +29,22 @@ def test_tiny_writes_outputs_and_shows_concentration(tmp_path):
   assert os.listdir(tmp_path / "tensorboard")
   saved_config = wd.read_json(str(tmp_path / "config.json"))
   assert saved_config == dict(experiment="bayes", seed=0,
-                              bayes=dict(sizes=[1, 5, 50], trials=20, heldout=200))
+                              bayes=dict(sizes=[1, 5, 10, 50], trials=20, heldout=200))
   assert wd.read_json(str(tmp_path / "summary.json")) == summary
-  assert summary["sizes"] == [1, 5, 50] and summary["trials"] == 20
+  assert summary["sizes"] == [1, 5, 10, 50] and summary["trials"] == 20
+  # The table's rows in the file are in the order of n, not of its text.
+  assert list(wd.read_json(str(tmp_path / "summary.json"))["table"]["normal_normal"]) == [
+      "1", "5", "10", "50"]
   records = wd.read_metrics(str(tmp_path))
-  assert len(records) == 9 and {r["split"] for r in records} == {"bayes"}
+  assert len(records) == 12 and {r["split"] for r in records} == {"bayes"}
   assert sorted((r["model"], r["step"]) for r in records) == sorted(
-      (m, n) for m in summary["table"] for n in (1, 5, 50))
+      (m, n) for m in summary["table"] for n in (1, 5, 10, 50))
+  # TensorBoard: one tag per model and metric, not three models in one series.
+  tags = read_tensorboard_scalars(str(tmp_path))
+  assert {t for t in tags if t.startswith("bayes/logloss_predictive")} == {
+      f"bayes/logloss_predictive/{m}" for m in summary["table"]}
+  assert tags["bayes/posterior_std/normal_normal"] == pytest.approx(
+      {n: summary["table"]["normal_normal"][str(n)]["posterior_std"] for n in (1, 5, 10, 50)})
 
   table = summary["table"]
   assert set(table) == {"beta_bernoulli", "dirichlet_categorical", "normal_normal"}

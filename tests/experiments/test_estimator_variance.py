@@ -8,6 +8,7 @@ import pytest
 
 from experiments import estimator_variance
 from tests.conftest import get_config
+from tests.test_workdir import read_tensorboard_scalars
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
@@ -34,6 +35,13 @@ def test_estimator_variance(tmp_path):
   assert os.path.getsize(tmp_path / "estimator_variance.png") > 0
   rows = [r for r in wd.read_metrics(str(tmp_path)) if r["split"] == "variance"]
   assert len(rows) == len(names) * (1 + 2)
+  # TensorBoard: one tag per (estimator, S); S = 2 at both stops, S = 8 at the last.
+  tags = read_tensorboard_scalars(str(tmp_path))
+  assert {t for t in tags if t.startswith("variance/total_variance")} == {
+      f"variance/total_variance/{n}/num_samples_{s}" for n in names for s in (2, 8)}
+  assert set(tags["variance/total_variance/score/num_samples_2"]) == {0, 30}
+  assert tags["variance/total_variance/score/num_samples_8"] == pytest.approx(
+      {30: by_s["8"]["score"]["total_variance"]}, rel=1e-6)
   # The VAE it measured was trained, checkpointed and resumed by the trainer.
   assert sorted(int(s) for s in os.listdir(tmp_path / "vae" / "checkpoints")) == [0, 30]
   # Run again in the same workdir: the step-0 numbers come back from metrics.jsonl
