@@ -85,7 +85,9 @@ def save_bound_plot(path: str, log_likelihood, elbo, *, reference: float | None 
 
   Left: log p(x|theta_t) (dots at integer t) and ELBO(q_t, theta_{t+1}) (drawn
   at t + 1, just below the next likelihood): the bound touches the
-  likelihood after every E-step and is pushed up by every M-step.
+  likelihood after every E-step and is pushed up by every M-step. Every
+  iteration is in view; where the first ones lie far below the rest, an
+  inset zooms in on the approach to the maximum.
   Right: KL(q_t || p(z|x, theta_{t+1})) = log p(x|theta_{t+1}) - ELBO(q_t, theta_{t+1}),
   the gap the next E-step closes, on a log scale.
 
@@ -108,14 +110,33 @@ def save_bound_plot(path: str, log_likelihood, elbo, *, reference: float | None 
           color="C3", markersize=4)
   if reference is not None:
     ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label)
-  lo = np.nanpercentile(np.concatenate([ll, el]), 5)
+  both = np.concatenate([ll, el])
   hi = max(np.nanmax(ll), reference if reference is not None else -np.inf)
-  ax.set_ylim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.05 * (hi - lo + 1e-12))
+  pad = lambda lo: (lo - 0.05 * (hi - lo + 1e-12), hi + 0.05 * (hi - lo + 1e-12))
+  ax.set_ylim(*pad(np.nanmin(both)))
   ax.set_xlabel("EM iteration t")
   ax.set_ylabel("nats per example")
   ax.set_title(title or "EM: the bound and the likelihood")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  # The first iterations can lie far below the rest (PPCA from a random start):
+  # the inset shows the last 95% of the values at their own scale.
+  lo = np.nanpercentile(both, 5)
+  if hi - np.nanmin(both) > 3 * (hi - lo):
+    inset = ax.inset_axes([0.4, 0.08, 0.56, 0.46])
+    start = int(np.argmax(ll >= lo))
+    inset.plot(t[start:], ll[start:], ".-", color="C0")
+    shown = np.arange(1, len(el) + 1) >= start
+    inset.plot(t[1:len(el) + 1][shown], el[shown], "x", color="C3", markersize=4)
+    if reference is not None:
+      inset.axhline(reference, color="k", ls="--", lw=1)
+    inset.set_xlim(start - 0.5, t[-1] + 0.5)
+    inset.set_ylim(*pad(lo))
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+    ax.indicate_inset_zoom(inset, edgecolor="0.5")
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(0.98, 0.9))
+  else:
+    ax.legend(fontsize=8)
   gap = ll[1:len(el) + 1] - el
   ax2.semilogy(t[1:len(el) + 1], np.maximum(gap, 1e-16), ".-", color="C2")
   ax2.set_xlabel("EM iteration t + 1")

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
+from experiments import gmm
 from experiments import ppca
 from experiments.configs import ppca as ppca_config
 from vae_jax import data
+from vae_jax import plots
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
@@ -53,6 +55,25 @@ def test_tiny_matches_the_eigendecomposition_and_em_climbs_towards_it(tmp_path):
   assert 0 <= summary["em_gap_to_closed_form"] < 0.5
   assert summary["pca_em_max_principal_angle_deg"] < 0.1            # same subspace
   assert summary["max_elbo_gap_at_posterior"] < 1e-9                # exact posterior: ELBO = log p
+
+
+def test_em_bound_figure_shows_the_first_iterations(tmp_path, monkeypatch):
+  """PPCA's EM starts far below its maximum: every iteration is inside the axes,
+  and an inset shows the approach to the maximum at its own scale."""
+  figures = []
+  monkeypatch.setattr(plots, "save", lambda fig, path, **kw: figures.append(fig) or path)
+  ll = 0.15 - 10.3 * np.exp(-0.6 * np.arange(41))      # -10.15 ... 0.15
+  elbo = ll[1:] - 0.5 * np.exp(-0.6 * np.arange(40))
+  gmm.save_bound_plot(str(tmp_path / "em.png"), ll, elbo, reference=0.15)
+  ax = figures[0].axes[0]
+  low, high = ax.get_ylim()
+  assert low < min(ll.min(), elbo.min()) and high > 0.15
+  (inset,) = ax.child_axes
+  assert inset.get_ylim()[0] > -4 and inset.get_ylim()[1] > 0.15
+  # A steady climb (as GMM's often is) needs no inset.
+  steady = np.linspace(-5.2, -3.9, 41)
+  gmm.save_bound_plot(str(tmp_path / "em2.png"), steady, steady[1:] - 0.01)
+  assert not figures[1].axes[0].child_axes
 
 
 def test_one_latent_dimension_writes_no_latent_scatter(tmp_path):
