@@ -96,8 +96,14 @@ def save_variance_plot(path: str, by_samples: dict, by_step: dict, ref_samples: 
                 fontsize=9)
   ax2.set_xlabel("training step (reparametrized VAE)")
   ax2.set_title(f"during training, S = {ref_samples}", fontsize=9)
-  ax2.legend(fontsize=8, ncol=2)
-  return plots.save(fig, path)
+  # One legend for both panels, below them: inside, it covered the score
+  # estimator's line, which runs along the top.
+  columns = min(len(names), 4)
+  rows = -(-len(names) // columns)
+  fig.legend(*ax2.get_legend_handles_labels(), loc="lower center", ncol=columns,
+             fontsize=9, frameon=False)
+  fig.tight_layout(rect=(0, 0.01 + 0.05 * rows, 1, 1))
+  return plots.save(fig, path, tight=False)
 
 
 def validate(config) -> tuple[list[str], list[int], list[int], int]:

@@ -9,6 +9,7 @@ import pytest
 from experiments import estimator_variance
 from tests.conftest import get_config
 from tests.test_workdir import read_tensorboard_scalars
+from vae_jax import plots
 from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
@@ -49,6 +50,24 @@ def test_estimator_variance(tmp_path):
   again = estimator_variance.run(config, str(tmp_path))
   assert again["variance_by_step"] == on_disk["variance_by_step"]
   assert again["variance_by_num_samples"] == on_disk["variance_by_num_samples"]
+
+
+def test_variance_figure_legend_is_below_the_panels(tmp_path, monkeypatch):
+  """Inside a panel the legend covered the score estimator's line (at the top)."""
+  figures = []
+  monkeypatch.setattr(plots, "save", lambda fig, path, **kw: figures.append(fig) or path)
+  names = ("reparam", "score", "score_baseline", "score_loo", "stl", "iwae", "vimco", "dreg")
+  stats = lambda scale: {n: {"total_variance": scale * (i + 1)} for i, n in enumerate(names)}
+  estimator_variance.save_variance_plot(str(tmp_path / "v.png"), {2: stats(1), 8: stats(0.25)},
+                                        {0: stats(2), 100: stats(1)}, 2)
+  (fig,) = figures
+  assert all(ax.get_legend() is None for ax in fig.axes)
+  (legend,) = fig.legends
+  assert [t.get_text() for t in legend.get_texts()] == list(names)
+  # the legend's box lies below both panels
+  renderer = fig.canvas.get_renderer()
+  top = legend.get_window_extent(renderer).y1
+  assert all(top <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
 
 
 @pytest.mark.parametrize("settings,match", [
