@@ -101,11 +101,17 @@ def save_reconstructions(path: str, inputs: np.ndarray, recons: np.ndarray,
 
 
 def save_curves(path: str, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
-                xlabel: str, ylabel: str, title: str = "", logy: bool = False) -> str:
-  """Line plot of named (x, y) curves."""
+                xlabel: str, ylabel: str, title: str = "", logy: bool = False,
+                styles: dict[str, dict] | None = None) -> str:
+  """Line plot of named (x, y) curves.
+
+  ``styles``: {name: keyword arguments of ``Axes.plot``} for curves that need
+  their own look (e.g. a dashed estimate drawn over the exact value it tracks).
+  """
   fig, ax = new_figure(figsize=(6, 4))
   for name, (x, y) in curves.items():
-    ax.plot(x, y, label=name, marker="." if len(x) < 30 else None)
+    ax.plot(x, y, **{"label": name, "marker": "." if len(x) < 30 else None,
+                     **(styles or {}).get(name, {})})
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if logy:
