@@ -40,6 +40,22 @@ def test_library_imports_neither_matplotlib_nor_defines_flags(module):
   assert proc.returncode == 0, proc.stderr[-1500:]
 
 
+def test_imports_in_the_folder_that_holds_a_clone_named_vae_jax(tmp_path):
+  """A notebook started in the folder above a clone named ``vae_jax/``: the clone
+  (no ``__init__.py``) is a namespace-package candidate on sys.path[0]. The
+  installed package must still win, as it does when the install puts the
+  project root on sys.path (setup.cfg's package_dir)."""
+  (tmp_path / "vae_jax").symlink_to(ROOT, target_is_directory=True)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  code = "import vae_jax\nfrom vae_jax import load_arrays\nprint(vae_jax.__file__)"
+  proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                        text=True, env=dict(env, JAX_PLATFORMS="cpu"), timeout=120)
+  assert proc.returncode == 0, (
+      f"{proc.stderr[-1500:]}\nAn editable install made before setup.cfg set package_dir "
+      "uses an import finder that loses to the current directory: re-run pip install -e .")
+  assert proc.stdout.strip() == os.path.join(ROOT, "vae_jax", "__init__.py")
+
+
 @pytest.mark.parametrize("path", LIBRARY, ids=os.path.basename)
 def test_library_modules_do_not_import_flags_matplotlib_or_experiments(path):
   banned = ("absl.flags", "ml_collections.config_flags", "experiments")
