@@ -119,13 +119,16 @@ def evaluate_vae(config, model, params, x, key) -> dict:
   elbo_fn = jax.jit(lambda xb, k: objectives.elbo(params, xb, k, model=model,
                                                   num_samples=int(config.elbo_samples))[1])
   terms = _batched(elbo_fn, x, 500, jax.random.fold_in(key, 1))
-  means, kl_dims = evaluation.encoder_statistics(params, x, model=model)
+  means, kl_dims = evaluation.encoder_statistics(params, x, model=model,
+                                                 key=jax.random.fold_in(key, 2))
   active = evaluation.active_units(means)
   nll, nll_se = evaluation.mean_and_stderr(-log_px)
   return {"nll_method": "iwae", "nll": nll, "nll_stderr": nll_se,
           "nll_iw": nll, "nll_iw_stderr": nll_se,
           "elbo": float(terms["elbo"].mean()), "recon": float(terms["recon"].mean()),
-          "kl": float(terms["kl"].mean()), "kl_per_dim": kl_dims.mean(0).tolist(),
+          "kl": float(terms["kl"].mean()),
+          # Closed-form per-dimension KLs exist for a Gaussian q and p = N(0, I) only.
+          "kl_per_dim": None if kl_dims is None else kl_dims.mean(0).tolist(),
           "active_units": int(active.sum()), "latent_dim": int(means.shape[1]),
           "iw_samples": int(config.iw_samples),
           "chunk_size": config.chunk_size or iwae.default_chunk_size(int(config.batch_size)),
@@ -170,16 +173,19 @@ def save_vae_figures(workdir: str, model, params, x, labels, means, active, kl_p
                         np.asarray(decode_mean(jnp.asarray(z, jnp.float32))), image_shape,
                         title="decoder means along straight lines between latent means "
                               "of held-out pairs")
-  latent = len(kl_per_dim)
-  fig, ax = plots.new_figure(figsize=(max(6, latent * 0.12), 3.5))
-  order = np.argsort(kl_per_dim)[::-1]
-  ax.bar(range(latent), np.asarray(kl_per_dim)[order],
-         color=["C0" if a else "C7" for a in active[order]])
-  ax.set_xlabel("latent dimension (sorted by KL)")
-  ax.set_ylabel("KL(q(z_l|x) || N(0, 1)), nats")
-  ax.set_title(f"KL per dimension; blue: {int(active.sum())} active units "
-               f"(Cov_x E_q[z_u] > 0.01)", fontsize=9)
-  plots.save(fig, os.path.join(workdir, "kl_per_dim.png"))
+  latent = means.shape[1]
+  if kl_per_dim is not None:
+    fig, ax = plots.new_figure(figsize=(max(6, latent * 0.12), 3.5))
+    order = np.argsort(kl_per_dim)[::-1]
+    # A log axis: inactive units' KLs are 1e-4 nats or less, active ones 1 to 10.
+    ax.bar(range(latent), np.maximum(np.asarray(kl_per_dim)[order], 1e-6),
+           color=["C0" if a else "C7" for a in active[order]])
+    ax.set_yscale("log")
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("KL(q(z_l|x) || N(0, 1)), nats (log)")
+    ax.set_title(f"KL per dimension; blue: {int(active.sum())} active units "
+                 f"(Cov_x E_q[z_u] > 0.01)", fontsize=9)
+    plots.save(fig, os.path.join(workdir, "kl_per_dim.png"))
   # Latent means coloured by label, on their first two principal components if L > 2.
   if latent > 2:
     centred = means - means.mean(0)

@@ -35,11 +35,12 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
   """samples.png, reconstructions.png and training_curves.png."""
   params = jax.device_get(params)
   key = keys.stream(keys.root(config.seed), "figures")
-  dec = objectives.sample_prior(key, params, model=model, num_samples=100,
-                                latent_dim=int(config.model.latent_dim))
+  dec = objectives.sample_prior(key, params, model=model, num_samples=100)
+  prior = {"standard": "N(0, I)", "mog": "the learned mixture prior",
+           "vamp": "the VampPrior"}[config.model.prior]
   plots.save_image_grid(os.path.join(workdir, "samples.png"),
                         np.asarray(objectives.decoder_mean(dec)), ds.image_shape,
-                        title=f"decoder means E[x|z], z ~ N(0, I) (step {step})")
+                        title=f"decoder means E[x|z], z ~ {prior} (step {step})")
   x = spread_rows(ds.eval_x)
   recon = objectives.reconstruct(params, jnp.asarray(x), model=model)
   plots.save_reconstructions(os.path.join(workdir, "reconstructions.png"), x,

@@ -20,6 +20,7 @@ import pytest
 from scipy import special, stats
 
 from vae_jax import amortization, data, models, objectives, ppca
+from vae_jax.families.normal import DiagNormal
 from vae_jax.errors import UserError
 
 LATENT = 3
@@ -87,8 +88,9 @@ def test_decoder_is_the_ppca_model(ppca_vae):
   # With the exact posterior as proposal, log w = log p(x) for every z: the
   # importance-weighted estimate is exact whatever the number of samples.
   log_scale = jnp.broadcast_to(0.5 * jnp.log(jnp.diag(post_cov)), post_mean.shape)
-  log_px = amortization.iw_log_likelihood(params, x, jax.random.key(1), post_mean, log_scale,
-                                          model=model, num_samples=4)
+  log_px = amortization.iw_log_likelihood(params, x, jax.random.key(1),
+                                          DiagNormal(post_mean, log_scale), model=model,
+                                          num_samples=4)
   np.testing.assert_allclose(np.asarray(log_px), np.asarray(ppca.log_prob(fit, x)), rtol=0,
                              atol=2e-3)
 
@@ -99,10 +101,10 @@ def test_per_example_q_reaches_log_px(ppca_vae):
   init_mean = jax.random.normal(key, (x.shape[0], LATENT))
   init_log_scale = jnp.zeros((x.shape[0], LATENT))
   before = _exact(fit, x, init_mean, init_log_scale)
-  q_mean, q_log_scale, trace = amortization.optimize_local(
-      params, x, jax.random.key(3), init_mean, init_log_scale, model=model, num_steps=1500,
-      num_samples=8, learning_rate=3e-2)
-  after = _exact(fit, x, q_mean, q_log_scale)
+  q, trace = amortization.optimize_local(
+      params, x, jax.random.key(3), DiagNormal(init_mean, init_log_scale), model=model,
+      num_steps=1500, num_samples=8, learning_rate=3e-2)
+  after = _exact(fit, x, q.loc, q.log_scale)
   assert np.mean(before["kl"]) > 1.0                     # started far from the posterior
   assert np.mean(after["kl"]) < 5e-3, np.mean(after["kl"])   # gap -> 0
   np.testing.assert_allclose(after["elbo"] + after["kl"], after["log_px"], rtol=1e-10)
@@ -130,8 +132,8 @@ def test_amortized_linear_encoder_reaches_log_px(ppca_vae):
 
   enc = run(enc)
   trained = {"params": {**params["params"], "encoder": enc}}
-  q_mean, q_log_scale = model.apply(trained, x, method="encode")
-  out = _exact(fit, x, q_mean, q_log_scale)
+  q = model.apply(trained, x, method="encode")
+  out = _exact(fit, x, q.loc, q.log_scale)
   assert np.mean(out["kl"]) < 5e-3, np.mean(out["kl"])
 
 
@@ -145,9 +147,10 @@ def test_gaps_on_ppca_vanish_and_bound_each_other(ppca_vae):
   np.testing.assert_allclose(exact_log_px, np.asarray(ppca.log_prob(fit, xs)), atol=1e-3)
   # The untrained encoder's q is not the posterior: its ELBO is analytic and
   # well below the optimized one, itself at most log p(x).
-  enc_mean, enc_log_scale = model.apply(params, xs, method="encode")
+  q_enc = model.apply(params, xs, method="encode")
+  enc_mean, enc_log_scale = q_enc.loc, q_enc.log_scale
   amortized, var_a = _closed_form_elbo(params, xs, enc_mean, enc_log_scale)
-  optimized, var_o = _closed_form_elbo(params, xs, out["q_mean"], out["q_log_scale"])
+  optimized, var_o = _closed_form_elbo(params, xs, out["q"].loc, out["q"].log_scale)
   np.testing.assert_allclose(amortized, _exact(fit, xs, enc_mean, enc_log_scale)["elbo"],
                              rtol=1e-4)
   assert np.all(amortized < optimized) and np.all(optimized <= exact_log_px + 1e-9)
@@ -174,10 +177,10 @@ class _Recording:
   def __init__(self, model):
     self.model, self.z = model, []
 
-  def apply(self, params, inputs, method):
+  def apply(self, params, *inputs, method):
     if method == "decode":
-      jax.debug.callback(lambda z: self.z.append(np.asarray(z, np.float64)), inputs)
-    return self.model.apply(params, inputs, method=method)
+      jax.debug.callback(lambda z: self.z.append(np.asarray(z, np.float64)), inputs[0])
+    return self.model.apply(params, *inputs, method=method)
 
   def recorded(self):
     jax.effects_barrier()
@@ -189,14 +192,15 @@ def test_sample_counts_are_used_exactly(ppca_vae):
   # estimates recomputed in NumPy/SciPy from those draws.
   model, params, _, x = ppca_vae
   xs = x[:5]
-  q_mean, q_log_scale = model.apply(params, xs, method="encode")
+  q = model.apply(params, xs, method="encode")
+  q_mean, q_log_scale = q.loc, q.log_scale
   w, mu, s2 = _decoder(params)
 
   def log_lik(z):                                                        # [S, B]
     return stats.norm.logpdf(np.asarray(xs), z @ w.T + mu, np.sqrt(s2)).sum(-1)
 
   rec = _Recording(model)
-  elbo = amortization.elbo_estimate(params, xs, jax.random.key(6), q_mean, q_log_scale,
+  elbo = amortization.elbo_estimate(params, xs, jax.random.key(6), q,
                                     model=rec, num_samples=150, chunk=100)
   z = np.concatenate(rec.recorded())
   assert z.shape[0] == 150
@@ -205,19 +209,22 @@ def test_sample_counts_are_used_exactly(ppca_vae):
   np.testing.assert_allclose(elbo, log_lik(z).mean(0) - kl, rtol=1e-5)
 
   rec = _Recording(model)
-  iw = amortization.iw_log_likelihood(params, xs, jax.random.key(7), q_mean, q_log_scale,
+  iw = amortization.iw_log_likelihood(params, xs, jax.random.key(7), q,
                                       model=rec, num_samples=150, chunk=100)
-  z = np.concatenate(rec.recorded())
+  # iwae.log_weights decodes a chunk as one [n * B, L] batch.
+  z = np.concatenate([r.reshape(-1, len(xs), LATENT) for r in rec.recorded()])
   assert z.shape[0] == 150
   log_w = (log_lik(z) + stats.norm.logpdf(z).sum(-1)
            - stats.norm.logpdf(z, m, np.sqrt(v)).sum(-1))
   np.testing.assert_allclose(iw, special.logsumexp(log_w, 0) - np.log(150), rtol=1e-5)
 
-  # gaps: local_steps x local_samples draws, then 150 for each ELBO and 150 for IW.
+  # gaps, one example at a time: local_steps x local_samples draws, then 150
+  # for each ELBO and 150 for IW, for each of the 5 examples.
   rec = _Recording(model)
   amortization.gaps(params, xs, jax.random.key(8), model=rec, local_steps=2, local_samples=3,
                     eval_samples=150, iw_samples=150)
-  assert sum(z.shape[0] for z in rec.recorded()) == 2 * 3 + 3 * 150
+  rows = [z.reshape(-1, LATENT).shape[0] for z in rec.recorded()]
+  assert sum(rows) == 5 * (2 * 3 + 3 * 150), rows
 
 
 @pytest.mark.parametrize("bad", [dict(eval_samples=0), dict(iw_samples=0),

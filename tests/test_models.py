@@ -16,8 +16,8 @@ def test_encoder_decoder_shapes(model_name, image_shape, likelihood, scale):
   vae = models.make_vae(kind=model_name, image_shape=image_shape, latent_dim=5,
                         hidden_dims=(16,), likelihood=likelihood, gaussian_scale=scale)
   params = vae.init(jax.random.key(0), jnp.zeros((1, d)))
-  mean, log_scale = jax.jit(lambda p, x: vae.apply(p, x, method="encode"))(params, jnp.zeros((3, d)))
-  assert mean.shape == log_scale.shape == (3, 5)
+  q = jax.jit(lambda p, x: vae.apply(p, x, method="encode"))(params, jnp.zeros((3, d)))
+  assert q.loc.shape == q.log_scale.shape == (3, 5)
   out = jax.jit(lambda p, z: vae.apply(p, z, method="decode"))(params, jnp.zeros((2, 3, 5)))
   if likelihood == "bernoulli":
     assert set(out) == {"logits"} and out["logits"].shape == (2, 3, d)

@@ -229,8 +229,7 @@ def test_bernoulli_elbo_under_jit_and_grad_shapes():
 def test_sampling_and_reconstruction_helpers():
   model = models.make_vae(image_shape=(4, 4, 1), latent_dim=3, hidden_dims=(8,))
   params = model.init(jax.random.key(0), jnp.zeros((1, 16)))
-  dec = objectives.sample_prior(jax.random.key(1), params, model=model, num_samples=7,
-                                latent_dim=3)
+  dec = objectives.sample_prior(jax.random.key(1), params, model=model, num_samples=7)
   assert dec["logits"].shape == (7, 16)
   x = objectives.decoder_sample(jax.random.key(2), dec)
   assert set(np.unique(np.asarray(x))) <= {0.0, 1.0}

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax import distributions as D
+from vae_jax import iwae
 from vae_jax import objectives
 from vae_jax.errors import UserError
 
@@ -55,6 +56,9 @@ ESTIMATORS = {"reparam": "elbo", "score": "elbo", "score_baseline": "elbo",
               "score_loo": "elbo", "stl": "elbo", "iwae": "iwae", "vimco": "iwae",
               "dreg": "iwae"}
 REPARAMETRIZABLE = ("reparam", "stl", "iwae", "dreg")
+# Estimators that need only draws with their log q (no log q at a given z):
+# what a flow posterior supports.
+FLOW_ESTIMATORS = ("reparam", "iwae")
 
 
 # ----------------------------------------------------------------------------
@@ -236,20 +240,28 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                   estimator: str, num_samples: int, baseline_decay: float = 0.9,
                   kl_weight: float | Array = 1.0, free_bits: float = 0.0,
                   ) -> tuple[Array, tuple[dict, dict]]:
-  """Negative surrogate objective of a Gaussian-encoder VAE for one batch.
+  """Negative surrogate objective of a VAE for one batch, any q and p(z).
 
-  The encoder phi gets the chosen estimator; the decoder theta always gets the
-  direct gradient of the Monte-Carlo objective (z held fixed). How the KL
-  enters depends on the estimator:
+  q(z|x) and p(z) are the model's distribution objects (``vae_jax.families``).
+  The encoder phi gets the chosen estimator; the decoder theta (and a learned
+  prior's parameters) always get the direct gradient of the Monte-Carlo
+  objective (z held fixed). How the KL enters depends on the estimator and on
+  whether KL(q || p) has a closed form (a Gaussian q and p = N(0, I)):
 
   * ``reparam``, ``score``, ``score_baseline``, ``score_loo``: the lecture's
     split, mean_s log p(x|z_s) - KL(q || p(z)) with grad_phi of the
-    reconstruction term by the estimator and the KL in closed form.
+    reconstruction term by the estimator and the KL in closed form; without a
+    closed form the KL is mean_s [log q(z_s|x) - log p(z_s)] and joins the
+    estimated term (for the score family, as part of f with log q's
+    zero-mean direct gradient dropped).
   * ``stl``: no analytic KL; the surrogate is the Monte-Carlo ELBO
     mean_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] with phi stopped inside
     log q (so its value is that estimate, not recon - KL).
   * ``iwae``, ``vimco``, ``dreg``: the S-sample IWAE bound, with log p(z_s)
     and log q(z_s|x) evaluated at the samples (no analytic KL).
+
+  The score family, ``stl``, ``vimco`` and ``dreg`` need log q at a given z
+  (``q.has_density``): refused for flow posteriors (``check_vae_estimator``).
 
   The loss is the negated per-example mean of the surrogate (the full-data
   estimate (n / B) sum_b ELBO_b is ``objectives.full_data_elbo_estimate``).
@@ -258,11 +270,12 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   always reports the true ELBO):
 
   * ``kl_weight`` beta multiplies the KL (KL warm-up: beta ramps from 0 to 1;
-    for ``stl`` it multiplies log p(z) - log q(z|x));
+    for ``stl`` and a Monte-Carlo KL it multiplies log p(z) - log q(z|x));
   * ``free_bits`` lambda > 0 (Kingma et al., 2016, nats per latent dimension;
-    analytic-KL estimators only) replaces KL by sum_l max(lambda, E_batch KL_l):
-    per example, dimension l contributes its KL where the batch mean of KL_l
-    exceeds lambda and the constant lambda (no gradient) elsewhere.
+    analytic-KL estimators and families only) replaces KL by
+    sum_l max(lambda, E_batch KL_l): per example, dimension l contributes its
+    KL where the batch mean of KL_l exceeds lambda and the constant lambda
+    (no gradient) elsewhere.
 
   Args:
     params: VAE parameters.
@@ -274,29 +287,34 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
 
   Returns:
     (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``
-    (mean_s log p(x|z_s)), ``kl`` (analytic KL(q || p(z))) and ``elbo``
-    (recon - kl for the ELBO-family estimators, stl included; the S-sample
-    bound for the IWAE-objective ones).
+    (mean_s log p(x|z_s)), ``kl`` (KL(q || p(z)), analytic or Monte-Carlo)
+    and ``elbo`` (recon - kl for the ELBO-family estimators, stl included;
+    the S-sample bound for the IWAE-objective ones).
   """
   check_vae_estimator(estimator, num_samples)
   enc, dec = _split(params)
-  mean, log_scale = model.apply(params, x, method="encode")                 # [B, L]
-  eps_mean, eps_log_scale = sg(mean), sg(log_scale)
+  q, prior = objectives.posterior_and_prior(params, x, model=model)
+  kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
+  if not q.has_density and estimator not in FLOW_ESTIMATORS:
+    raise UserError(f"estimator {estimator!r} needs log q(z|x) at a given z; a {q.name} "
+                    f"posterior has none (use one of {', '.join(FLOW_ESTIMATORS)}).")
 
   def decode(dec_params, z):
     return model.apply(_join(params, enc, dec_params), z, method="decode")
 
-  if estimator in ("reparam", "stl", "iwae", "dreg"):
-    z = D.normal_sample(key, mean, log_scale, (num_samples,))               # [S, B, L]
+  if estimator in REPARAMETRIZABLE:
+    z, log_q = q.sample_and_log_prob(key, (num_samples,))                 # [S, B, L], [S, B]
   else:
-    z = sg(D.normal_sample(key, mean, log_scale, (num_samples,)))
+    z = sg(q.sample(key, (num_samples,)))
+    log_q = q.log_prob(z)                                                   # grad to phi
   log_lik = objectives.log_likelihood(x, decode(dec, z))                    # [S, B]
-  log_prior = D.std_normal_log_prob(z)
-  kl = D.kl_normal_std_normal(mean, log_scale)                              # [B]
+  log_prior = prior.log_prob(z)                                             # [S, B]
+  if kl_dims is None:
+    kl = sg(jnp.mean(log_q - log_prior, 0))                                 # MC KL: [B]
+  else:
+    kl = jnp.sum(kl_dims, -1)                                               # [B]
   kl_term = kl_weight * kl
   if free_bits:
-    # Per-dimension KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1) / 2 - log s: [B, L].
-    kl_dims = 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1.0) - log_scale
     above = jnp.mean(kl_dims, 0) > free_bits                                # [L]
     kl_term = kl_weight * jnp.sum(jnp.where(above, kl_dims, free_bits), -1)
   new_state = est_state
@@ -304,14 +322,19 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
 
   if kind == "elbo":
     if estimator == "reparam":
-      recon_sur = jnp.mean(log_lik, 0)
-      sur = recon_sur - kl_term
+      if kl_dims is None:
+        sur = jnp.mean(log_lik + kl_weight * (log_prior - log_q), 0)
+      else:
+        sur = jnp.mean(log_lik, 0) - kl_term
     elif estimator == "stl":
-      log_q_stopped = D.normal_log_prob(z, eps_mean, eps_log_scale)         # phi stopped
+      log_q_stopped = jax.tree_util.tree_map(sg, q).log_prob(z)             # phi stopped
       sur = jnp.mean(log_lik + kl_weight * (log_prior - log_q_stopped), 0)
     else:
-      log_q = D.normal_log_prob(z, mean, log_scale)                         # [S, B]
-      f = sg(log_lik)
+      if kl_dims is None:   # f = log p(x|z) + beta (log p(z) - log q(z|x)), z fixed
+        f_direct = log_lik + kl_weight * (log_prior - sg(log_q))
+      else:
+        f_direct = log_lik
+      f = sg(f_direct)
       if estimator == "score":
         b = 0.0
       elif estimator == "score_baseline":
@@ -319,42 +342,40 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
         new_state = update_baseline(est_state, jnp.mean(f), baseline_decay)
       else:
         b = loo_baseline(f)
-      # value: mean_s log p(x|z_s); grad_theta direct; grad_phi score term.
-      recon_sur = jnp.mean(log_lik + sg(f - b) * (log_q - sg(log_q)), 0)
-      sur = recon_sur - kl_term
+      # value: mean_s f_s; grad_theta direct; grad_phi the score term.
+      sur = jnp.mean(f_direct + sg(f - b) * (log_q - sg(log_q)), 0)
+      if kl_dims is not None:
+        sur = sur - kl_term
     recon = jnp.mean(log_lik, 0)
     per_example = recon - kl
   else:
-    log_q = D.normal_log_prob(z, mean, log_scale)
     log_w = log_lik + log_prior - log_q                                     # [S, B]
-    bound = jax.nn.logsumexp(log_w, 0) - math.log(num_samples)              # [B]
+    bound = iwae.log_mean_exp(log_w)                                        # [B]
     if estimator == "iwae":
       sur = bound
     elif estimator == "dreg":
-      # Decoder: direct IWAE gradient (z fixed). Encoder: DReG surrogate.
-      log_w_dec = (objectives.log_likelihood(x, decode(dec, sg(z))) + sg(log_prior - log_q))
-      bound_dec = jax.nn.logsumexp(log_w_dec, 0) - math.log(num_samples)
-      log_q_stopped = D.normal_log_prob(z, eps_mean, eps_log_scale)
-      log_w_enc = objectives.log_likelihood(x, decode(sg(dec), z)) + log_prior - log_q_stopped
+      # Decoder and prior: direct IWAE gradient (z fixed). Encoder: DReG surrogate.
+      zs = sg(z)
+      log_w_dec = (objectives.log_likelihood(x, decode(dec, zs)) + prior.log_prob(zs)
+                   - sg(log_q))
+      bound_dec = iwae.log_mean_exp(log_w_dec)
+      log_q_stopped = jax.tree_util.tree_map(sg, q).log_prob(z)
+      log_w_enc = (objectives.log_likelihood(x, decode(sg(dec), z))
+                   + jax.tree_util.tree_map(sg, prior).log_prob(z) - log_q_stopped)
       w_tilde = sg(jax.nn.softmax(log_w_enc, 0))
       enc_sur = jnp.sum(w_tilde**2 * log_w_enc, 0)
       sur = bound_dec + enc_sur - sg(enc_sur)
-    else:  # vimco
-      zs = sg(z)
-      log_q_s = D.normal_log_prob(zs, mean, log_scale)                      # grad to phi
-      log_w_s = objectives.log_likelihood(x, decode(dec, zs)) + D.std_normal_log_prob(zs) - log_q_s
+    else:  # vimco: z was drawn stopped; log q carries the gradient to phi
       # theta: direct gradient; phi: pathwise only through log q (z stopped).
-      bound_s = jax.nn.logsumexp(log_w_s, 0) - math.log(num_samples)
-      lw = sg(log_w_s)
+      lw = sg(log_w)
       s = num_samples
       # Replace log w_s by the mean of the others' log-weights (geometric mean).
       lw_mean_others = (jnp.sum(lw, 0, keepdims=True) - lw) / (s - 1)
       lw_minus = jnp.where(jnp.eye(s, dtype=bool)[:, :, None], lw_mean_others[None], lw[None])
       baseline = jax.nn.logsumexp(lw_minus, 1) - math.log(s)                # [S, B]
-      learning_signal = sg(bound_s)[None] - baseline
-      score = jnp.sum(sg(learning_signal) * (log_q_s - sg(log_q_s)), 0)
-      sur = bound_s + score
-      bound = bound_s
+      learning_signal = sg(bound)[None] - baseline
+      score = jnp.sum(sg(learning_signal) * (log_q - sg(log_q)), 0)
+      sur = bound + score
     recon = jnp.mean(log_lik, 0)
     per_example = recon - kl
   loss = -jnp.mean(sur)

@@ -56,28 +56,42 @@ def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,
   return result
 
 
-def encoder_statistics(params: Any, x: np.ndarray, *, model, batch_size: int = 500
-                       ) -> tuple[np.ndarray, np.ndarray]:
-  """Means of q(z|x) and the per-dimension KL(q(z|x) || N(0, I)) of every row.
+# Draws of z ~ q(z|x) that estimate E_q[z|x] where q has no closed-form mean (flows).
+MEAN_SAMPLES = 64
+
+
+def encoder_statistics(params: Any, x: np.ndarray, *, model, batch_size: int = 500,
+                       key: jax.Array | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+  """Means of q(z|x) and the per-dimension KL(q(z_l|x) || p(z_l)) of every row.
 
   Args:
-    params: the VAE's parameters; x: [N, D]; model: the Gaussian-encoder VAE.
+    params: the VAE's parameters; x: [N, D]; model: the VAE.
+    key: draws for E_q[z|x] of a flow posterior (``MEAN_SAMPLES`` per example;
+      batch j uses fold_in(key, j)); a Gaussian q's mean is exact.
 
   Returns:
-    (mean [N, L], kl [N, L]) as float64 NumPy arrays, KL in nats:
-    KL_l = (mu_l^2 + sigma_l^2 - 1) / 2 - log sigma_l.
+    (mean [N, L], kl [N, L] or None) as float64 NumPy arrays, KL in nats,
+    from ``q.kl_per_dim(prior)``: KL_l = (mu_l^2 + sigma_l^2 - 1) / 2 - log sigma_l
+    for a Gaussian q and p = N(0, I); None where the family has no closed form.
   """
-  @jax.jit
-  def stats(xb):
-    mean, log_scale = model.apply(params, xb, method="encode")
-    return mean, 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1.0) - log_scale
+  key = jax.random.key(0) if key is None else key
 
-  means, kls = [], []
-  for xb, mb in data_lib.eval_batches(x, min(batch_size, len(x))):
-    m, k = jax.device_get(stats(xb))
+  @jax.jit
+  def stats(xb, k):
+    q = model.apply(params, xb, method="encode")
+    prior = model.apply(params, method="prior_distribution")
+    mean = q.mean() if hasattr(q, "mean") else jnp.mean(q.sample(k, (MEAN_SAMPLES,)), 0)
+    kl = q.kl_per_dim(prior)
+    return mean, (jnp.zeros_like(mean) if kl is None else kl), kl is not None
+
+  means, kls, closed = [], [], True
+  for j, (xb, mb) in enumerate(data_lib.eval_batches(x, min(batch_size, len(x)))):
+    m, k, closed = jax.device_get(stats(xb, jax.random.fold_in(key, j)))
     means.append(m[mb > 0])
     kls.append(k[mb > 0])
-  return np.concatenate(means).astype(np.float64), np.concatenate(kls).astype(np.float64)
+  means = np.concatenate(means).astype(np.float64)
+  return means, (np.concatenate(kls).astype(np.float64) if closed else None)
 
 
 # Burda et al. (2015): unit u is active when Cov_x(E_q[z_u | x]) exceeds 1e-2.

@@ -12,8 +12,15 @@ O(chunk_size * B * D) whatever K is. The encoder runs once per batch; each
 chunk decodes its ``[chunk_size * B, L]`` latents as one batch of matrix
 products.
 
+Any posterior and prior (``vae_jax.families``) take part through their
+objects: chunk i draws ``q.sample_and_log_prob(fold_in(key, i), (C_i,))`` and
+scores the draws with ``prior.log_prob``. This is the one IWAE bound: training
+(``objectives.iwae_bound``, the IWAE-objective estimators' ``log_mean_exp`` of
+``log_weights``) and evaluation compute it with the same functions.
+
 Draws (so that a reference can reproduce them): with C = min(chunk_size, K),
-chunk i = 0, 1, ..., ceil(K / C) - 1 holds samples k = i*C ... min((i+1)*C, K) - 1,
+chunk i = 0, 1, ..., ceil(K / C) - 1 holds samples k = i*C ... min((i+1)*C, K) - 1;
+for the Gaussian q,
 
   eps_i = jax.random.normal(jax.random.fold_in(key, i), (C_i, B, L), mean.dtype),
   z_i   = mean + exp(log_scale) * eps_i,         C_i = min(C, K - i*C),
@@ -40,9 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import distributions as D
-from vae_jax import objectives
 from vae_jax.errors import UserError, check_data_matrix
+from vae_jax.likelihoods import log_likelihood
 
 Array = jax.Array
 
@@ -85,26 +91,29 @@ def chunk_sizes(num_samples: int, chunk_size: int) -> list[int]:
   return [c] * full + ([rest] if rest else [])
 
 
-def log_weights(params: Any, x: Array, mean: Array, log_scale: Array, eps: Array, *,
+def log_mean_exp(log_w: Array, axis: int = 0) -> Array:
+  """log (1/K) sum_k exp(log_w_k) over ``axis`` (K = its length): the IWAE bound."""
+  return jax.nn.logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
+
+
+def log_weights(params: Any, x: Array, z: Array, log_q: Array, prior, *,
                 model: nn.Module) -> Array:
-  """log w = log p(x|z) + log p(z) - log q(z|x) for one chunk of draws.
+  """log w = log p(x|z) + log p(z) - log q(z|x) for draws z from q.
 
   Args:
     params: the VAE's parameters.
     x: [B, D] data.
-    mean, log_scale: [B, L] the encoder's q(z|x).
-    eps: [C, B, L] standard-normal draws.
+    z: [C, B, L] draws from q(z|x); log_q: [C, B] their log q(z|x).
+    prior: p(z), a distribution object.
     model: the VAE module (static).
 
   Returns:
     [C, B] log-weights in nats.
   """
-  c, b, l = eps.shape
-  z = mean + jnp.exp(log_scale) * eps                                   # [C, B, L]
+  c, b, l = z.shape
   dec_out = model.apply(params, z.reshape(c * b, l), method="decode")  # [C*B, D]
   dec_out = jax.tree_util.tree_map(lambda a: a.reshape((c, b) + a.shape[1:]), dec_out)
-  return (objectives.log_likelihood(x, dec_out) + D.std_normal_log_prob(z)
-          - D.normal_log_prob(z, mean, log_scale))                     # [C, B]
+  return log_likelihood(x, dec_out) + prior.log_prob(z) - log_q           # [C, B]
 
 
 def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
@@ -112,10 +121,10 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
   """The K-sample IWAE bound and the K-sample Monte-Carlo ELBO, streamed.
 
   Args:
-    params: the VAE's parameters (``{"params": {"encoder", "decoder"}}``).
+    params: the VAE's parameters (``{"params": {"encoder", "decoder"[, "prior"]}}``).
     x: [B, D] data batch.
     key: PRNG key; chunk i draws from ``fold_in(key, i)`` (module docstring).
-    model: the ``vae_jax.models.VAE`` module with a Gaussian encoder (static).
+    model: the ``vae_jax.models.VAE`` module, any posterior and prior (static).
     num_samples: K >= 1 (static).
     chunk_size: samples per chunk, >= 1 (static); memory is
       O(chunk_size * B * D). None: ``default_chunk_size(B)``.
@@ -129,20 +138,25 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
   if chunk_size is None:
     chunk_size = default_chunk_size(x.shape[0])
   sizes = chunk_sizes(num_samples, chunk_size)
-  mean, log_scale = model.apply(params, x, method="encode")            # [B, L]
-  batch, latent = mean.shape
+  q = model.apply(params, x, method="encode")                          # q(z|x), batch [B]
+  prior = model.apply(params, method="prior_distribution")
+  batch = x.shape[0]
 
   def chunk(carry, i, size):
     lse, total = carry                                                 # [B], [B]
-    eps = jax.random.normal(jax.random.fold_in(key, i), (size, batch, latent), mean.dtype)
-    log_w = log_weights(params, x, mean, log_scale, eps, model=model)  # [C, B]
+    z, log_q = q.sample_and_log_prob(jax.random.fold_in(key, i), (size,))
+    log_w = log_weights(params, x, z, log_q, prior, model=model)       # [C, B]
     return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)),
             total + jnp.sum(log_w, axis=0))
 
-  carry = (jnp.full((batch,), -jnp.inf, mean.dtype), jnp.zeros((batch,), mean.dtype))
+  dtype = jnp.float32
+  carry = (jnp.full((batch,), -jnp.inf, dtype), jnp.zeros((batch,), dtype))
   num_full = num_samples // sizes[0]                                    # chunks of size C
-  carry, _ = jax.lax.scan(lambda c, i: (chunk(c, i, sizes[0]), None), carry,
-                          jnp.arange(num_full))
+  if num_full == 1 and len(sizes) == 1:                                 # one chunk: no loop
+    carry = chunk(carry, 0, sizes[0])
+  else:
+    carry, _ = jax.lax.scan(lambda c, i: (chunk(c, i, sizes[0]), None), carry,
+                            jnp.arange(num_full))
   if num_full < len(sizes):                                            # the shorter last chunk
     carry = chunk(carry, num_full, sizes[-1])
   lse, total = carry

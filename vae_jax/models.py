@@ -7,7 +7,9 @@ Shapes: data are flat vectors ``x: [B, D]`` with ``D = H * W * C``; the
 convolutional modules reshape to ``image_shape = (H, W, C)`` internally, so
 every model has the same interface.
 
-* Encoder ``__call__(x: [B, D]) -> (mean [B, L], log_scale [B, L])``.
+* Encoder ``__call__(x: [B, D]) -> q``, the posterior q(z|x) as a distribution
+  object (``vae_jax.families``): a diagonal Gaussian, or one pushed through a
+  planar or IAF flow (``posterior``, ``flow_steps``).
 * Decoder ``__call__(z: [..., L]) -> dict`` of likelihood parameters:
   ``{"logits": [..., D]}`` (Bernoulli) or
   ``{"mean": [..., D], "log_scale": [..., D]}`` (Gaussian).
@@ -18,9 +20,20 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from vae_jax.families import flows
+from vae_jax.families.mixture import DiagNormalMixture, uniform_logits
+from vae_jax.families.normal import DiagNormal, StandardNormal
+
 LIKELIHOODS = ("bernoulli", "gaussian")
+# q(z|x): the encoder's family; p(z): the prior.
+POSTERIORS = ("gaussian",) + flows.FLOWS
+PRIORS = ("standard", "mog", "vamp")
+# Hidden units of each IAF step's MADE and the size of the encoder's context h.
+IAF_HIDDEN_FACTOR = 2
+IAF_CONTEXT_DIM = 64
 GAUSSIAN_SCALES = ("shared", "per_pixel")
 # Hidden-layer nonlinearities (``flax.linen`` functions of these names).
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu", "sigmoid")
@@ -64,6 +77,8 @@ class MLPEncoder(nn.Module):
   latent_dim: int
   activation: str = "relu"
   dtype: Any = None
+  posterior: str = "gaussian"
+  flow_steps: int = 0
 
   @nn.compact
   def __call__(self, x):  # x: [B, D]
@@ -71,9 +86,45 @@ class MLPEncoder(nn.Module):
     act = activation_fn(self.activation)
     for i, f in enumerate(self.hidden_dims):
       h = act(nn.Dense(f, dtype=self.dtype, name=f"hidden_{i}")(h))
-    mean = nn.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h)          # [B, L]
-    log_scale = nn.Dense(self.latent_dim, dtype=self.dtype, name="log_scale")(h)  # [B, L]
-    return _float32(mean), _float32(log_scale)
+    return posterior_head(self, h)
+
+
+def posterior_head(encoder: nn.Module, h):
+  """q(z|x) from an encoder's last features h: [B, F], in the encoder's scope.
+
+  The Gaussian's heads are ``mean`` and ``log_scale`` (the names of every
+  checkpoint written before the flows existed); a planar flow adds amortized
+  ``planar_u``, ``planar_w`` ([B, T*L]) and ``planar_b`` ([B, T]) heads; IAF
+  adds a ``iaf_context`` head and the MADE parameters ``iaf_<t>`` of each step.
+  Called from the encoder's ``nn.compact`` method with the encoder itself
+  (its ``latent_dim``, ``posterior``, ``flow_steps`` and ``dtype``).
+  """
+  latent_dim, posterior, flow_steps, dtype = (encoder.latent_dim, encoder.posterior,
+                                              encoder.flow_steps, encoder.dtype)
+  mean = nn.Dense(latent_dim, dtype=dtype, name="mean")(h)          # [B, L]
+  log_scale = nn.Dense(latent_dim, dtype=dtype, name="log_scale")(h)  # [B, L]
+  base = DiagNormal(_float32(mean), _float32(log_scale))
+  if posterior == "gaussian":
+    return base
+  batch = h.shape[:-1]
+  if posterior == "planar":
+    zeros = nn.initializers.zeros
+    def head(name, size, init=nn.initializers.lecun_normal()):
+      out = nn.Dense(size, dtype=dtype, kernel_init=init, name=name)(h)
+      return _float32(out).reshape(batch + (flow_steps, -1))
+    u = head("planar_u", flow_steps * latent_dim, zeros)
+    w = head("planar_w", flow_steps * latent_dim)
+    b = head("planar_b", flow_steps, zeros)[..., 0]
+    steps = tuple({"u": u[..., t, :], "w": w[..., t, :], "b": b[..., t]}
+                  for t in range(flow_steps))
+    return flows.FlowPosterior(base, steps, jnp.zeros(batch + (0,), jnp.float32), "planar")
+  if posterior == "iaf":
+    context = _float32(nn.Dense(IAF_CONTEXT_DIM, dtype=dtype, name="iaf_context")(h))
+    hidden = IAF_HIDDEN_FACTOR * latent_dim
+    steps = tuple(encoder.param(f"iaf_{t}", flows.init_iaf_step, latent_dim, hidden,
+                               IAF_CONTEXT_DIM) for t in range(flow_steps))
+    return flows.FlowPosterior(base, steps, context, "iaf")
+  raise ValueError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
 
 
 class LikelihoodHead(nn.Module):
@@ -127,6 +178,8 @@ class ConvEncoder(nn.Module):
   hidden_dim: int = 256
   activation: str = "relu"
   dtype: Any = None
+  posterior: str = "gaussian"
+  flow_steps: int = 0
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
@@ -138,9 +191,7 @@ class ConvEncoder(nn.Module):
                           name=f"conv_{i}")(h))
     h = h.reshape(h.shape[:-3] + (-1,))
     h = act(nn.Dense(self.hidden_dim, dtype=self.dtype, name="hidden")(h))
-    mean = nn.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h)
-    log_scale = nn.Dense(self.latent_dim, dtype=self.dtype, name="log_scale")(h)
-    return _float32(mean), _float32(log_scale)
+    return posterior_head(self, h)
 
 
 class ConvDecoder(nn.Module):
@@ -173,20 +224,54 @@ class ConvDecoder(nn.Module):
                           name="head")(_float32(out))
 
 
-class VAE(nn.Module):
-  """Encoder and decoder under one parameter tree: ``{"encoder", "decoder"}``.
+class PriorParameters(nn.Module):
+  """The learned prior's parameters (none for ``standard``).
 
-  ``init`` traces both halves; use ``apply(..., method="encode")`` or
-  ``method="decode"`` to run one of them. The parameter tree's top-level keys
-  ("encoder" = phi, "decoder" = theta) are what the variational-EM code uses
-  to split the gradient.
+  ``mog``: ``logits`` [K] (start equal), ``loc`` [K, L] (start N(0, 1)) and
+  ``log_scale`` [K, L] (start 0). ``vamp``: ``pseudo_inputs`` [K, D], the
+  VampPrior's u_k = sigmoid(.) in (0, 1) like the data, starting near the
+  average MNIST pixel (sigmoid(-2) = 0.12) with a little noise.
+  """
+  kind: str
+  num_components: int
+  latent_dim: int
+  input_dim: int
+
+  @nn.compact
+  def __call__(self):
+    k, l = self.num_components, self.latent_dim
+    if self.kind == "mog":
+      return {"logits": self.param("logits", nn.initializers.zeros, (k,)),
+              "loc": self.param("loc", nn.initializers.normal(1.0), (k, l)),
+              "log_scale": self.param("log_scale", nn.initializers.zeros, (k, l))}
+    if self.kind == "vamp":
+      init = lambda key, shape: -2.0 + 0.1 * jax.random.normal(key, shape)
+      return {"pseudo_inputs": jax.nn.sigmoid(
+          self.param("pseudo_inputs", init, (k, self.input_dim)))}
+    raise ValueError(f"prior must be one of {PRIORS}, got {self.kind!r}")
+
+
+class VAE(nn.Module):
+  """Encoder, decoder and prior under one parameter tree.
+
+  The tree's top-level keys are ``encoder`` (phi), ``decoder`` (theta) and,
+  for a learned prior, ``prior`` (part of theta: variational EM moves it with
+  the decoder). ``init`` traces every part; ``apply(..., method=...)`` runs one:
+
+  * ``encode(x: [B, D]) -> q``: the posterior q(z|x) as a distribution object;
+  * ``decode(z: [..., L]) -> dict``: the likelihood's parameters;
+  * ``prior_distribution() -> p``: p(z) as a distribution object (``N(0, I)``,
+    a mixture of Gaussians, or the VampPrior: the encoder's Gaussians at the
+    pseudo-inputs, uniformly weighted).
   """
   encoder: nn.Module
   decoder: nn.Module
+  latent_dim: int
+  prior: nn.Module | None = None     # PriorParameters, None for N(0, I)
 
   def __call__(self, x):
-    mean, log_scale = self.encoder(x)
-    return mean, log_scale, self.decoder(mean)
+    q = self.encoder(x)
+    return q, self.decoder(q.point()), self.prior_distribution()
 
   def encode(self, x):
     return self.encoder(x)
@@ -194,11 +279,23 @@ class VAE(nn.Module):
   def decode(self, z):
     return self.decoder(z)
 
+  def prior_distribution(self):
+    if self.prior is None:
+      return StandardNormal(self.latent_dim)
+    p = self.prior()
+    if self.prior.kind == "mog":
+      return DiagNormalMixture(p["logits"], p["loc"], p["log_scale"], name="mog")
+    q = self.encoder(p["pseudo_inputs"])                      # q(z | u_k), K components
+    base = getattr(q, "base", q)                              # a flow's Gaussian
+    return DiagNormalMixture(uniform_logits(self.prior.num_components), base.loc,
+                             base.log_scale, name="vamp")
+
 
 def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
              latent_dim: int = 50, hidden_dims: Sequence[int] = (200, 200),
              likelihood: str = "bernoulli", gaussian_scale: str = "shared",
-             activation: str = "relu", dtype: Any = None) -> VAE:
+             activation: str = "relu", dtype: Any = None, posterior: str = "gaussian",
+             flow_steps: int = 0, prior: str = "standard", prior_components: int = 0) -> VAE:
   """Builds the VAE of a run's ``config.model``.
 
   ``kind="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
@@ -206,24 +303,31 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
   the encoder's hidden sizes). ``kind="conv"``: convolutional encoder and
   decoder for 28x28x1 or 32x32x3 images. ``dtype`` (e.g. ``jnp.bfloat16``)
   is the networks' computation dtype; parameters and outputs stay float32.
+  ``posterior`` (``gaussian``, ``planar``, ``iaf``) with ``flow_steps`` maps
+  is q's family; ``prior`` (``standard``, ``mog``, ``vamp``) with
+  ``prior_components`` K is p(z). The config's values are checked once, by
+  the model's ``validate`` (``vae_jax.tasks``); here only the names.
   """
-  if likelihood not in LIKELIHOODS:
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-  if gaussian_scale not in GAUSSIAN_SCALES:
-    raise ValueError(f"gaussian_scale must be one of {GAUSSIAN_SCALES}, "
-                     f"got {gaussian_scale!r}")
+  for value, allowed, what in ((likelihood, LIKELIHOODS, "likelihood"),
+                               (gaussian_scale, GAUSSIAN_SCALES, "gaussian_scale"),
+                               (posterior, POSTERIORS, "posterior"), (prior, PRIORS, "prior"),
+                               (kind, ("mlp", "conv"), "kind")):
+    if value not in allowed:
+      raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
   output_dim = 1
   for s in image_shape:
     output_dim *= int(s)
   activation_fn(activation)
+  family = dict(posterior=posterior, flow_steps=int(flow_steps) if posterior != "gaussian" else 0)
   if kind == "mlp":
-    enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation, dtype=dtype)
+    enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation, dtype=dtype, **family)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,
                      likelihood, gaussian_scale, activation, dtype=dtype)
-  elif kind == "conv":
-    enc = ConvEncoder(tuple(image_shape), latent_dim, activation=activation, dtype=dtype)
+  else:
+    enc = ConvEncoder(tuple(image_shape), latent_dim, activation=activation, dtype=dtype,
+                      **family)
     dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale, activation=activation,
                       dtype=dtype)
-  else:
-    raise ValueError(f"kind must be 'mlp' or 'conv', got {kind!r}")
-  return VAE(encoder=enc, decoder=dec)
+  prior_params = (None if prior == "standard" else
+                  PriorParameters(prior, int(prior_components), int(latent_dim), output_dim))
+  return VAE(encoder=enc, decoder=dec, latent_dim=int(latent_dim), prior=prior_params)

@@ -104,6 +104,7 @@ def validate_vae_config(config) -> None:
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   hidden_dims(m.hidden_dims)
   _check_estimator_settings(config, tuple(estimators.ESTIMATORS))
+  validate_family(config)
   iw = config.eval.get("iw_samples", 0)
   if not isinstance(iw, int) or iw < 0:
     raise UserError(f"--config.eval.iw_samples must be an integer >= 0 (0 skips the "
@@ -124,6 +125,48 @@ def validate_vae_config(config) -> None:
   if free_bits and o.estimator not in estimators.KL_ESTIMATORS:
     raise UserError(f"--config.objective.free_bits needs the analytic KL term "
                     f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
+
+
+def analytic_kl(model_config) -> bool:
+  """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I)."""
+  return model_config.posterior == "gaussian" and model_config.prior == "standard"
+
+
+def validate_family(config) -> None:
+  """Checks ``model.posterior``, ``flow_steps``, ``prior``, ``prior_components`` and
+  what the family supports of ``config.objective``; UserError names the key."""
+  m, o = config.model, config.objective
+  check_choice(m.posterior, models.POSTERIORS, "config.model.posterior")
+  check_choice(m.prior, models.PRIORS, "config.model.prior")
+  if m.posterior == "gaussian":
+    if m.flow_steps is not None:
+      raise UserError(f"--config.model.flow_steps={m.flow_steps!r} is for a flow posterior "
+                      f"(--config.model.posterior=planar or iaf); the gaussian posterior has "
+                      f"no flow. Leave it unset.")
+  elif (isinstance(m.flow_steps, bool) or not isinstance(m.flow_steps, int)
+        or m.flow_steps < 1):
+    raise UserError(f"--config.model.flow_steps must be an integer >= 1 (the number of "
+                    f"{m.posterior} maps) for --config.model.posterior={m.posterior}, got "
+                    f"{m.flow_steps!r}.")
+  if m.prior == "standard":
+    if m.prior_components is not None:
+      raise UserError(f"--config.model.prior_components={m.prior_components!r} is for a "
+                      f"mixture prior (--config.model.prior=mog or vamp); the standard "
+                      f"prior N(0, I) has none. Leave it unset.")
+  elif (isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int)
+        or m.prior_components < 1):
+    raise UserError(f"--config.model.prior_components must be an integer >= 1 (K, the "
+                    f"mixture's components) for --config.model.prior={m.prior}, got "
+                    f"{m.prior_components!r}.")
+  if m.posterior != "gaussian" and o.estimator not in estimators.FLOW_ESTIMATORS:
+    raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
+                    f"z, which a {m.posterior} flow posterior does not have here; use one of "
+                    f"{', '.join(estimators.FLOW_ESTIMATORS)}.")
+  if o.free_bits and not analytic_kl(m):
+    raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
+                    f"dimension, which only --config.model.posterior=gaussian with "
+                    f"--config.model.prior=standard has (here posterior={m.posterior}, "
+                    f"prior={m.prior}); set free_bits=0.")
 
 
 def validate_vae_data(ds: data_lib.Dataset, config) -> None:
@@ -157,7 +200,9 @@ def build_vae(model_config, image_shape: Sequence[int], dtype=None) -> models.VA
       kind=model_config.kind, image_shape=tuple(image_shape),
       latent_dim=int(model_config.latent_dim), hidden_dims=hidden_dims(model_config.hidden_dims),
       likelihood=model_config.likelihood, gaussian_scale=model_config.gaussian_scale,
-      activation=model_config.activation, dtype=dtype)
+      activation=model_config.activation, dtype=dtype, posterior=model_config.posterior,
+      flow_steps=model_config.flow_steps or 0, prior=model_config.prior,
+      prior_components=model_config.prior_components or 0)
 
 
 def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
@@ -241,7 +286,7 @@ def vae_task(config, image_shape: Sequence[int], num_train: int | None = None) -
       final_eval_step=functools.partial(vae_eval_step, model=model, iw_samples=iw),
       bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
       headline=("loss", "recon", "kl"), eval_headline="neg_elbo",
-      groups=("encoder", "decoder"),
+      groups=("encoder", "decoder") + (() if config.model.prior == "standard" else ("prior",)),
       phases=(int(o.e_steps), int(o.m_steps)))
 
 
@@ -344,7 +389,7 @@ def read_run_config(workdir: str):
   path = os.path.join(workdir, wd.CONFIG_FILE)
   if not os.path.exists(path):
     raise UserError(f"{workdir} holds no {wd.CONFIG_FILE}; is it a vae_jax workdir?")
-  return ml_collections.ConfigDict(wd.read_json(path))
+  return ml_collections.ConfigDict(wd.upgrade_config(wd.read_json(path)))
 
 
 def load_checkpoint(workdir: str, step: int | None = None):

@@ -97,7 +97,9 @@ class Task:
     groups: parameter groups under "params" with their own optimizer state;
       None: one optimizer state for all.
     phases: steps per group and cycle (variational EM: encoder steps, then
-      decoder steps); None: every group at every step.
+      decoder steps); groups past the last phase move with it (a learned
+      prior is part of theta: it follows the decoder); None: every group at
+      every step.
     eval_at_start: also evaluate the untrained model (step 0).
   """
   name: str
@@ -151,6 +153,8 @@ def _active(step: jax.Array, groups: tuple[str, ...], phases) -> dict:
   for g, p in zip(groups, phases):
     out[g] = (pos >= start) & (pos < start + int(p))
     start += int(p)
+  for g in groups[len(phases):]:             # e.g. the prior: with the decoder
+    out[g] = out[groups[len(phases) - 1]]
   return out
 
 

@@ -38,6 +38,20 @@ TENSORBOARD_DIR = "tensorboard"
 # whose saved config differs in one of them cannot resume there.
 IDENTITY_SECTIONS = ("data", "model", "objective")
 IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
+# Keys a VAE's saved config.json lacks when the run was written before the
+# posterior and prior families existed, and what such a run had: a Gaussian q
+# and the N(0, I) prior. ``upgrade_config`` fills them in so old runs resume,
+# reload and evaluate (a migration of old files, not a default of new runs).
+PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "standard",
+                         "prior_components": None}
+
+
+def upgrade_config(saved: dict) -> dict:
+  """A saved config dict with the keys older versions did not write filled in."""
+  model = saved.get("model")
+  if isinstance(model, dict) and model.get("name") == "vae":
+    saved = {**saved, "model": {**PRE_FAMILY_MODEL_KEYS, **model}}
+  return saved
 
 
 def prepare(workdir: str, config: Any = None) -> str:
@@ -99,7 +113,7 @@ def check_resumable(workdir: str, config: Any) -> None:
   if not os.path.exists(path):
     return
   try:
-    saved = read_json(path)
+    saved = upgrade_config(read_json(path))
   except (OSError, json.JSONDecodeError):
     raise UserError(f"{path} is not valid JSON; fix or remove it, or use a new --workdir.") from None
   now = to_jsonable(config_to_dict(config))

@@ -12,9 +12,14 @@ Variants (comma-separated after the colon, applied in order):
   gaussian  grey levels with a Gaussian p(x|z) (one learned scale)
   vem       variational EM: 5 encoder steps (E) then 1 decoder step (M) per cycle
   mnist_idx MNIST IDX files (set --config.data.data_dir=DIR)
+  planar    q(z|x): the Gaussian through 4 planar maps (Rezende & Mohamed, 2015)
+  iaf       q(z|x): the Gaussian through 2 IAF steps (Kingma et al., 2016)
+  mog       p(z): a learned mixture of 10 Gaussians
+  vamp      p(z): the VampPrior with 500 pseudo-inputs (Tomczak & Welling, 2018)
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import common
 
@@ -45,8 +50,29 @@ def _tiny(config):
   config.model.latent_dim = 4
 
 
+def _planar(config):
+  config.model.posterior = "planar"
+  config.model.flow_steps = 4
+
+
+def _iaf(config):
+  config.model.posterior = "iaf"
+  config.model.flow_steps = 2
+
+
+def _mog(config):
+  config.model.prior = "mog"
+  config.model.prior_components = 10
+
+
+def _vamp(config):
+  config.model.prior = "vamp"
+  config.model.prior_components = 500
+
+
 VARIANTS = {"tiny": _tiny, "conv": _conv, "gaussian": _gaussian, "vem": _vem,
-            "mnist_idx": _mnist_idx}
+            "mnist_idx": _mnist_idx, "planar": _planar, "iaf": _iaf, "mog": _mog,
+            "vamp": _vamp}
 
 
 def get_config(arg=None):
@@ -64,7 +90,13 @@ def get_config(arg=None):
       gaussian_scale="shared",  # gaussian: one log-scale | per_pixel
       latent_dim=50,            # L, the dimension of z
       hidden_dims=(200, 200),   # MLP encoder widths (the decoder mirrors them); () linear
-      activation="relu"))       # relu | tanh | elu | gelu | silu | softplus | leaky_relu | sigmoid
+      activation="relu",        # relu | tanh | elu | gelu | silu | softplus | leaky_relu | sigmoid
+      # q(z|x): gaussian (diagonal) | planar | iaf (the Gaussian through flow_steps maps).
+      posterior="gaussian",
+      flow_steps=config_dict.placeholder(int),        # flows only: number of maps, >= 1
+      # p(z): standard N(0, I) | mog (learned mixture of Gaussians) | vamp (VampPrior).
+      prior="standard",
+      prior_components=config_dict.placeholder(int)))  # mog / vamp only: K, >= 1
   config.objective = ml_collections.ConfigDict(dict(
       # The encoder's gradient. On the ELBO: reparam | score | score_baseline |
       # score_loo | stl; on the num_samples-sample IWAE bound: iwae | vimco | dreg.
