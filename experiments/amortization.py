@@ -1,16 +1,26 @@
-"""Amortization and approximation gaps of a trained VAE (Cremer et al., 2018).
+"""Amortization and approximation gaps per posterior family (Cremer et al., 2018).
 
-The VAE is trained (or resumed) by ``experiments.vae.run`` in ``WORKDIR/vae``
-(so it has the VAE's checkpoints, figures and summary there); then the first
-``amortization.examples`` held-out examples get a per-example q* optimized
-from the encoder's output (``vae_jax.amortization.gaps``).
+For each family f of ``amortization.posteriors`` (``gaussian``, ``planar``,
+``iaf``; flows with ``amortization.flow_steps`` maps) a VAE with q of that
+family is trained (or resumed) by ``experiments.vae.train`` in
+``WORKDIR/vae_<f>`` (the VAE's checkpoints, figures and summary there), on
+the same data, seed and settings; then the first ``amortization.examples``
+held-out examples get a per-example q* of the same family optimized from the
+encoder's output (``vae_jax.amortization.gaps``).
 
-summary.json (averages over the examples, nats): ``amortized_elbo``,
-``optimized_elbo``, ``log_likelihood_iw`` (with ``iw_samples``),
-``amortization_gap`` = optimized - amortized, ``approximation_gap`` =
-log_likelihood_iw - optimized, ``inference_gap``, plus standard errors;
-metrics.jsonl split ``local_opt`` (the per-example optimization's mean ELBO);
-figure ``amortization_gaps.png``.
+summary.json (averages over the examples, nats): ``families[f]`` holds
+``amortized_elbo``, ``optimized_elbo``, ``log_likelihood_iw`` (with
+``iw_samples`` draws from q*), ``amortization_gap`` = optimized - amortized,
+``approximation_gap`` = log_likelihood_iw - optimized, ``inference_gap``,
+each with its standard error over examples; the first family's numbers are
+also at the top level. metrics.jsonl split ``local_opt`` (each family's
+per-example optimization, mean ELBO per step, as ``elbo/<f>``); figures
+``amortization_gaps.png`` (the first family) and ``amortization_families.png``
+(every family side by side). When ``model.latent_dim`` is 2,
+``posterior_2d.png`` draws the true posterior p(z|x) of a few held-out images,
+p(x|z) p(z) normalized by quadrature on a grid, beside 20,000 draws of each
+family's amortized q, with KL(q || p(z|x)) = E_q[log q(z|x) - log p(x, z)] +
+log p(x) (log p(x) by the same quadrature): the lecture's gap, drawn.
 """
 
 from __future__ import annotations
@@ -26,10 +36,12 @@ import numpy as np
 from experiments import vae
 from vae_jax import amortization
 from vae_jax import keys
+from vae_jax import models
+from vae_jax import objectives
 from vae_jax import plots
 from vae_jax import tasks
 from vae_jax import workdir as wd
-from vae_jax.errors import check_positive
+from vae_jax.errors import UserError, check_choice, check_positive
 
 GAP_KEYS = ("amortized_elbo", "optimized_elbo", "log_likelihood_iw", "amortization_gap",
             "approximation_gap")
@@ -71,42 +83,192 @@ def save_gap_plot(path: str, gaps: dict, trace) -> str:
   return plots.save(fig, path)
 
 
-def run(config, workdir: str) -> dict:
-  """Trains the VAE in WORKDIR/vae, then measures the gaps (see module doc)."""
+def family_config(config, posterior: str):
+  """The run's config with q of family ``posterior`` (flows: ``amortization.flow_steps``)."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.model.posterior = posterior
+    c.model.flow_steps = None if posterior == "gaussian" else int(config.amortization.flow_steps)
+  return c
+
+
+def validate(config) -> None:
   a = config.amortization
-  for name in ("examples", "local_steps", "eval_samples", "iw_samples"):
+  for name in ("examples", "local_steps", "eval_samples", "iw_samples", "flow_steps"):
     check_positive(a[name], f"config.amortization.{name}", integer=True)
   check_positive(a.local_lr, "config.amortization.local_lr")
-  wd.prepare(workdir, config)
-  wd.write_config(workdir, config)
-  vae_dir = os.path.join(workdir, "vae")
-  tasks.validate_vae_config(config)
-  train_summary, task, trained, ds = vae.train(config, vae_dir)
-  model, state = task.model, trained.state
-  n = min(int(a.examples), len(ds.eval_x))
-  x = jnp.asarray(ds.eval_x[:n])
-  t0 = time.perf_counter()
-  result = amortization.gaps(
-      jax.device_get(state.params), x, keys.stream(keys.root(config.seed), "local"),
-      model=model, local_steps=int(a.local_steps), local_learning_rate=float(a.local_lr),
-      eval_samples=int(a.eval_samples), iw_samples=int(a.iw_samples))
-  summary = {"experiment": "amortization", "dataset": ds.name, "num_examples": n,
-             "num_importance_samples": int(a.iw_samples), "local_steps": int(a.local_steps),
-             "vae_step": int(state.step), "vae_eval_neg_elbo": train_summary["eval_neg_elbo"],
-             "seconds": time.perf_counter() - t0}
+  if not a.posteriors or len(set(a.posteriors)) != len(a.posteriors):
+    raise UserError(f"--config.amortization.posteriors must name one or more distinct "
+                    f"families of {', '.join(models.POSTERIORS)}, got {tuple(a.posteriors)!r}.")
+  for f in a.posteriors:
+    check_choice(f, models.POSTERIORS, "config.amortization.posteriors")
+  if config.model.posterior != "gaussian" or config.model.flow_steps is not None:
+    raise UserError("amortization trains one VAE per family of "
+                    "--config.amortization.posteriors (flows with amortization.flow_steps); "
+                    "leave config.model.posterior and flow_steps at gaussian and unset.")
+  for f in a.posteriors:
+    tasks.validate_vae_config(family_config(config, f))
+
+
+def _summarize(result: dict) -> dict:
+  out = {}
   for k in GAP_KEYS:
     v = np.asarray(result[k], np.float64)
-    summary[k] = float(v.mean())
-    summary[f"{k}_stderr"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
-  summary["inference_gap"] = summary["log_likelihood_iw"] - summary["amortized_elbo"]
+    out[k] = float(v.mean())
+    out[f"{k}_stderr"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+  out["inference_gap"] = out["log_likelihood_iw"] - out["amortized_elbo"]
+  gap = (np.asarray(result["log_likelihood_iw"], np.float64)
+         - np.asarray(result["amortized_elbo"], np.float64))
+  out["inference_gap_stderr"] = float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else None
+  return out
+
+
+def save_families_plot(path: str, families: dict) -> str:
+  """Stacked bars per family: amortization gap and approximation gap (± s.e.)."""
+  names = list(families)
+  fig, ax = plots.new_figure(figsize=(1.8 + 1.6 * len(names), 4.2))
+  x = np.arange(len(names))
+  amort = np.array([families[f]["amortization_gap"] for f in names])
+  approx = np.array([families[f]["approximation_gap"] for f in names])
+  amort_se = np.array([families[f]["amortization_gap_stderr"] or 0.0 for f in names])
+  approx_se = np.array([families[f]["approximation_gap_stderr"] or 0.0 for f in names])
+  ax.bar(x, approx, 0.6, yerr=approx_se, capsize=4, color="C1", label="approximation gap")
+  ax.bar(x, amort, 0.6, bottom=approx, yerr=amort_se, capsize=4, color="C2",
+         label="amortization gap")
+  for i, f in enumerate(names):
+    ax.annotate(f"{approx[i]:.2f} + {amort[i]:.2f}", (i + 0.32, approx[i] + amort[i]),
+                textcoords="offset points", xytext=(4, 0), ha="left", va="center", fontsize=9)
+  ax.set_xlim(-0.6, len(names) - 0.1)
+  ax.set_xticks(x, [f"{f}\nIW log p(x) {families[f]['log_likelihood_iw']:.2f}" for f in names],
+                fontsize=9)
+  ax.set_ylabel("nats per example (held-out mean ± s.e.)")
+  ax.set_title("inference gap log p(x) - ELBO(q_φ) by posterior family", fontsize=10)
+  ax.legend(fontsize=8, loc="upper right")
+  ax.grid(alpha=0.3, axis="y")
+  ax.set_ylim(0, 1.25 * max(1e-3, float(np.max(approx + amort + amort_se + approx_se))))
+  return plots.save(fig, path)
+
+
+# posterior_2d.png: images shown, grid points per side, draws of each q.
+POSTERIOR_2D_IMAGES = 4
+POSTERIOR_2D_GRID = 161
+POSTERIOR_2D_DRAWS = 20000
+
+
+def posterior_grid(params, x1, key, *, model, half_width: float, center, num: int):
+  """log p(x, z) on a num x num grid around ``center`` and log p(x) by quadrature.
+
+  Returns (z1 [num], z2 [num], log_joint [num, num], log_px).
+  """
+  z1 = np.linspace(center[0] - half_width, center[0] + half_width, num)
+  z2 = np.linspace(center[1] - half_width, center[1] + half_width, num)
+  grid = np.stack(np.meshgrid(z1, z2), -1).reshape(-1, 2).astype(np.float32)   # [G, 2]
+  prior = model.apply(params, method="prior_distribution")
+  dec = model.apply(params, jnp.asarray(grid), method="decode")
+  log_joint = np.asarray(objectives.log_likelihood(x1[None], dec) + prior.log_prob(grid),
+                         np.float64).reshape(num, num)
+  cell = (z1[1] - z1[0]) * (z2[1] - z2[0])
+  m = log_joint.max()
+  log_px = float(m + np.log(np.exp(log_joint - m).sum() * cell))
+  del key
+  return z1, z2, log_joint, log_px
+
+
+def save_posterior_2d(path: str, trained: dict, x, key) -> dict:
+  """The true p(z|x) of a few images beside each family's q (module doc); returns
+  {family: [KL(q || p(z|x)) per image]}."""
+  families = list(trained)
+  rows = min(POSTERIOR_2D_IMAGES, len(x))
+  picks = np.linspace(0, len(x) - 1, rows).astype(int)
+  fig, axes = plots.new_figure(rows, len(families), figsize=(3.3 * len(families), 3.1 * rows),
+                               squeeze=False)
+  kls = {f: [] for f in families}
+  for r, i in enumerate(picks):
+    xi = jnp.asarray(x[i:i + 1])
+    draws = {}
+    for f in families:
+      model, params = trained[f]
+      q = model.apply(params, xi, method="encode")
+      z, log_q = q.sample_and_log_prob(jax.random.fold_in(key, r), (POSTERIOR_2D_DRAWS,))
+      draws[f] = (np.asarray(z[:, 0], np.float64), np.asarray(log_q[:, 0], np.float64))
+    for c, f in enumerate(families):
+      model, params = trained[f]
+      z, log_q = draws[f]
+      center = np.median(z, 0)
+      half = float(max(6 * np.max(np.std(z, 0)), 0.3))
+      z1, z2, log_joint, log_px = posterior_grid(params, x[i], key, model=model,
+                                                 half_width=half, center=center,
+                                                 num=POSTERIOR_2D_GRID)
+      prior = model.apply(params, method="prior_distribution")
+      dec = model.apply(params, jnp.asarray(z, jnp.float32)[:, None], method="decode")
+      log_pxz = np.asarray(objectives.log_likelihood(xi, dec)[:, 0]
+                           + prior.log_prob(jnp.asarray(z, jnp.float32)), np.float64)
+      kl = float(np.mean(log_q - log_pxz) + log_px)
+      kls[f].append(kl)
+      ax = axes[r][c]
+      post = np.exp(log_joint - log_px)
+      ax.contourf(z1, z2, post, levels=12, cmap="Greys")
+      h, e1, e2 = np.histogram2d(z[:, 0], z[:, 1], bins=60,
+                                 range=[[z1[0], z1[-1]], [z2[0], z2[-1]]], density=True)
+      ax.contour(0.5 * (e1[1:] + e1[:-1]), 0.5 * (e2[1:] + e2[:-1]), h.T, levels=5,
+                 colors=f"C{c}", linewidths=1.0)
+      ax.set_title(f"{f}: KL(q || p(z|x)) = {kl:.3f}", fontsize=9)
+      if r == rows - 1:
+        ax.set_xlabel("z1")
+      if c == 0:
+        ax.set_ylabel(f"image {int(i)}\nz2")
+  fig.suptitle("true posterior p(z|x) ∝ p(x|z) p(z) (grey, by quadrature, under each "
+               "family's own trained decoder)\nand that family's amortized q (contours of "
+               "20,000 draws)", fontsize=10)
+  plots.save(fig, path)
+  return kls
+
+
+def run(config, workdir: str) -> dict:
+  """Trains one VAE per family in WORKDIR/vae_<family>, then measures the gaps."""
+  validate(config)
+  a = config.amortization
+  wd.prepare(workdir, config)
+  wd.write_config(workdir, config)
+  t0 = time.perf_counter()
+  families, trained, traces = {}, {}, {}
+  key = keys.stream(keys.root(config.seed), "local")
+  for f in a.posteriors:
+    fc = family_config(config, f)
+    train_summary, task, result, ds = vae.train(fc, os.path.join(workdir, f"vae_{f}"))
+    model, state = task.model, result.state
+    params = jax.device_get(state.params)
+    n = min(int(a.examples), len(ds.eval_x))
+    x = jnp.asarray(ds.eval_x[:n])
+    gaps = amortization.gaps(
+        params, x, key, model=model, local_steps=int(a.local_steps),
+        local_learning_rate=float(a.local_lr), eval_samples=int(a.eval_samples),
+        iw_samples=int(a.iw_samples))
+    families[f] = {**_summarize(gaps), "vae_step": int(state.step),
+                   "vae_eval_neg_elbo": train_summary["eval_neg_elbo"],
+                   "flow_steps": fc.model.flow_steps}
+    trained[f] = (model, params)
+    traces[f] = np.asarray(gaps["trace"])
+    if f == a.posteriors[0]:
+      save_gap_plot(os.path.join(workdir, "amortization_gaps.png"), gaps, traces[f])
+    logging.info("%s: amortization gap %.3f, approximation gap %.3f nats", f,
+                 families[f]["amortization_gap"], families[f]["approximation_gap"])
+  first = families[a.posteriors[0]]
+  summary = {"experiment": "amortization", "dataset": ds.name, "num_examples": n,
+             "num_importance_samples": int(a.iw_samples), "local_steps": int(a.local_steps),
+             **first, "families": families}
   writer = wd.MetricWriter(workdir)
   writer.truncate_after(-1)
-  trace = np.asarray(result["trace"])
-  for t in range(0, len(trace), max(1, len(trace) // 100)):
-    writer.write(t, "local_opt", {"elbo": float(trace[t])})
+  for f, trace in traces.items():
+    for t in range(0, len(trace), max(1, len(trace) // 100)):
+      writer.write(t, "local_opt", {f"elbo/{f}": float(trace[t])})
   writer.close()
-  save_gap_plot(os.path.join(workdir, "amortization_gaps.png"), result, trace)
+  save_families_plot(os.path.join(workdir, "amortization_families.png"), families)
+  if int(config.model.latent_dim) == 2:
+    kls = save_posterior_2d(os.path.join(workdir, "posterior_2d.png"), trained,
+                            np.asarray(ds.eval_x[:n]), keys.stream(keys.root(config.seed),
+                                                                   "figures"))
+    summary["posterior_2d_kl"] = kls
+  summary["seconds"] = time.perf_counter() - t0
   wd.write_summary(workdir, summary)
-  logging.info("amortization gap %.3f, approximation gap %.3f nats",
-               summary["amortization_gap"], summary["approximation_gap"])
   return summary
