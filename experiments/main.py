@@ -15,13 +15,15 @@ re-running with the same --workdir resumes a trained model from its newest
 checkpoint. Errors a user can cause print one ``error:`` line and exit 2.
 
 Config files (experiments/configs/) and their variants; each documents its keys:
-  vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default)
+  vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default);
+                         planar, iaf (q's family), mog, vamp (p(z))
   burda2015.py           vae_k1, vae_k5, vae_k50, iwae_k1, iwae_k5, iwae_k50; cpu
                          (Burda et al. 2015, Table 1; experiment vae)
   bayes.py, ppca.py      tiny
   gmm.py                 tiny, mnist_pca
   estimator_variance.py  tiny, digits
-  amortization.py, discrete_vae.py, autoregressive.py           tiny
+  amortization.py        tiny, l2   (gaps per posterior family; l2: posterior_2d.png)
+  discrete_vae.py, autoregressive.py                            tiny
   priors.py              tiny, cpu   (standard vs mog vs vamp priors)
   evaluate.py            tiny   (--config.checkpoint=RUN_WORKDIR: IWAE-5000 or exact NLL)
 """

@@ -99,7 +99,8 @@ def iwae_bound_reference(params, x, key, *, model, num_samples, softplus=jax.nn.
   log-likelihood x * l - softplus(l) with ``jax.nn.softplus`` (``softplus``
   swaps in ``distributions.softplus``, the form written since, to separate the
   two changes' effects)."""
-  mean, log_scale = model.apply(params, x, method="encode")
+  q = model.apply(params, x, method="encode")
+  mean, log_scale = q.loc, q.log_scale
   z = D.normal_sample(key, mean, log_scale, (num_samples,))      # [K, B, L]
   logits = model.apply(params, z, method="decode")["logits"]     # [K, B, D]
   log_lik = jnp.sum(x * logits - softplus(logits), -1)
@@ -194,9 +195,11 @@ def run_torch(params, x, seed, k) -> tuple[np.ndarray, dict] | None:
   # The same model: log-weights of torch and vae_jax on the same 256 draws of image 0.
   eps = np.random.default_rng(seed).normal(size=(256, 50)).astype(np.float32)
   model = tasks.build_vae(MODEL, (28, 28, 1))
-  mean, log_scale = model.apply(params, x[:1], method="encode")
-  jax_lw = np.asarray(iwae.log_weights(params, x[:1], mean, log_scale, eps[:, None],
-                                       model=model))[:, 0]
+  q = model.apply(params, x[:1], method="encode")
+  z = q.loc + jnp.exp(q.log_scale) * eps[:, None]                      # [256, 1, L]
+  log_q = q.log_prob(z)
+  prior = model.apply(params, method="prior_distribution")
+  jax_lw = np.asarray(iwae.log_weights(params, x[:1], z, log_q, prior, model=model))[:, 0]
   torch_lw = torch_log_weights(torch.from_numpy(x[0]), torch.from_numpy(eps)).numpy()
   return out, {"seconds": secs, "torch_version": torch.__version__,
                "torch_threads": torch.get_num_threads(),

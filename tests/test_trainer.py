@@ -36,6 +36,7 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_train_step_under_jit_decreases_the_loss(tiny_vae):
   ds, task, tx, state = _setup(tiny_vae)
   step = _step_fn(task, tx, donate_argnums=0)
@@ -56,6 +57,7 @@ def test_train_step_under_jit_decreases_the_loss(tiny_vae):
                                                      rel=1e-5)
 
 
+@pytest.mark.slow
 def test_variational_em_updates_one_half_at_a_time(tiny_vae):
   tiny_vae.objective.e_steps, tiny_vae.objective.m_steps = 2, 3
   ds, task, tx, state = _setup(tiny_vae)
@@ -71,6 +73,7 @@ def test_variational_em_updates_one_half_at_a_time(tiny_vae):
   assert changed == [e, e, m, m, m] * 2
 
 
+@pytest.mark.slow
 def test_joint_step_equals_adam_on_all_parameters(tiny_vae):
   """e = m = 1 is plain joint training: one Adam step on all parameters."""
   ds, task, tx, state = _setup(tiny_vae)
@@ -133,6 +136,7 @@ def test_batch_larger_than_dataset_is_refused(tiny_vae, tmp_path):
     trainer.train(task, tiny_vae, ds, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_vae, tmp_path):
   workdir = str(tmp_path)
   tiny_vae.train.num_steps = 30
@@ -162,6 +166,7 @@ def test_conflicting_workdir_is_refused(tiny_vae, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
+@pytest.mark.slow
 def test_resume_and_extension_are_bit_exact(tmp_path, name):
   """30 steps, then extended to 60, equals 60 steps in one go, for every task."""
   config = get_config(name)
@@ -189,6 +194,7 @@ def test_zero_steps_evaluates_the_initialization(tiny_vae, tmp_path):
   _assert_trees_equal(tasks.load_checkpoint(str(tmp_path))[1].params, init)
 
 
+@pytest.mark.slow
 def test_grad_stats_are_logged_per_group(tiny_vae, tmp_path):
   tiny_vae.train.update(grad_stats_every=30, grad_stats_draws=4)
   ds, task, _, _ = _setup(tiny_vae)
@@ -213,11 +219,12 @@ def test_bernoulli_on_data_outside_unit_interval_is_refused(tiny_vae):
 
 def _encoder_kl_dims(task, params, x):
   """Per-dimension KL(q(z|x) || N(0, I)) written out in NumPy: [B, L]."""
-  mean, log_scale = task.model.apply(params, x, method="encode")
-  m, s = np.asarray(mean, np.float64), np.exp(np.asarray(log_scale, np.float64))
+  q = task.model.apply(params, x, method="encode")
+  m, s = np.asarray(q.loc, np.float64), np.exp(np.asarray(q.log_scale, np.float64))
   return 0.5 * (m**2 + s**2 - 1.0) - np.log(s)
 
 
+@pytest.mark.slow
 def test_kl_warmup_weights_the_kl_in_the_loss_not_in_the_reported_elbo(tiny_vae):
   tiny_vae.objective.kl_warmup_steps = 4
   ds, task, tx, state = _setup(tiny_vae)
@@ -252,7 +259,8 @@ def test_free_bits_value_and_gradient_match_the_formula(tiny_vae):
   assert float(loss) == pytest.approx(want, rel=1e-5)
 
   def reference(params):
-    mean, log_scale = task.model.apply(params, x, method="encode")
+    q = task.model.apply(params, x, method="encode")
+    mean, log_scale = q.loc, q.log_scale
     kl_bd = 0.5 * (mean**2 + jnp.exp(2 * log_scale) - 1) - log_scale          # [B, L]
     neg_recon = plain.loss_fn(params, x, key, {}, step)[0] - jnp.mean(jnp.sum(kl_bd, -1))
     return neg_recon + jnp.sum(jnp.maximum(lam, jnp.mean(kl_bd, 0)))
@@ -275,6 +283,7 @@ def test_kl_options_refused_where_they_do_not_apply(tiny_vae, estimator, key, va
     tasks.validate_vae_config(tiny_vae)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bf16_and_trains_like_float32(tiny_vae, tmp_path):
   """Mixed precision: the step's matrix products run in bfloat16, parameters and
   optimizer state stay float32, and the tiny VAE ends within 1 nat of float32."""

@@ -30,6 +30,7 @@ def _eval_config(checkpoint, **settings):
   return config
 
 
+@pytest.mark.slow
 def test_vae_evaluation_writes_every_number_and_figure(tmp_path, vae_run):
   out = str(tmp_path / "out")
   result = evaluate.run(_eval_config(vae_run), out)
@@ -51,7 +52,7 @@ def test_vae_evaluation_writes_every_number_and_figure(tmp_path, vae_run):
   assert sum(on_disk["kl_per_dim"]) == pytest.approx(on_disk["kl"], rel=1e-4)
   model, state, run_config = tasks.load_checkpoint(vae_run)
   x = tasks.load_data(run_config).eval_x
-  mean, _ = model.apply(state.params, x, method="encode")
+  mean = model.apply(state.params, x, method="encode").loc
   assert on_disk["active_units"] == int(np.sum(np.var(np.asarray(mean, np.float64), 0) > 0.01))
   for name in ("interpolations.png", "kl_per_dim.png", "latent_space.png", "manifold.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
@@ -62,12 +63,14 @@ def test_vae_evaluation_writes_every_number_and_figure(tmp_path, vae_run):
   assert other["nll_iw"] != result["nll_iw"]
 
 
+@pytest.mark.slow
 def test_more_samples_tighten_the_bound(tmp_path, vae_run):
   nll = {k: evaluate.run(_eval_config(vae_run, iw_samples=k, chunk_size=7, max_examples=100),
                          str(tmp_path / str(k)))["nll_iw"] for k in (1, 10, 200)}
   assert nll[1] > nll[10] > nll[200]
 
 
+@pytest.mark.slow
 def test_train_split_and_active_units_helper(tmp_path, vae_run):
   result = evaluate.run(_eval_config(vae_run, split="train", max_examples=64), str(tmp_path))
   assert result["split"] == "train" and result["num_examples"] == 64
@@ -77,6 +80,7 @@ def test_train_split_and_active_units_helper(tmp_path, vae_run):
 
 @pytest.mark.parametrize("name,key", [("autoregressive", "eval_nll"),
                                       ("discrete_vae", "eval_exact_nll")])
+@pytest.mark.slow
 def test_exact_models_match_what_training_reported(tmp_path, name, key):
   run_dir = str(tmp_path / "run")
   module = {"autoregressive": autoregressive, "discrete_vae": discrete_vae}[name]
@@ -97,6 +101,7 @@ def test_exact_models_match_what_training_reported(tmp_path, name, key):
     (dict(estimate="exact"), "no closed form"),
     (dict(checkpoint=""), "checkpoint is required"),
 ])
+@pytest.mark.slow
 def test_bad_settings(tmp_path, vae_run, settings, match):
   config = _eval_config(vae_run)
   config.update(settings)
@@ -110,6 +115,7 @@ def test_a_directory_that_is_not_a_run(tmp_path):
     evaluate.run(_eval_config(str(tmp_path / "empty")), str(tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_a_run_whose_data_cannot_be_found(tmp_path, vae_run):
   moved = str(tmp_path / "run")
   shutil.copytree(vae_run, moved)

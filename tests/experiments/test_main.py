@@ -59,6 +59,7 @@ def _ok(args, **kwargs):
   return proc
 
 
+@pytest.mark.slow
 def test_default_command_runs_the_default_vae(tmp_path):
   """`python -m experiments.main` with no --config is the VAE of configs/vae.py, run
   as a user would (JAX_PLATFORMS unset)."""
@@ -74,6 +75,7 @@ def test_default_command_runs_the_default_vae(tmp_path):
   assert config["model"]["latent_dim"] == 50 and config["experiment"] == "vae"
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_every_output(tmp_path):
   workdir = str(tmp_path / "run")
   proc = _ok(TINY_VAE + [f"--workdir={workdir}"])
@@ -107,6 +109,7 @@ def test_end_to_end_writes_every_output(tmp_path):
   assert "eval_neg_elbo=" in proc.stdout
 
 
+@pytest.mark.slow
 def test_overrides_reach_the_run_and_config_json(tmp_path):
   _ok(TINY_VAE + overrides({"model.latent_dim": 3, "model.hidden_dims": "(16, 8)",
                             "model.activation": "tanh", "train.num_steps": 20})
@@ -119,6 +122,7 @@ def test_overrides_reach_the_run_and_config_json(tmp_path):
   assert model.encoder.activation == "tanh" and int(state.step) == 20
 
 
+@pytest.mark.slow
 def test_rerun_is_bit_identical_and_resume_is_a_no_op(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   for w in (a, b):
@@ -135,6 +139,7 @@ def test_rerun_is_bit_identical_and_resume_is_a_no_op(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
+@pytest.mark.slow
 def test_killed_run_resumes_bit_exactly(tmp_path, name):
   """SIGKILL mid-run, re-run the same command: same state as an uninterrupted run."""
   args = [f"--config={config_path(name, 'tiny')}"] + overrides({
@@ -166,6 +171,7 @@ def test_killed_run_resumes_bit_exactly(tmp_path, name):
           {k: v for k, v in _json(clean).items() if k not in timing})
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_and_keeps_files(tmp_path):
   workdir = str(tmp_path / "run")
   _ok(TINY_VAE + [f"--workdir={workdir}"])
@@ -185,6 +191,7 @@ def test_corrupt_latest_checkpoint_falls_back_and_keeps_files(tmp_path):
   assert _json(workdir)["step"] == 90
 
 
+@pytest.mark.slow
 def test_all_checkpoints_corrupt_is_one_clear_error(tmp_path):
   workdir = str(tmp_path / "run")
   _ok(TINY_VAE + overrides({"train.num_steps": 30}) + [f"--workdir={workdir}"])
@@ -231,6 +238,7 @@ def _one_error_line(proc, message):
     ([f"--config={config_path('evaluate')}", "--config.checkpoint=/tmp",
       "--config.iw_samples=0"], "--config.iw_samples must be a positive integer"),
 ])
+@pytest.mark.slow
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
   base = TINY_VAE if not any(a.startswith("--config=") for a in args) else []
   _one_error_line(run_main(base + args + [f"--workdir={tmp_path / 'w'}"], timeout=120),
@@ -253,6 +261,7 @@ def get_config(arg=None):
     # An unexpected error in a config file keeps its class.
     (["--config={broken}"], "error: RuntimeError: this config is broken: 'x'"),
 ])
+@pytest.mark.slow
 def test_error_lines_read_exactly(tmp_path, args, line):
   broken = tmp_path / "broken.py"
   broken.write_text(BROKEN_CONFIG)
@@ -263,12 +272,14 @@ def test_error_lines_read_exactly(tmp_path, args, line):
   assert [l for l in proc.stderr.splitlines() if l.startswith("error:")] == [line]
 
 
+@pytest.mark.slow
 def test_workdir_that_is_a_file_is_refused(tmp_path):
   (tmp_path / "file").write_text("not a directory")
   _one_error_line(run_main(TINY_VAE + [f"--workdir={tmp_path / 'file'}"]),
                   "exists and is not a directory")
 
 
+@pytest.mark.slow
 def test_conflicting_workdir_is_refused(tmp_path):
   workdir = str(tmp_path / "run")
   _ok(TINY_VAE + overrides({"train.num_steps": 10}) + [f"--workdir={workdir}"])
@@ -284,12 +295,19 @@ def test_conflicting_workdir_is_refused(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
+@pytest.mark.slow
 def test_helpfull_documents_the_runner():
   proc = run_main(["--helpfull"], timeout=120)
   text = proc.stdout + proc.stderr
   for word in ("--config", "--workdir", "experiments/configs/", "--config.<section>.<key>",
                "evaluate.py", "burda2015.py", "iwae_k50", "mnist_pca"):
     assert word in text, word
+
+
+def test_an_unmarked_test_may_not_start_the_runner():
+  """The unit tier (pytest -m "not slow") starts no process: run_main says so."""
+  with pytest.raises(pytest.fail.Exception, match="mark it @pytest.mark.slow"):
+    run_main(["--helpfull"])
 
 
 def _runner_module():
@@ -318,6 +336,7 @@ def test_help_lists_every_experiment_and_every_config_with_its_variants():
 
 
 @pytest.mark.parametrize("name", ["vae", "discrete_vae", "autoregressive"])
+@pytest.mark.slow
 def test_data_parallel_over_two_devices_matches_one(tmp_path, name):
   """Two (fake CPU) devices: batch sharded, state replicated, same numbers."""
   args = [f"--config={config_path(name, 'tiny')}"] + overrides({"train.num_steps": 30})
@@ -348,13 +367,21 @@ VARIANT_RUNS = [
     ("vae", "gaussian,tiny", {}),
     ("vae", "vem,tiny", {}),
     ("vae", "mnist_idx,tiny", {"train.num_steps": 20, "eval.iw_samples": 2}),
+    ("vae", "tiny,planar", {"train.num_steps": 20}),
+    ("vae", "tiny,iaf,mog", {"train.num_steps": 20}),
+    ("vae", "tiny,vamp", {"train.num_steps": 20}),
     ("discrete_vae", "tiny", {}),
     ("autoregressive", "tiny", {}),
     ("estimator_variance", "tiny", {}),
     ("estimator_variance", "digits", {"variance.steps": "(0, 10)", "variance.draws": 4,
                                       "variance.num_samples": "(2, 4)",
                                       "variance.estimators": '("reparam", "score_loo")'}),
-    ("amortization", "tiny", {}),
+    ("amortization", "tiny,l2", {"amortization.posteriors": '("gaussian", "iaf")',
+                                 "train.num_steps": 30}),
+    ("priors", "tiny,cpu", {"train.num_steps": 20, "train.eval_every": 20,
+                            "train.checkpoint_every": 20, "train.log_every": 10,
+                            "priors.priors": '("standard", "vamp")', "priors.iw_samples": 10,
+                            "priors.eval_examples": 20}),
     ("gmm", "tiny", {}),
     ("gmm", "mnist_pca,tiny", {"gmm.em_iters": 20}),
     ("ppca", "tiny", {}),
@@ -367,7 +394,7 @@ SUMMARY_KEY = {"vae": "eval_neg_elbo", "discrete_vae": "eval_exact_nll",
                "autoregressive": "eval_nll", "estimator_variance": "variance",
                "amortization": "amortization_gap", "gmm": "train_log_likelihood",
                "ppca": "closed_form_log_likelihood", "bayes": "table",
-               "evaluate": "nll_iw", "burda2015": "eval_neg_elbo"}
+               "evaluate": "nll_iw", "burda2015": "eval_neg_elbo", "priors": "table"}
 
 
 def _config_modules():
@@ -384,6 +411,7 @@ def test_every_variant_of_every_config_is_run_below():
 
 @pytest.mark.parametrize("name,variants,settings", VARIANT_RUNS,
                          ids=[f"{n}:{v}" for n, v, _ in VARIANT_RUNS])
+@pytest.mark.slow
 def test_config_variant_runs_end_to_end(tmp_path, shared_mnist_or_none, name, variants,
                                         settings):
   settings = dict(settings)
@@ -426,6 +454,7 @@ FAMILIES = {"elbo": "reparam", "score": "score_loo", "iwae": "vimco"}
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.slow
 def test_vae_kind_likelihood_and_estimator_family(tmp_path, kind, likelihood, family):
   variants = ",".join(["conv"] * (kind == "conv") + ["gaussian"] * (likelihood == "gaussian")
                       + ["tiny"])
@@ -443,6 +472,7 @@ def test_vae_kind_likelihood_and_estimator_family(tmp_path, kind, likelihood, fa
   assert summary["eval_neg_log_likelihood_iw"] <= summary["eval_neg_elbo"] + 1.0
 
 
+@pytest.mark.slow
 def test_checkpoints_move_between_device_counts(tmp_path):
   """Checkpointed on 8 (fake CPU) devices, resumed on 1 and on 2: the same numbers as
   an uninterrupted run; and 8 devices train like 1."""
