@@ -21,6 +21,48 @@ JAX_CACHE = {"JAX_COMPILATION_CACHE_DIR": os.path.join(tempfile.gettempdir(),
 os.environ.update({k: v for k, v in JAX_CACHE.items() if k not in os.environ})
 
 
+# Test tiers. `pytest` runs every test (the README's command, what CI runs);
+# `pytest -m "not slow"` is the unit tier. A test is marked @pytest.mark.slow
+# where it starts a process (the runner through run_main, several processes)
+# or takes more than SLOW_SECONDS. Two checks keep the unit tier honest:
+# run_main fails a test that is not marked, and the end of a run lists the
+# unmarked tests that took longer than SLOW_SECONDS (a report, not a failure:
+# timing depends on the machine).
+SLOW_SECONDS = 5.0
+_running: list[pytest.Item] = []
+_slow_unmarked: list[tuple[float, str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _current_test(request):
+  """Remembers the running test, for ``require_slow``."""
+  _running.append(request.node)
+  yield
+  _running.pop()
+
+
+def require_slow(what: str) -> None:
+  """Fails the running test unless it is marked slow; ``what`` says why it must be."""
+  node = _running[-1] if _running else None   # None: in a module-scoped fixture
+  if node is not None and node.get_closest_marker("slow") is None:
+    pytest.fail(f"{node.nodeid} {what}: mark it @pytest.mark.slow (the unit tier, "
+                f'pytest -m "not slow", starts no process)', pytrace=False)
+
+
+def pytest_runtest_logreport(report):
+  if (report.when == "call" and report.duration > SLOW_SECONDS
+      and "slow" not in report.keywords):
+    _slow_unmarked.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter):
+  if _slow_unmarked:
+    terminalreporter.write_sep(
+        "-", f"unmarked tests slower than {SLOW_SECONDS:g} s: mark them @pytest.mark.slow")
+    for seconds, nodeid in sorted(_slow_unmarked, reverse=True):
+      terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
+
+
 def config_path(name: str, variants: str = "") -> str:
   """``experiments/configs/<name>.py[:variants]`` for --config."""
   path = os.path.join("experiments", "configs", f"{name}.py")
@@ -67,8 +109,9 @@ def run_main(args: list[str], timeout: float = 300, env=None,
   ``platforms`` is JAX_PLATFORMS; None leaves it unset, as in a user's shell
   (JAX then probes every platform it knows). A run still going after
   ``timeout`` seconds gets SIGABRT, so that Python's faulthandler prints every
-  thread's stack into the failure report.
+  thread's stack into the failure report. Only a test marked slow may call it.
   """
+  require_slow("runs experiments.main in a subprocess")
   env = dict(env or os.environ, PYTHONFAULTHANDLER="1")
   env.pop("JAX_PLATFORMS", None)
   env.update({"JAX_PLATFORMS": platforms} if platforms else {})

@@ -187,6 +187,7 @@ class _Recording:
     return self.z
 
 
+@pytest.mark.slow
 def test_sample_counts_are_used_exactly(ppca_vae):
   # 150 samples with chunks of 100: exactly 150 draws (not 100), and the
   # estimates recomputed in NumPy/SciPy from those draws.

@@ -30,6 +30,7 @@ def _all_binary(num_dims):
 
 
 @pytest.mark.parametrize("hidden", [(13, 9), (4,), ()])
+@pytest.mark.slow
 def test_jacobian_of_logits_is_strictly_lower_triangular(hidden):
   d = 7
   model = ar.MADE(hidden_dims=hidden)

@@ -13,6 +13,7 @@ from vae_jax import data
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_mnist_5k_split_is_stratified_and_fixed():
   ds = data.load_arrays("mnist_5k")
   assert ds.train_x.shape == (4500, 784) and ds.eval_x.shape == (500, 784)

@@ -341,6 +341,7 @@ def test_running_baseline_state_updates(tiny_vae):
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_with_score_estimators_and_grad_stats(tmp_path):
   # The running baseline's state and the multi-sample estimators through the trainer.
   from vae_jax import tasks, trainer  # pylint: disable=g-import-not-at-top

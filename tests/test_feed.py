@@ -70,6 +70,7 @@ def _run(tmp_path, name, **train):
   return result, rows, workdir
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_steps_per_jit_or_the_feed(tmp_path):
   # steps_per_jit 1, 7 (which divides no period) and 10, device and host feed:
   # 45 steps of the tiny VAE with dynamic binarization, gradient statistics.
@@ -89,6 +90,7 @@ def test_results_do_not_depend_on_steps_per_jit_or_the_feed(tmp_path):
   assert int(ref_state.step) == 45
 
 
+@pytest.mark.slow
 def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
   # train_steps on the device feed == train_step on the batch binarized here.
   import functools

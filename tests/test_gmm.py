@@ -154,6 +154,7 @@ def test_log_prob_and_posterior_match_scipy(ctype):
 
 
 @pytest.mark.parametrize("d", [5, gmm.EXPANDED_MAX_DIM + 2])
+@pytest.mark.slow
 def test_expanded_and_cholesky_paths_agree_with_scipy(d):
   """log_prob takes the expanded (features) path for D <= 48 and the Cholesky
   path above; both are checked against SciPy, and against each other at small D."""
@@ -177,6 +178,7 @@ def test_expanded_and_cholesky_paths_agree_with_scipy(d):
 @pytest.mark.parametrize("ctype,init_method,restarts", [("full", "kmeans++", 1),
                                                         ("diag", "random", 4),
                                                         ("spherical", "random", 3)])
+@pytest.mark.slow
 def test_em_never_decreases_the_log_likelihood(ctype, init_method, restarts):
   for seed in range(3):
     x = _blobs(seed=seed, n_per=N_PER)
@@ -354,6 +356,7 @@ def test_bad_init_shapes_raise_user_error(ctype):
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "full"])
+@pytest.mark.slow
 def test_float32_em_stays_monotone_on_narrow_components(covariance_type):
   # The first pixels of the 8x8 digits are almost constant: components collapse to
   # variances ~ reg_covar, where float32 arithmetic is most fragile (an expanded

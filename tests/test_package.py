@@ -26,6 +26,7 @@ def _imports(path):
 @pytest.mark.parametrize("module", ["vae_jax"] + [
     f"vae_jax.{os.path.basename(p)[:-3]}" for p in LIBRARY
     if os.path.basename(p) not in ("__init__.py", "plots.py")])
+@pytest.mark.slow
 def test_library_imports_neither_matplotlib_nor_defines_flags(module):
   """absl.flags itself is loaded by flax/optax/chex (absl.logging imports it), so
   the check is that no library module defines a flag or imports absl.flags."""
@@ -40,6 +41,7 @@ def test_library_imports_neither_matplotlib_nor_defines_flags(module):
   assert proc.returncode == 0, proc.stderr[-1500:]
 
 
+@pytest.mark.slow
 def test_imports_in_the_folder_that_holds_a_clone_named_vae_jax(tmp_path):
   """A notebook started in the folder above a clone named ``vae_jax/``: the clone
   (no ``__init__.py``) is a namespace-package candidate on sys.path[0]. The

@@ -127,6 +127,7 @@ def test_posterior_matches_textbook_formula_and_gaussian_conditioning():
 # ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_em_is_monotone_and_converges_to_the_closed_form():
   x = _data(seed=6)
   closed = ppca.fit(x, M)

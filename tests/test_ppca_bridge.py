@@ -21,6 +21,7 @@ from vae_jax import data, objectives, tasks, trainer
 
 
 @pytest.mark.parametrize("latent_dim", [4])
+@pytest.mark.slow
 def test_linear_vae_reaches_the_ppca_maximum_likelihood(tmp_path, latent_dim):
   ds = data.load_arrays("digits")
   mean = ds.train_x.mean(0)

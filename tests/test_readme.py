@@ -80,6 +80,7 @@ def test_claims_are_found_and_checked():
 
 
 @pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.slow
 def test_readme_python_block_runs(tmp_path, monkeypatch, index):
   monkeypatch.chdir(tmp_path)
   code = _python_blocks()[index].replace("/tmp/vae_digits", str(tmp_path / "vae_digits"))

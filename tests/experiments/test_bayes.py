@@ -16,6 +16,7 @@ from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_tiny_writes_outputs_and_shows_concentration(tmp_path):
   config = bayes_config.get_config("tiny")
   config.bayes.sizes = (50, 5, 1, 10, 5)     # sorted and deduplicated by the run

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, config_path, failure_report, overrides, run_main
+from tests.conftest import (ROOT, config_path, failure_report, overrides, require_slow,
+                            run_main)
 from vae_jax import tasks
 
 TIMEOUT = 300
@@ -40,6 +41,7 @@ def _distributed(port: int, pid: int, num: int = 2) -> list[str]:
 
 
 def _start(args: list[str], workdir: str, port: int) -> list[subprocess.Popen]:
+  require_slow("starts two processes")
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONFAULTHANDLER="1")
   env.pop("XLA_FLAGS", None)   # one CPU device per process
   return [subprocess.Popen([sys.executable, "-m", "experiments.main", *args,
@@ -87,6 +89,7 @@ def two_process_run(tmp_path_factory):
   return workdir, procs
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path, two_process_run):
   two, procs = two_process_run
   one = str(tmp_path / "one")
@@ -112,6 +115,7 @@ def test_two_processes_train_like_one(tmp_path, two_process_run):
 
 @pytest.mark.parametrize("name, headline", [("discrete_vae", "eval_exact_nll"),
                                             ("autoregressive", "eval_nll")])
+@pytest.mark.slow
 def test_the_other_trained_models_run_on_two_processes(tmp_path, name, headline):
   args = [f"--config={config_path(name, 'tiny')}"] + overrides({
       "data.binarize": "dynamic", "train.num_steps": 40, "train.eval_every": 20})
@@ -123,6 +127,7 @@ def test_the_other_trained_models_run_on_two_processes(tmp_path, name, headline)
   assert _summary(two)[headline] == pytest.approx(_summary(one)[headline], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_the_host_feed_uploads_each_process_slice_to_the_same_run(tmp_path, two_process_run):
   # Each process gathers only its half of every batch on the host
   # (make_array_from_process_local_data), 7 steps per upload: the run is the device feed's.
@@ -138,6 +143,7 @@ def test_the_host_feed_uploads_each_process_slice_to_the_same_run(tmp_path, two_
                                                           rel=1e-6)
 
 
+@pytest.mark.slow
 def test_both_processes_killed_after_a_checkpoint_resume_to_the_same_numbers(
     tmp_path, two_process_run):
   clean, _ = two_process_run
@@ -199,6 +205,7 @@ def _error_line(proc) -> str:
     ({"distributed.coordinator_address": "", "distributed.num_processes": 2},
      "needs --config.distributed.coordinator_address"),
 ])
+@pytest.mark.slow
 def test_bad_distributed_settings_are_one_line_at_once(tmp_path, settings, message):
   args = ARGS + _distributed(_free_port(), 1) + overrides(settings)
   proc = run_main(args + [f"--workdir={tmp_path}"], timeout=TIMEOUT)
@@ -209,6 +216,7 @@ def test_bad_distributed_settings_are_one_line_at_once(tmp_path, settings, messa
     (1, "process 1 could not join the coordinator at 127.0.0.1:"),
     (0, "only part of the 2 processes met at 127.0.0.1:"),
 ])
+@pytest.mark.slow
 def test_a_missing_peer_times_out_with_one_line(tmp_path, pid, message):
   # Process 1 with nobody at the coordinator's port; process 0 whose peer never comes.
   args = ARGS + _distributed(_free_port(), pid) + overrides({"distributed.timeout_s": 3})
@@ -218,6 +226,7 @@ def test_a_missing_peer_times_out_with_one_line(tmp_path, pid, message):
   assert message in line and "timeout_s" in line
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_divide_over_the_processes_stops_both(tmp_path):
   procs = _run_pair(ARGS + overrides({"train.batch_size": 25}), str(tmp_path),
                     _free_port())

@@ -14,6 +14,7 @@ from vae_jax import workdir as wd
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_estimator_variance(tmp_path):
   names = ("reparam", "score", "score_loo", "vimco")
   config = get_config("estimator_variance")

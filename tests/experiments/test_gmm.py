@@ -41,6 +41,7 @@ def _assert_em_invariants(workdir, summary):
   assert summary["max_elbo_gap_at_posterior"] < 1e-10       # the E-step closes the gap
 
 
+@pytest.mark.slow
 def test_tiny_toy2d_recovers_the_mixture_and_keeps_em_invariants(tmp_path):
   config = gmm_config.get_config("tiny")
   summary = gmm.run(config, str(tmp_path))
@@ -75,6 +76,7 @@ def test_tiny_toy2d_recovers_the_mixture_and_keeps_em_invariants(tmp_path):
   assert sorted(summary["weights"]) == pytest.approx(sorted(sk.weights_), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_rerun_in_the_same_workdir_is_deterministic_and_restarts_the_metrics(tmp_path):
   config = gmm_config.get_config("tiny")
   first = gmm.run(config, str(tmp_path))
@@ -92,6 +94,7 @@ def test_rerun_in_the_same_workdir_is_deterministic_and_restarts_the_metrics(tmp
     ("mnist_5k", 10, "full"),   # the mnist_pca recipe, fewer iterations and restarts
     ("digits", 5, "diag"),
 ])
+@pytest.mark.slow
 def test_mnist_pca_variant_fits_projected_images(tmp_path, dataset, pca_dim,
                                                  covariance_type):
   config = gmm_config.get_config("mnist_pca")

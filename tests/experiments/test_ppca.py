@@ -22,6 +22,7 @@ def _em_log_likelihood(workdir):
                    if r["split"] == "em"])
 
 
+@pytest.mark.slow
 def test_tiny_matches_the_eigendecomposition_and_em_climbs_towards_it(tmp_path):
   config = ppca_config.get_config("tiny")
   summary = ppca.run(config, str(tmp_path))
