@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -24,10 +25,10 @@ os.environ.update({k: v for k, v in JAX_CACHE.items() if k not in os.environ})
 # Test tiers. `pytest` runs every test (the README's command, what CI runs);
 # `pytest -m "not slow"` is the unit tier. A test is marked @pytest.mark.slow
 # where it starts a process (the runner through run_main, several processes)
-# or takes more than SLOW_SECONDS. Two checks keep the unit tier honest:
-# run_main fails a test that is not marked, and the end of a run lists the
-# unmarked tests that took longer than SLOW_SECONDS (a report, not a failure:
-# timing depends on the machine).
+# or takes more than SLOW_SECONDS of CPU time. Two checks keep the unit tier
+# honest: run_main fails a test that is not marked, and the end of a run lists
+# the unmarked tests that used more than SLOW_SECONDS of CPU (a report, not a
+# failure; CPU time, not wall time, so that a busy machine does not inflate it).
 SLOW_SECONDS = 5.0
 _running: list[pytest.Item] = []
 _slow_unmarked: list[tuple[float, str]] = []
@@ -49,16 +50,25 @@ def require_slow(what: str) -> None:
                 f'pytest -m "not slow", starts no process)', pytrace=False)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+  """Records the test's CPU seconds (every thread of this process) in its report."""
+  start = time.process_time()
+  yield
+  item.user_properties.append(("cpu_seconds", time.process_time() - start))
+
+
 def pytest_runtest_logreport(report):
-  if (report.when == "call" and report.duration > SLOW_SECONDS
-      and "slow" not in report.keywords):
-    _slow_unmarked.append((report.duration, report.nodeid))
+  cpu = dict(report.user_properties).get("cpu_seconds", 0.0)
+  if report.when == "call" and cpu > SLOW_SECONDS and "slow" not in report.keywords:
+    _slow_unmarked.append((cpu, report.nodeid))
 
 
 def pytest_terminal_summary(terminalreporter):
   if _slow_unmarked:
     terminalreporter.write_sep(
-        "-", f"unmarked tests slower than {SLOW_SECONDS:g} s: mark them @pytest.mark.slow")
+        "-", f"unmarked tests that used more than {SLOW_SECONDS:g} s of CPU: "
+             "mark them @pytest.mark.slow")
     for seconds, nodeid in sorted(_slow_unmarked, reverse=True):
       terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
 
