@@ -241,6 +241,7 @@ def test_kl_warmup_weights_the_kl_in_the_loss_not_in_the_reported_elbo(tiny_vae)
     state = new
 
 
+@pytest.mark.slow
 def test_free_bits_value_and_gradient_match_the_formula(tiny_vae):
   """Loss = -mean recon + sum_l max(lambda, mean_b KL_bl) (Kingma et al. 2016); the
   gradient is that of the formula written with jnp.maximum."""
