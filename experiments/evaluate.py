@@ -130,6 +130,10 @@ def evaluate_vae(config, model, params, x, key) -> dict:
           # Closed-form per-dimension KLs exist for a Gaussian q and p = N(0, I) only.
           "kl_per_dim": None if kl_dims is None else kl_dims.mean(0).tolist(),
           "active_units": int(active.sum()), "latent_dim": int(means.shape[1]),
+          # Two stochastic layers: active units of z1 and of z2 (Burda et al.'s "a+b").
+          "active_units_per_layer": ([int(active[:model.decoder_dim].sum()),
+                                      int(active[model.decoder_dim:].sum())]
+                                     if getattr(model, "decoder_dim", 0) else None),
           "iw_samples": int(config.iw_samples),
           "chunk_size": config.chunk_size or iwae.default_chunk_size(int(config.batch_size)),
           "_means": means, "_active": active}

@@ -1,14 +1,17 @@
-r"""Reproduce one row of Burda et al. (2015), Table 1: train, evaluate at k = 5000, compare.
+r"""Reproduce rows of Burda et al. (2015), Table 1: train, evaluate at k = 5000, compare.
 
   python scripts/reproduce.py iwae_k5,cpu            # minutes on CPU (shared MNIST test images)
   python scripts/reproduce.py iwae_k5 --workdir=W    # the paper's recipe (TFDS mnist, accelerator)
+  python scripts/reproduce.py all --cpu              # both halves of the table, cpu forms
 
-VARIANT is one of experiments/configs/burda2015.py's (vae_k1, vae_k5, vae_k50,
-iwae_k1, iwae_k5, iwae_k50), optionally with ``,cpu``. The model trains (or
-resumes) through the runner's VAE experiment in WORKDIR/train; then
-experiments/evaluate.py scores the held-out split with the IWAE bound at
---iw_samples in WORKDIR/eval. Prints one Markdown table row and one JSON object:
-target vs achieved NLL and active units.
+Each VARIANT is one of experiments/configs/burda2015.py's (vae_k1, vae_k5,
+vae_k50, iwae_k1, iwae_k5, iwae_k50 with one stochastic layer; vae2_k1 ...
+iwae2_k50 with two), optionally with ``,cpu`` (or ``--cpu`` for all); ``all``
+is every recipe. Each model trains (or resumes) through the runner's VAE
+experiment in WORKDIR/VARIANT/train; then experiments/evaluate.py scores the
+held-out split with the IWAE bound at --iw_samples in WORKDIR/VARIANT/eval.
+Prints the Markdown table, one half per number of stochastic layers (target
+vs achieved NLL and active units, per layer for two), and one JSON object per row.
 """
 
 from __future__ import annotations
@@ -26,39 +29,72 @@ from experiments import vae  # pylint: disable=g-import-not-at-top,wrong-import-
 from experiments.configs import burda2015  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default /tmp/reproduce/VARIANT).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default /tmp/reproduce).")
 _IW = flags.DEFINE_integer("iw_samples", 5000, "k of the IWAE estimate of the test NLL.")
 _MAX = flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N held-out images (0: all).")
+_CPU = flags.DEFINE_bool("cpu", False, "Append ,cpu to every variant (the few-minute forms).")
+
+HEADER = ("| variant | paper NLL | achieved NLL, k = {k} | paper active units | "
+          "achieved active units | train steps | held-out images |\n| --- | --- | --- | --- | "
+          "--- | --- | --- |")
+
+
+def variants(args: list[str]) -> list[str]:
+  """The command line's variants: ``all`` expands to every recipe; --cpu appends ,cpu."""
+  names = [v for a in args for v in (list(burda2015.PAPER) if a == "all" else [a])]
+  return [f"{v},cpu" if _CPU.value and not v.endswith(",cpu") else v for v in names]
+
+
+def reproduce(variant: str, workdir: str) -> dict:
+  """Trains and evaluates one recipe; returns its table row as a dict."""
+  config = burda2015.get_config(variant)
+  train = vae.run(config, os.path.join(workdir, "train"))
+  eval_config = evaluate_config.get_config()
+  eval_config.update(checkpoint=os.path.join(workdir, "train"), iw_samples=_IW.value,
+                     max_examples=_MAX.value)
+  result = evaluate.run(eval_config, os.path.join(workdir, "eval"))
+  return {"variant": variant, "model": config.paper.model, "layers": config.paper.layers,
+          "dataset": result["dataset"], "train_steps": train["step"],
+          "paper_nll": config.paper.nll, "nll": result["nll_iw"],
+          "nll_stderr": result["nll_iw_stderr"],
+          "paper_active_units": config.paper.active_units,
+          "active_units": result["active_units"],
+          "active_units_per_layer": result.get("active_units_per_layer"),
+          "iw_samples": result["iw_samples"], "num_examples": result["num_examples"],
+          "device": result["device"], "train_steps_per_s": train["steps_per_s"],
+          "eval_seconds": result["seconds"]}
+
+
+def markdown_row(row: dict) -> str:
+  units = ("+".join(str(u) for u in row["active_units_per_layer"])
+           if row.get("active_units_per_layer") else str(row["active_units"]))
+  paper_units = "—" if row["paper_active_units"] is None else str(row["paper_active_units"])
+  return (f"| {row['variant']} | {row['paper_nll']:.2f} | {row['nll']:.2f} ± "
+          f"{row['nll_stderr']:.2f} | {paper_units} | {units} | {row['train_steps']} | "
+          f"{row['num_examples']} |")
 
 
 def main(argv):
-  if len(argv) != 2:
-    raise app.UsageError(f"usage: reproduce.py VARIANT (one of {', '.join(burda2015.PAPER)}, "
-                         f"optionally with ,cpu)")
-  variant = argv[1]
+  if len(argv) < 2:
+    raise app.UsageError(f"usage: reproduce.py VARIANT [VARIANT ...] | all [--cpu] (variants: "
+                         f"{', '.join(burda2015.PAPER)}, optionally with ,cpu)")
   from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  workdir = _WORKDIR.value or os.path.join("/tmp", "reproduce", variant.replace(",", "_"))
+  root = _WORKDIR.value or os.path.join("/tmp", "reproduce")
+  rows = []
   try:
-    config = burda2015.get_config(variant)
-    train = vae.run(config, os.path.join(workdir, "train"))
-    eval_config = evaluate_config.get_config()
-    eval_config.update(checkpoint=os.path.join(workdir, "train"), iw_samples=_IW.value,
-                       max_examples=_MAX.value)
-    result = evaluate.run(eval_config, os.path.join(workdir, "eval"))
+    for variant in variants(argv[1:]):
+      rows.append(reproduce(variant, os.path.join(root, variant.replace(",", "_"))))
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  row = {"variant": variant, "model": config.paper.model, "dataset": result["dataset"],
-         "train_steps": train["step"], "paper_nll": config.paper.nll,
-         "nll": result["nll_iw"], "nll_stderr": result["nll_iw_stderr"],
-         "paper_active_units": config.paper.active_units,
-         "active_units": result["active_units"], "iw_samples": result["iw_samples"],
-         "num_examples": result["num_examples"], "device": result["device"],
-         "train_steps_per_s": train["steps_per_s"], "eval_seconds": result["seconds"]}
-  print(f"| {variant} | {config.paper.nll:.2f} | {row['nll']:.2f} ± {row['nll_stderr']:.2f} | "
-        f"{config.paper.active_units} | {row['active_units']} | {row['train_steps']} | "
-        f"{row['num_examples']} |")
-  print(json.dumps(row, indent=2))
+  for layers in (1, 2):
+    half = [r for r in rows if r["layers"] == layers]
+    if half:
+      print(f"\n{layers} stochastic layer{'s' if layers == 2 else ''}:\n")
+      print(HEADER.format(k=half[0]["iw_samples"]))
+      print("\n".join(markdown_row(r) for r in half))
+  for row in rows:
+    print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -113,20 +113,21 @@ def iw_log_likelihood(params: Any, x: Array, key: Array, q, *, model, num_sample
 
 def _per_example_axes(q, shared_batched: bool = False):
   """vmap axes of q's arrays: 0 for per-example ones, None for those shared by
-  every example (IAF's MADE weights), unless ``shared_batched`` (an optimized q*,
-  whose every array has a leading example axis)."""
+  every example (``q.shared_fields``: IAF's MADE weights, the second layer's
+  MLP), unless ``shared_batched`` (an optimized q*, whose every array has a
+  leading example axis)."""
   axes = jax.tree_util.tree_map(lambda _: 0, q)
-  if getattr(q, "kind", None) == "iaf" and not shared_batched:
-    axes = axes.replace(steps=jax.tree_util.tree_map(lambda _: None, q.steps))
-  return axes
+  if shared_batched:
+    return axes
+  return axes.replace(**{f: jax.tree_util.tree_map(lambda _: None, getattr(q, f))
+                         for f in getattr(q, "shared_fields", ())})
 
 
 def _add_batch(q1):
   """One example's q (its per-example arrays without the example axis) as a batch of 1."""
-  if getattr(q1, "kind", None) == "iaf":
-    return q1.replace(base=jax.tree_util.tree_map(lambda a: a[None], q1.base),
-                      context=q1.context[None])
-  return jax.tree_util.tree_map(lambda a: a[None], q1)
+  shared = getattr(q1, "shared_fields", ())
+  batched = jax.tree_util.tree_map(lambda a: a[None], q1)
+  return batched.replace(**{f: getattr(q1, f) for f in shared}) if shared else batched
 
 
 def per_example(fn, q, x: Array, key: Array, *, shared_batched: bool = False) -> Array:

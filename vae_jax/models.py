@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax.families import flows
+from vae_jax.families import hierarchical
 from vae_jax.families.mixture import DiagNormalMixture, uniform_logits
 from vae_jax.families.normal import DiagNormal, StandardNormal
 
@@ -79,6 +80,8 @@ class MLPEncoder(nn.Module):
   dtype: Any = None
   posterior: str = "gaussian"
   flow_steps: int = 0
+  top_latent_dim: int = 0                  # > 0: a second stochastic layer z2 above z
+  top_hidden_dims: Sequence[int] = ()
 
   @nn.compact
   def __call__(self, x):  # x: [B, D]
@@ -104,6 +107,10 @@ def posterior_head(encoder: nn.Module, h):
   mean = nn.Dense(latent_dim, dtype=dtype, name="mean")(h)          # [B, L]
   log_scale = nn.Dense(latent_dim, dtype=dtype, name="log_scale")(h)  # [B, L]
   base = DiagNormal(_float32(mean), _float32(log_scale))
+  if encoder.top_latent_dim:           # q(z2 | z1) above the Gaussian q(z1 | x)
+    net = encoder.param("layer2", hierarchical.init_gaussian_mlp, latent_dim,
+                        tuple(encoder.top_hidden_dims), encoder.top_latent_dim)
+    return hierarchical.TwoLayerPosterior(base, net)
   if posterior == "gaussian":
     return base
   batch = h.shape[:-1]
@@ -180,6 +187,8 @@ class ConvEncoder(nn.Module):
   dtype: Any = None
   posterior: str = "gaussian"
   flow_steps: int = 0
+  top_latent_dim: int = 0                  # > 0: a second stochastic layer z2 above z
+  top_hidden_dims: Sequence[int] = ()
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
@@ -231,15 +240,22 @@ class PriorParameters(nn.Module):
   ``log_scale`` [K, L] (start 0). ``vamp``: ``pseudo_inputs`` [K, D], the
   VampPrior's u_k = sigmoid(.) in (0, 1) like the data, starting near the
   average MNIST pixel (sigmoid(-2) = 0.12) with a little noise.
+  ``two_layer``: ``net``, the MLP of p(z1 | z2) (``top_latent_dim`` -> the
+  ``top_hidden_dims`` -> [mu, log sigma] of z1).
   """
   kind: str
   num_components: int
   latent_dim: int
   input_dim: int
+  top_latent_dim: int = 0
+  top_hidden_dims: Sequence[int] = ()
 
   @nn.compact
   def __call__(self):
     k, l = self.num_components, self.latent_dim
+    if self.kind == "two_layer":
+      return {"net": self.param("net", hierarchical.init_gaussian_mlp, self.top_latent_dim,
+                                tuple(self.top_hidden_dims), l)}
     if self.kind == "mog":
       return {"logits": self.param("logits", nn.initializers.zeros, (k,)),
               "loc": self.param("loc", nn.initializers.normal(1.0), (k, l)),
@@ -262,27 +278,31 @@ class VAE(nn.Module):
   * ``decode(z: [..., L]) -> dict``: the likelihood's parameters;
   * ``prior_distribution() -> p``: p(z) as a distribution object (``N(0, I)``,
     a mixture of Gaussians, or the VampPrior: the encoder's Gaussians at the
-    pseudo-inputs, uniformly weighted).
+    pseudo-inputs, uniformly weighted; with two stochastic layers
+    p(z2) p(z1 | z2) over z = concat(z1, z2), whose z1 the decoder reads).
   """
   encoder: nn.Module
   decoder: nn.Module
   latent_dim: int
   prior: nn.Module | None = None     # PriorParameters, None for N(0, I)
+  decoder_dim: int = 0               # > 0: the decoder reads z[..., :decoder_dim] (z1)
 
   def __call__(self, x):
     q = self.encoder(x)
-    return q, self.decoder(q.point()), self.prior_distribution()
+    return q, self.decode(q.point()), self.prior_distribution()
 
   def encode(self, x):
     return self.encoder(x)
 
   def decode(self, z):
-    return self.decoder(z)
+    return self.decoder(z[..., :self.decoder_dim] if self.decoder_dim else z)
 
   def prior_distribution(self):
     if self.prior is None:
       return StandardNormal(self.latent_dim)
     p = self.prior()
+    if self.prior.kind == "two_layer":
+      return hierarchical.TwoLayerPrior(p["net"], self.prior.top_latent_dim)
     if self.prior.kind == "mog":
       return DiagNormalMixture(p["logits"], p["loc"], p["log_scale"], name="mog")
     q = self.encoder(p["pseudo_inputs"])                      # q(z | u_k), K components
@@ -295,7 +315,8 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
              latent_dim: int = 50, hidden_dims: Sequence[int] = (200, 200),
              likelihood: str = "bernoulli", gaussian_scale: str = "shared",
              activation: str = "relu", dtype: Any = None, posterior: str = "gaussian",
-             flow_steps: int = 0, prior: str = "standard", prior_components: int = 0) -> VAE:
+             flow_steps: int = 0, prior: str = "standard", prior_components: int = 0,
+             top_latent_dim: int = 0, top_hidden_dims: Sequence[int] = ()) -> VAE:
   """Builds the VAE of a run's ``config.model``.
 
   ``kind="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
@@ -305,8 +326,11 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
   is the networks' computation dtype; parameters and outputs stay float32.
   ``posterior`` (``gaussian``, ``planar``, ``iaf``) with ``flow_steps`` maps
   is q's family; ``prior`` (``standard``, ``mog``, ``vamp``) with
-  ``prior_components`` K is p(z). The config's values are checked once, by
-  the model's ``validate`` (``vae_jax.tasks``); here only the names.
+  ``prior_components`` K is p(z). ``top_latent_dim`` > 0 adds a second
+  stochastic layer z2 (``top_hidden_dims`` between the layers; Burda et al.'s
+  two-layer model: a Gaussian q and p(z2) = N(0, I) only; z = concat(z1, z2)).
+  The config's values are checked once, by the model's ``validate``
+  (``vae_jax.tasks``); here only the names.
   """
   for value, allowed, what in ((likelihood, LIKELIHOODS, "likelihood"),
                                (gaussian_scale, GAUSSIAN_SCALES, "gaussian_scale"),
@@ -318,7 +342,8 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
   for s in image_shape:
     output_dim *= int(s)
   activation_fn(activation)
-  family = dict(posterior=posterior, flow_steps=int(flow_steps) if posterior != "gaussian" else 0)
+  family = dict(posterior=posterior, flow_steps=int(flow_steps) if posterior != "gaussian" else 0,
+                top_latent_dim=int(top_latent_dim), top_hidden_dims=tuple(top_hidden_dims))
   if kind == "mlp":
     enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation, dtype=dtype, **family)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,
@@ -328,6 +353,13 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
                       **family)
     dec = ConvDecoder(tuple(image_shape), likelihood, gaussian_scale, activation=activation,
                       dtype=dtype)
+  if top_latent_dim:
+    if posterior != "gaussian" or prior != "standard":
+      raise ValueError("two stochastic layers take the gaussian posterior and standard prior")
+    prior_params = PriorParameters("two_layer", 0, int(latent_dim), output_dim,
+                                   int(top_latent_dim), tuple(top_hidden_dims))
+    return VAE(encoder=enc, decoder=dec, latent_dim=int(latent_dim) + int(top_latent_dim),
+               prior=prior_params, decoder_dim=int(latent_dim))
   prior_params = (None if prior == "standard" else
                   PriorParameters(prior, int(prior_components), int(latent_dim), output_dim))
   return VAE(encoder=enc, decoder=dec, latent_dim=int(latent_dim), prior=prior_params)

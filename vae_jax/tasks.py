@@ -128,8 +128,9 @@ def validate_vae_config(config) -> None:
 
 
 def analytic_kl(model_config) -> bool:
-  """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I)."""
-  return model_config.posterior == "gaussian" and model_config.prior == "standard"
+  """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I), one layer."""
+  return (model_config.posterior == "gaussian" and model_config.prior == "standard"
+          and model_config.top_latent_dim is None)
 
 
 def validate_family(config) -> None:
@@ -158,6 +159,25 @@ def validate_family(config) -> None:
     raise UserError(f"--config.model.prior_components must be an integer >= 1 (K, the "
                     f"mixture's components) for --config.model.prior={m.prior}, got "
                     f"{m.prior_components!r}.")
+  if m.top_latent_dim is None:
+    if tuple(hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")):
+      raise UserError(f"--config.model.top_hidden_dims={tuple(m.top_hidden_dims)!r} is for a "
+                      f"second stochastic layer; set --config.model.top_latent_dim too, or "
+                      f"leave it ().")
+  else:
+    if (isinstance(m.top_latent_dim, bool) or not isinstance(m.top_latent_dim, int)
+        or m.top_latent_dim < 1):
+      raise UserError(f"--config.model.top_latent_dim must be an integer >= 1 (the size of "
+                      f"the second stochastic layer z2), got {m.top_latent_dim!r}.")
+    hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")
+    if m.kind != "mlp":
+      raise UserError(f"--config.model.top_latent_dim (two stochastic layers) is implemented "
+                      f"for --config.model.kind=mlp, not {m.kind}.")
+    if m.posterior != "gaussian" or m.prior != "standard":
+      raise UserError(f"--config.model.top_latent_dim (two stochastic layers) has its own "
+                      f"prior p(z2) p(z|z2) over Gaussian layers; it takes "
+                      f"--config.model.posterior=gaussian and --config.model.prior=standard "
+                      f"(here {m.posterior}, {m.prior}).")
   if m.posterior != "gaussian" and o.estimator not in estimators.FLOW_ESTIMATORS:
     raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
                     f"z, which a {m.posterior} flow posterior does not have here; use one of "
@@ -167,6 +187,11 @@ def validate_family(config) -> None:
                     f"dimension, which only --config.model.posterior=gaussian with "
                     f"--config.model.prior=standard has (here posterior={m.posterior}, "
                     f"prior={m.prior}); set free_bits=0.")
+
+
+def prior_is_fixed(model_config) -> bool:
+  """N(0, I) has no parameters; a mixture, the VampPrior and p(z1 | z2) do."""
+  return model_config.prior == "standard" and model_config.top_latent_dim is None
 
 
 def validate_vae_data(ds: data_lib.Dataset, config) -> None:
@@ -202,7 +227,9 @@ def build_vae(model_config, image_shape: Sequence[int], dtype=None) -> models.VA
       likelihood=model_config.likelihood, gaussian_scale=model_config.gaussian_scale,
       activation=model_config.activation, dtype=dtype, posterior=model_config.posterior,
       flow_steps=model_config.flow_steps or 0, prior=model_config.prior,
-      prior_components=model_config.prior_components or 0)
+      prior_components=model_config.prior_components or 0,
+      top_latent_dim=model_config.top_latent_dim or 0,
+      top_hidden_dims=hidden_dims(model_config.top_hidden_dims, "config.model.top_hidden_dims"))
 
 
 def vae_eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
@@ -286,7 +313,7 @@ def vae_task(config, image_shape: Sequence[int], num_train: int | None = None) -
       final_eval_step=functools.partial(vae_eval_step, model=model, iw_samples=iw),
       bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
       headline=("loss", "recon", "kl"), eval_headline="neg_elbo",
-      groups=("encoder", "decoder") + (() if config.model.prior == "standard" else ("prior",)),
+      groups=("encoder", "decoder") + (() if prior_is_fixed(config.model) else ("prior",)),
       phases=(int(o.e_steps), int(o.m_steps)))
 
 

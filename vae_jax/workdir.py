@@ -43,7 +43,7 @@ IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
 # and the N(0, I) prior. ``upgrade_config`` fills them in so old runs resume,
 # reload and evaluate (a migration of old files, not a default of new runs).
 PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "standard",
-                         "prior_components": None}
+                         "prior_components": None, "top_latent_dim": None, "top_hidden_dims": []}
 
 
 def upgrade_config(saved: dict) -> dict:

@@ -96,7 +96,12 @@ def get_config(arg=None):
       flow_steps=config_dict.placeholder(int),        # flows only: number of maps, >= 1
       # p(z): standard N(0, I) | mog (learned mixture of Gaussians) | vamp (VampPrior).
       prior="standard",
-      prior_components=config_dict.placeholder(int)))  # mog / vamp only: K, >= 1
+      prior_components=config_dict.placeholder(int),  # mog / vamp only: K, >= 1
+      # A second stochastic layer z2 above z (Burda et al.'s two-layer model, mlp only):
+      # q(z|x) q(z2|z) and p(z2) p(z|z2), each conditional a Gaussian from an MLP with
+      # top_hidden_dims tanh layers; z2's size (unset: one layer).
+      top_latent_dim=config_dict.placeholder(int),
+      top_hidden_dims=()))
   config.objective = ml_collections.ConfigDict(dict(
       # The encoder's gradient. On the ELBO: reparam | score | score_baseline |
       # score_loo | stl; on the num_samples-sample IWAE bound: iwae | vimco | dreg.

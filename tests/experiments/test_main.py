@@ -389,7 +389,8 @@ VARIANT_RUNS = [
     ("evaluate", "tiny", {}),
 ] + [("burda2015", f"{name},cpu", {"train.num_steps": 20, "train.eval_every": 20,
                                    "train.checkpoint_every": 20, "train.log_every": 10})
-     for name in ("vae_k1", "vae_k5", "vae_k50", "iwae_k1", "iwae_k5", "iwae_k50")]
+     for name in ("vae_k1", "vae_k5", "vae_k50", "iwae_k1", "iwae_k5", "iwae_k50",
+                  "vae2_k1", "vae2_k5", "vae2_k50", "iwae2_k1", "iwae2_k5", "iwae2_k50")]
 SUMMARY_KEY = {"vae": "eval_neg_elbo", "discrete_vae": "eval_exact_nll",
                "autoregressive": "eval_nll", "estimator_variance": "variance",
                "amortization": "amortization_gap", "gmm": "train_log_likelihood",

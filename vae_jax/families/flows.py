@@ -174,6 +174,11 @@ class FlowPosterior:
   has_density = False
 
   @property
+  def shared_fields(self) -> tuple[str, ...]:
+    """Arrays shared by every example (IAF's MADE weights), not per-example ones."""
+    return ("steps",) if self.kind == "iaf" else ()
+
+  @property
   def name(self) -> str:
     return self.kind
 
