@@ -44,7 +44,7 @@ def run(config, workdir: str) -> dict:
   hidden = tasks.hidden_dims(config.model.hidden_dims)
   ds = tasks.load_data(config)
   eval_binary = check_binary(ds, "the autoregressive baseline")
-  task = tasks.made_task(config, ds.image_shape)
+  task = tasks.build_task(config, ds.image_shape)
   result = trainer.train(task, config, ds, workdir)
   params = result.state.params
   summary = trainer.run_summary(

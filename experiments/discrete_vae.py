@@ -74,7 +74,7 @@ def run(config, workdir: str) -> dict:
   """Trains (or resumes) the discrete VAE of ``config``; returns the summary."""
   ds = tasks.load_data(config)
   eval_binary = check_binary(ds, "the discrete VAE")
-  task = tasks.discrete_vae_task(config, ds.image_shape, len(ds.train_x))
+  task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
   result = trainer.train(task, config, ds, workdir)
   extra = {"estimator": config.objective.estimator, "latent_dim": task.model.latent_dim,
            "num_samples": int(config.objective.num_samples), "eval_data_binary": eval_binary}

@@ -35,13 +35,12 @@ import numpy as np
 from scipy import stats
 
 from experiments.vae import spread_rows
-from vae_jax import autoregressive
 from vae_jax import checkpointing
 from vae_jax import data as data_lib
-from vae_jax import discrete_vae
 from vae_jax import evaluation
 from vae_jax import iwae
 from vae_jax import keys
+from vae_jax import models
 from vae_jax import objectives
 from vae_jax import plots
 from vae_jax import tasks
@@ -107,15 +106,16 @@ def _batched(fn, x: np.ndarray, batch_size: int, key: jax.Array) -> dict:
   return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in parts[0]}
 
 
-def evaluate_vae(config, model, params, x, key) -> dict:
-  """IWAE-K log p(x), the ELBO, KL per dimension and active units of a VAE."""
+def evaluate_vae(config, module, model, params, x, key) -> dict:
+  """IWAE-K log p(x) (the model's ``log_likelihood``), the ELBO, KL per dimension and
+  active units of a VAE."""
   if config.estimate == "exact":
     raise UserError("a VAE's log p(x) has no closed form; use --config.estimate=iwae "
                     "(or auto).")
-  log_px = iwae.evaluate_iwae(params, x, jax.random.fold_in(key, 0), model=model,
-                              num_samples=int(config.iw_samples),
-                              chunk_size=config.chunk_size,
-                              batch_size=int(config.batch_size))
+  log_px = module.log_likelihood(params, x, jax.random.fold_in(key, 0), model=model,
+                                 num_samples=int(config.iw_samples),
+                                 chunk_size=config.chunk_size,
+                                 batch_size=int(config.batch_size))
   elbo_fn = jax.jit(lambda xb, k: objectives.elbo(params, xb, k, model=model,
                                                   num_samples=int(config.elbo_samples))[1])
   terms = _batched(elbo_fn, x, 500, jax.random.fold_in(key, 1))
@@ -139,27 +139,16 @@ def evaluate_vae(config, model, params, x, key) -> dict:
           "_means": means, "_active": active}
 
 
-def evaluate_exact(config, run_config, model, params, x) -> dict:
-  """The exact NLL of MADE, or of the discrete VAE by enumerating its codes."""
-  name = run_config.model.name
+def evaluate_exact(config, module, model, params, x) -> dict:
+  """The exact NLL of a model whose ``NLL_METHOD`` is exact (MADE, the discrete VAE)."""
   if config.estimate == "iwae":
-    raise UserError(f"the IWAE estimate is for Gaussian-encoder VAEs; a {name} run has "
-                    f"an exact log-likelihood: use --config.estimate=exact (or auto).")
-  if name == "made":
-    fn = jax.jit(lambda xb, k: {"log_px": autoregressive.log_prob(params, xb, model=model)})
-  else:
-    if model.latent_dim > discrete_vae.MAX_EXACT_LATENT_DIM:
-      raise UserError(f"this discrete VAE has L = {model.latent_dim} latents; the exact "
-                      f"log p(x) enumerates 2^L codes and is offered up to L = "
-                      f"{discrete_vae.MAX_EXACT_LATENT_DIM}.")
-    fn = jax.jit(lambda xb, k: {
-        "log_px": discrete_vae.exact_log_marginal(params, xb, model=model),
-        "elbo": discrete_vae.exact_elbo(params, xb, model=model)})
-  out = _batched(fn, x, 500, jax.random.key(0))    # exact: the key is unused
-  nll, nll_se = evaluation.mean_and_stderr(-out["log_px"])
+    raise UserError(f"the IWAE estimate is for VAEs with a continuous z; a {module.NAME} run "
+                    f"has an exact log-likelihood: use --config.estimate=exact (or auto).")
+  log_px = module.log_likelihood(params, x, model=model)
+  nll, nll_se = evaluation.mean_and_stderr(-log_px)
   result = {"nll_method": "exact", "nll": nll, "nll_stderr": nll_se}
-  if "elbo" in out:
-    result["elbo"] = float(out["elbo"].mean())
+  if hasattr(module, "exact_elbo_per_example"):
+    result["elbo"] = float(module.exact_elbo_per_example(params, x, model=model).mean())
   return result
 
 
@@ -225,10 +214,11 @@ def run(config, workdir: str) -> dict:
   wd.write_config(workdir, config)
   params = jax.device_get(state.params)
   t0 = time.perf_counter()
-  if run_config.model.name == "vae":
-    result = evaluate_vae(config, model, params, x, eval_key)
+  module = models.get(run_config)       # the registry: one module per model
+  if module.NLL_METHOD == "iwae":
+    result = evaluate_vae(config, module, model, params, x, eval_key)
   else:
-    result = evaluate_exact(config, run_config, model, params, x)
+    result = evaluate_exact(config, module, model, params, x)
   seconds = time.perf_counter() - t0
   result["bits_per_dim"] = float(objectives.bits_per_dim(result["nll"], ds.num_dims))
   if result["nll_method"] == "iwae":

@@ -8,7 +8,7 @@ r"""Flow posteriors: q(z|x) = a Gaussian pushed through T invertible maps.
   w / |w|^2, m(a) = -1 + softplus(a), so that w.u' > -1 and f is invertible;
   log |det| = log(1 + (1 - tanh^2(w.z + b)) w.u').
 * ``iaf`` (Kingma et al., 2016): [m, s] = MADE(z, h) with the project's MADE
-  masks (``vae_jax.autoregressive.made_masks``: m_i and s_i see only z_<i),
+  masks (``vae_jax.models.made.made_masks``: m_i and s_i see only z_<i),
   h a context vector from the encoder; sigma = sigmoid(s),
   f(z) = sigma * z + (1 - sigma) * m, log |det| = sum_i log sigma_i. The
   order of z is reversed between steps.
@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from vae_jax import autoregressive
 from vae_jax.families.normal import DiagNormal
 
 Array = jax.Array
@@ -77,7 +76,8 @@ def planar_forward(z: Array, u: Array, w: Array, b: Array) -> tuple[Array, Array
 
 def iaf_masks(latent_dim: int, hidden_dim: int) -> tuple[np.ndarray, np.ndarray]:
   """MADE masks of one IAF step: input -> hidden [L, H] and hidden -> outputs [H, L]."""
-  masks = autoregressive.made_masks(latent_dim, (hidden_dim,))
+  from vae_jax.models import made  # pylint: disable=g-import-not-at-top  (made imports the trainer)
+  masks = made.made_masks(latent_dim, (hidden_dim,))
   return masks[0], masks[1]
 
 

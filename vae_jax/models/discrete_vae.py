@@ -39,11 +39,14 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vae_jax import distributions as D
 from vae_jax import estimators
-from vae_jax import models
 from vae_jax import objectives
+from vae_jax import trainer
+from vae_jax.models import common
+from vae_jax.models import networks as models
 from vae_jax.errors import UserError, check_positive
 
 Array = jax.Array
@@ -263,3 +266,71 @@ def sample_and_reconstruct(params: Any, key: Array, x: Array, *, model: Discrete
   mean = lambda v: jax.nn.sigmoid(model.apply(params, v, method="decode")["logits"])
   return mean(z), mean(z_mode)
 
+
+# ----------------------------------------------------------------------------
+# The trainable model: validate, build, log p(x).
+# ----------------------------------------------------------------------------
+
+NAME = "discrete_vae"
+# How evaluation computes log p(x): exactly, by enumerating the 2^L codes.
+NLL_METHOD = "exact"
+
+
+def build_network(model_config, num_dims: int) -> DiscreteVAE:
+  return DiscreteVAE(hidden_dims=common.hidden_dims(model_config.hidden_dims),
+                                  latent_dim=int(model_config.latent_dim), output_dim=num_dims)
+
+
+def validate(config) -> None:
+  """Checks the discrete VAE's settings once; UserError names the key."""
+  common.float32_only(config, "the discrete VAE")
+  check_positive(config.model.latent_dim, "config.model.latent_dim", integer=True)
+  common.hidden_dims(config.model.hidden_dims)
+  check_estimator(config.objective.estimator, config.objective.num_samples)
+  common.check_estimator_settings(config, DISCRETE_ESTIMATORS)
+
+
+def validate_data(ds, config) -> None:
+  del ds, config     # binarized or grey levels in [0, 1]: the data loader checks the range
+
+
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+  """Bernoulli latents trained with a score-function estimator; exact eval when small."""
+  num_dims = int(np.prod(image_shape))
+  model = build_network(config.model, num_dims)
+  o = config.objective
+  loss_fn, est0 = make_loss(model, o.estimator, int(o.num_samples),
+                                         float(o.baseline_decay))
+  exact = model.latent_dim <= MAX_EXACT_LATENT_DIM
+  return trainer.Task(
+      name="discrete_vae", model=model, init_params=common.init_fn(model, num_dims),
+      loss_fn=common.no_step(loss_fn), est_state=est0,
+      train_metrics=functools.partial(common.elbo_metrics, dataset_size=num_train),
+      eval_step=functools.partial(eval_step, model=model, exact=exact),
+      bits_per_dim={"neg_elbo": "bits_per_dim", "exact_nll": "exact_bits_per_dim"},
+      headline=("loss", "recon", "kl"), eval_headline="exact_nll" if exact else "neg_elbo",
+      groups=("encoder", "decoder"), eval_at_start=True)
+
+
+def log_likelihood(params: Any, x, key=None, *, model, batch_size: int = 500) -> np.ndarray:
+  """Exact per-example log p(x) by enumerating the 2^L codes: [N] float64."""
+  del key
+  if model.latent_dim > MAX_EXACT_LATENT_DIM:
+    raise UserError(f"this discrete VAE has L = {model.latent_dim} latents; the exact "
+                    f"log p(x) enumerates 2^L codes and is offered up to L = "
+                    f"{MAX_EXACT_LATENT_DIM}.")
+  fn = jax.jit(lambda xb: exact_log_marginal(params, xb, model=model))
+  return _over_batches(fn, x, batch_size)
+
+
+def exact_elbo_per_example(params: Any, x, *, model, batch_size: int = 500) -> np.ndarray:
+  """The exact ELBO of every row (enumerating the codes): [N] float64."""
+  fn = jax.jit(lambda xb: exact_elbo(params, xb, model=model))
+  return _over_batches(fn, x, batch_size)
+
+
+def _over_batches(fn, x, batch_size: int) -> np.ndarray:
+  from vae_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  parts = [np.asarray(jax.device_get(fn(xb)))[mb > 0]
+           for xb, mb in data_lib.eval_batches(np.asarray(x), min(batch_size, len(x)))]
+  return np.concatenate(parts).astype(np.float64)

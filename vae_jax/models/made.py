@@ -28,6 +28,7 @@ the number to compare with the VAE's -ELBO and IWAE bound:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -36,6 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions
+from vae_jax import objectives
+from vae_jax import trainer
+from vae_jax.models import common
 
 # ----------------------------------------------------------------------------
 # MADE.
@@ -167,3 +171,60 @@ def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array | None 
   lp = log_prob(params, x, model=model)
   return {"nll": -jnp.sum(lp * mask), "count": jnp.sum(mask)}
 
+
+# ----------------------------------------------------------------------------
+# The trainable model: validate, build, log p(x).
+# ----------------------------------------------------------------------------
+
+NAME = "made"
+# How evaluation computes log p(x): exactly, one forward pass.
+NLL_METHOD = "exact"
+
+
+def build_network(model_config) -> MADE:
+  return MADE(hidden_dims=common.hidden_dims(model_config.hidden_dims))
+
+
+def _made_loss(params, x, key, est_state, step, *, model):
+  del key, step
+  loss, aux = nll_loss(params, x, model=model)
+  return loss, ({"nll": -aux["log_prob"]}, est_state)
+
+
+def _made_metrics(aux: dict, num_dims: int) -> dict:
+  nll = jnp.mean(aux["nll"])
+  return {"nll": nll, "bits_per_dim": objectives.bits_per_dim(nll, num_dims)}
+
+
+def validate(config) -> None:
+  """Checks MADE's settings once; UserError names the key."""
+  common.float32_only(config, "MADE")
+  common.hidden_dims(config.model.hidden_dims)
+
+
+def validate_data(ds, config) -> None:
+  del ds, config     # binary or grey levels in [0, 1]: the data loader checks the range
+
+
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+  """MADE trained by maximum likelihood (no noise: the key is unused)."""
+  del num_train
+  model = build_network(config.model)
+  num_dims = int(np.prod(image_shape))
+  return trainer.Task(
+      name="made", model=model, init_params=common.init_fn(model, num_dims),
+      loss_fn=functools.partial(_made_loss, model=model), est_state={},
+      train_metrics=functools.partial(_made_metrics, num_dims=num_dims),
+      eval_step=functools.partial(eval_step, model=model),
+      bits_per_dim={"nll": "bits_per_dim"}, headline=("nll", "bits_per_dim"),
+      eval_headline="nll")
+
+
+def log_likelihood(params: Any, x, key=None, *, model, batch_size: int = 500) -> np.ndarray:
+  """Exact per-example log p(x) (the product of MADE's conditionals): [N] float64."""
+  del key
+  from vae_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  fn = jax.jit(lambda xb: log_prob(params, xb, model=model))
+  parts = [np.asarray(jax.device_get(fn(xb)))[mb > 0]
+           for xb, mb in data_lib.eval_batches(np.asarray(x), min(batch_size, len(x)))]
+  return np.concatenate(parts).astype(np.float64)

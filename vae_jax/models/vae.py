@@ -1,0 +1,229 @@
+"""The VAE as a trainable model: validate its config, build its task, estimate log p(x).
+
+The model of ``model.name = "vae"``: an encoder q(z|x) of any posterior family
+and a prior p(z) (``vae_jax.families``), a decoder p(x|z) (``networks``),
+trained with any estimator of ``vae_jax.estimators``. Every rule about its
+config is checked here, once, by ``validate``; ``build`` turns a validated
+config into the trainer's ``Task``; ``log_likelihood`` is its evaluation
+estimate of log p(x): the IWAE bound with K samples (``NLL_METHOD``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax import data as data_lib
+from vae_jax import estimators
+from vae_jax import iwae
+from vae_jax import objectives
+from vae_jax import trainer
+from vae_jax.errors import UserError, check_choice, check_positive
+from vae_jax.models import common
+from vae_jax.models import networks
+
+NAME = "vae"
+# How evaluation estimates log p(x): the IWAE bound (no closed form).
+NLL_METHOD = "iwae"
+
+
+def validate(config) -> None:
+  """Checks the VAE's model and objective settings; UserError names the key."""
+  m, o = config.model, config.objective
+  check_choice(m.kind, ("mlp", "conv"), "config.model.kind")
+  check_choice(m.likelihood, networks.LIKELIHOODS, "config.model.likelihood")
+  check_choice(m.gaussian_scale, networks.GAUSSIAN_SCALES, "config.model.gaussian_scale")
+  check_choice(m.activation, networks.ACTIVATIONS, "config.model.activation")
+  check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
+  common.hidden_dims(m.hidden_dims)
+  common.check_estimator_settings(config, tuple(estimators.ESTIMATORS))
+  validate_family(config)
+  iw = config.eval.iw_samples
+  if not isinstance(iw, int) or iw < 0:
+    raise UserError(f"--config.eval.iw_samples must be an integer >= 0 (0 skips the "
+                    f"importance-weighted estimate), got {iw!r}.")
+  for name in ("e_steps", "m_steps"):
+    check_positive(o[name], f"config.objective.{name}", integer=True)
+  warmup, free_bits = o.kl_warmup_steps, o.free_bits
+  if not isinstance(warmup, int) or warmup < 0:
+    raise UserError(f"--config.objective.kl_warmup_steps must be an integer >= 0 (0: no "
+                    f"warm-up), got {warmup!r}.")
+  if not free_bits >= 0:
+    raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
+                    f"(0: off), got {free_bits!r}.")
+  if warmup and o.estimator not in estimators.KL_WEIGHTED_ESTIMATORS:
+    raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
+                    f"({', '.join(estimators.KL_WEIGHTED_ESTIMATORS)}); {o.estimator} trains "
+                    f"the IWAE bound.")
+  if free_bits and o.estimator not in estimators.KL_ESTIMATORS:
+    raise UserError(f"--config.objective.free_bits needs the analytic KL term "
+                    f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
+
+
+def analytic_kl(model_config) -> bool:
+  """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I), one layer."""
+  return (model_config.posterior == "gaussian" and model_config.prior == "standard"
+          and model_config.top_latent_dim is None)
+
+
+def validate_family(config) -> None:
+  """Checks ``model.posterior``, ``flow_steps``, ``prior``, ``prior_components`` and
+  what the family supports of ``config.objective``; UserError names the key."""
+  m, o = config.model, config.objective
+  check_choice(m.posterior, networks.POSTERIORS, "config.model.posterior")
+  check_choice(m.prior, networks.PRIORS, "config.model.prior")
+  if m.posterior == "gaussian":
+    if m.flow_steps is not None:
+      raise UserError(f"--config.model.flow_steps={m.flow_steps!r} is for a flow posterior "
+                      f"(--config.model.posterior=planar or iaf); the gaussian posterior has "
+                      f"no flow. Leave it unset.")
+  elif (isinstance(m.flow_steps, bool) or not isinstance(m.flow_steps, int)
+        or m.flow_steps < 1):
+    raise UserError(f"--config.model.flow_steps must be an integer >= 1 (the number of "
+                    f"{m.posterior} maps) for --config.model.posterior={m.posterior}, got "
+                    f"{m.flow_steps!r}.")
+  if m.prior == "standard":
+    if m.prior_components is not None:
+      raise UserError(f"--config.model.prior_components={m.prior_components!r} is for a "
+                      f"mixture prior (--config.model.prior=mog or vamp); the standard "
+                      f"prior N(0, I) has none. Leave it unset.")
+  elif (isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int)
+        or m.prior_components < 1):
+    raise UserError(f"--config.model.prior_components must be an integer >= 1 (K, the "
+                    f"mixture's components) for --config.model.prior={m.prior}, got "
+                    f"{m.prior_components!r}.")
+  if m.top_latent_dim is None:
+    if tuple(common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")):
+      raise UserError(f"--config.model.top_hidden_dims={tuple(m.top_hidden_dims)!r} is for a "
+                      f"second stochastic layer; set --config.model.top_latent_dim too, or "
+                      f"leave it ().")
+  else:
+    if (isinstance(m.top_latent_dim, bool) or not isinstance(m.top_latent_dim, int)
+        or m.top_latent_dim < 1):
+      raise UserError(f"--config.model.top_latent_dim must be an integer >= 1 (the size of "
+                      f"the second stochastic layer z2), got {m.top_latent_dim!r}.")
+    common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")
+    if m.kind != "mlp":
+      raise UserError(f"--config.model.top_latent_dim (two stochastic layers) is implemented "
+                      f"for --config.model.kind=mlp, not {m.kind}.")
+    if m.posterior != "gaussian" or m.prior != "standard":
+      raise UserError(f"--config.model.top_latent_dim (two stochastic layers) has its own "
+                      f"prior p(z2) p(z|z2) over Gaussian layers; it takes "
+                      f"--config.model.posterior=gaussian and --config.model.prior=standard "
+                      f"(here {m.posterior}, {m.prior}).")
+  if m.posterior != "gaussian" and o.estimator not in estimators.FLOW_ESTIMATORS:
+    raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
+                    f"z, which a {m.posterior} flow posterior does not have here; use one of "
+                    f"{', '.join(estimators.FLOW_ESTIMATORS)}.")
+  if o.free_bits and not analytic_kl(m):
+    raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
+                    f"dimension, which only --config.model.posterior=gaussian with "
+                    f"--config.model.prior=standard has (here posterior={m.posterior}, "
+                    f"prior={m.prior}); set free_bits=0.")
+
+
+def prior_is_fixed(model_config) -> bool:
+  """N(0, I) has no parameters; a mixture, the VampPrior and p(z1 | z2) do."""
+  return model_config.prior == "standard" and model_config.top_latent_dim is None
+
+
+def validate_data(ds: data_lib.Dataset, config) -> None:
+  """Refuses data the chosen likelihood or architecture cannot model."""
+  bernoulli = config.model.likelihood == "bernoulli"
+  data_lib.check_pixels(ds, "--config.model.likelihood=bernoulli" if bernoulli else None,
+                        "rescale it or use --config.model.likelihood=gaussian")
+  if config.model.kind == "conv" and (ds.image_shape[0] % 4 or ds.image_shape[1] % 4):
+    raise UserError(f"--config.model.kind=conv needs image sides divisible by 4; {ds.name} "
+                    f"images are {tuple(ds.image_shape)}. Use --config.model.kind=mlp.")
+
+
+def build_network(model_config, image_shape: Sequence[int], dtype=None) -> networks.VAE:
+  """The VAE of ``config.model`` for images of ``image_shape`` (H, W, C), computing
+  in ``dtype`` (None: float32) with float32 parameters and outputs."""
+  return networks.make_vae(
+      kind=model_config.kind, image_shape=tuple(image_shape),
+      latent_dim=int(model_config.latent_dim), hidden_dims=common.hidden_dims(model_config.hidden_dims),
+      likelihood=model_config.likelihood, gaussian_scale=model_config.gaussian_scale,
+      activation=model_config.activation, dtype=dtype, posterior=model_config.posterior,
+      flow_steps=model_config.flow_steps or 0, prior=model_config.prior,
+      prior_components=model_config.prior_components or 0,
+      top_latent_dim=model_config.top_latent_dim or 0,
+      top_hidden_dims=common.hidden_dims(model_config.top_hidden_dims, "config.model.top_hidden_dims"))
+
+
+def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
+                  model, iw_samples: int = 0) -> dict:
+  """Sums of per-example terms over the unmasked rows of one eval batch.
+
+  Args:
+    x: [B, D] batch (zero-padded), mask: [B] 1 for real rows.
+
+  Returns:
+    Scalar sums: neg_elbo (one reparametrized sample, analytic KL), recon, kl,
+    count, and neg_log_likelihood_iw (the K = iw_samples IWAE bound) when
+    iw_samples > 0. Always the true ELBO, whatever the training objective.
+  """
+  _, aux = objectives.elbo(params, x, jax.random.fold_in(key, 0), model=model, num_samples=1)
+  out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
+         "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
+  if iw_samples:
+    # Streamed in chunks (vae_jax.iwae): memory does not grow with K.
+    ll = iwae.iwae_bound_streamed(params, x, jax.random.fold_in(key, 1), model=model,
+                                  num_samples=iw_samples)
+    out["neg_log_likelihood_iw"] = -jnp.sum(ll * mask)
+  return out
+
+
+def kl_weight(step: jax.Array, warmup_steps: int) -> jax.Array:
+  """KL warm-up: beta = min(1, step / warmup_steps), rising linearly from 0; 1 without it."""
+  if not warmup_steps:
+    return jnp.ones((), jnp.float32)
+  return jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def _vae_loss(params, x, key, est_state, step, *, base, warmup_steps):
+  return base(params, x, key, est_state, kl_weight=kl_weight(step, warmup_steps))
+
+
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+  """The VAE of ``config.model`` trained with ``config.objective``'s estimator
+  (``config`` already ``validate``d).
+
+  With ``train.compute_dtype = "bfloat16"`` the training loss runs the networks
+  in bfloat16 (mixed precision: float32 parameters, optimizer state and
+  log-likelihood sums); evaluation always runs in float32.
+  """
+  model = build_network(config.model, image_shape)
+  dtype = common.compute_dtype(config)
+  train_model = model if dtype == jnp.float32 else build_network(config.model, image_shape, dtype)
+  o = config.objective
+  base, est0 = estimators.make_vae_loss(train_model, o.estimator, int(o.num_samples),
+                                        baseline_decay=float(o.baseline_decay),
+                                        free_bits=float(o.free_bits))
+  iw = int(config.eval.iw_samples)
+  return trainer.Task(
+      name="vae", model=model, init_params=common.init_fn(model, int(np.prod(image_shape))),
+      loss_fn=functools.partial(_vae_loss, base=base,
+                                warmup_steps=int(o.kl_warmup_steps)),
+      est_state=est0,
+      train_metrics=functools.partial(
+          common.elbo_metrics, dataset_size=num_train,
+          bound="iwae_bound" if estimators.ESTIMATORS[o.estimator] == "iwae" else "elbo"),
+      eval_step=functools.partial(eval_step, model=model),
+      final_eval_step=functools.partial(eval_step, model=model, iw_samples=iw),
+      bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
+      headline=("loss", "recon", "kl"), eval_headline="neg_elbo",
+      groups=("encoder", "decoder") + (() if prior_is_fixed(config.model) else ("prior",)),
+      phases=(int(o.e_steps), int(o.m_steps)))
+
+
+def log_likelihood(params: Any, x: np.ndarray, key: jax.Array, *, model, num_samples: int,
+                   chunk_size: int | None = None, batch_size: int = iwae.DEFAULT_BATCH_SIZE
+                   ) -> np.ndarray:
+  """Per-example IWAE-K estimates of log p(x) over ``x``: [N] (``iwae.evaluate_iwae``)."""
+  return iwae.evaluate_iwae(params, x, key, model=model, num_samples=num_samples,
+                            chunk_size=chunk_size, batch_size=batch_size)
