@@ -84,7 +84,7 @@ def get_config(arg=None):
   # (redrawn every step) | static (drawn once) | none (grey levels).
   config.data = common.data_section()
   config.model = ml_collections.ConfigDict(dict(
-      name="vae",               # the model (vae_jax.tasks.MODELS)
+      name="vae",               # the model (vae_jax.models.MODELS)
       kind="mlp",               # mlp | conv (28x28x1, 32x32x3: sides divisible by 4)
       likelihood="bernoulli",   # p(x|z): bernoulli (logits) | gaussian (learned scale)
       gaussian_scale="shared",  # gaussian: one log-scale | per_pixel
