@@ -84,6 +84,13 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def fail_now(message: str) -> None:
+  """``fail`` from any thread: one line on stderr, then exit status 2 at once (a
+  process stuck in JAX's distributed initialization cannot be unwound)."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  os._exit(2)   # pylint: disable=protected-access
+
+
 def unknown_key(error: BaseException) -> str:
   """The message for an override of a key the config does not have."""
   # ml_collections says: "'latnt_dim'\nDid you mean "latent_dim" instead of ...".
@@ -159,7 +166,7 @@ def main(argv):
     if section is not None and section.coordinator_address and experiment not in MULTI_PROCESS:
       raise UserError(f"config.experiment={experiment!r} runs in one process; several "
                       f"processes train {', '.join(MULTI_PROCESS)}.")
-    if distributed.initialize(section):
+    if distributed.initialize(section, on_timeout=fail_now):
       logging.info("process %d of %d, %d devices in all", jax.process_index(),
                    jax.process_count(), jax.device_count())
     logging.info("experiment %s, workdir %s", config.experiment, FLAGS.workdir)

@@ -25,12 +25,10 @@ On CPU the processes exchange their collectives over gloo
 from __future__ import annotations
 
 import errno
-import os
 import re
 import socket
-import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -96,28 +94,28 @@ def _check_coordinator_address(family, sockaddr, host: str, port: int) -> None:
                       f"port.") from None
 
 
-def _exit_after(seconds: float, message: str) -> threading.Timer:
-  """A started timer that prints ``error: message`` and exits with status 2."""
-  def fire():
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    os._exit(2)   # pylint: disable=protected-access
-  timer = threading.Timer(seconds, fire)
+def _watchdog(seconds: float, message: str, on_timeout: Callable[[str], None]) -> threading.Timer:
+  """A started timer that calls ``on_timeout(message)`` (from its own thread)."""
+  timer = threading.Timer(seconds, on_timeout, args=(message,))
   timer.daemon = True
   timer.start()
   return timer
 
 
-def initialize(section: Any | None) -> bool:
+def initialize(section: Any | None,
+               on_timeout: Callable[[str], None] | None = None) -> bool:
   """Connects this process to the others; returns whether it did.
 
   Does nothing for a missing section or an empty address. Must run before
   anything touches a device (the runner calls it first).
 
   JAX aborts a process (SIGABRT) that cannot reach the coordinator, or whose
-  peers do not all arrive, some seconds after its initialization timeout. So
-  a process that has not joined after ``timeout_s`` ends first, with one
-  ``error:`` line on stderr and exit status 2, and JAX's own timeout is set
-  beyond it.
+  peers do not all arrive, some seconds after its initialization timeout, and
+  the call blocks the main thread until then. So when this process has not
+  joined after ``timeout_s``, a watchdog thread calls ``on_timeout(message)``
+  first (the runner's prints one ``error:`` line and exits with status 2: the
+  library itself neither prints nor exits); JAX's own timeout is set 60 s
+  beyond it. Without ``on_timeout`` JAX's abort is what ends a stuck process.
 
   Raises:
     UserError: bad settings (``validate``), an address process 0 cannot
@@ -138,9 +136,10 @@ def initialize(section: Any | None) -> bool:
              if pid == 0 else
              f"process {pid} could not join the coordinator at {address} within "
              f"{timeout:g} s")
-  timer = _exit_after(timeout, waiting + "; start every process (0 .. "
-                      f"{num - 1}) with --config.distributed.coordinator_address={address}, "
-                      "or raise --config.distributed.timeout_s.")
+  message = (waiting + f"; start every process (0 .. {num - 1}) with "
+             f"--config.distributed.coordinator_address={address}, or raise "
+             f"--config.distributed.timeout_s.")
+  timer = _watchdog(timeout, message, on_timeout) if on_timeout else None
   try:
     jax.distributed.initialize(coordinator_address=address, num_processes=num,
                                process_id=pid, initialization_timeout=int(timeout) + 60)
@@ -149,5 +148,6 @@ def initialize(section: Any | None) -> bool:
     raise UserError(f"process {pid} of {num} could not join the coordinator at {address} "
                     f"({first[:300]}).") from None
   finally:
-    timer.cancel()
+    if timer is not None:
+      timer.cancel()
   return True
