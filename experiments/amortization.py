@@ -39,9 +39,8 @@ from vae_jax import keys
 from vae_jax import models
 from vae_jax import objectives
 from vae_jax import plots
-from vae_jax import tasks
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_choice, check_positive
+from vae_jax.errors import check_positive
 
 GAP_KEYS = ("amortized_elbo", "optimized_elbo", "log_likelihood_iw", "amortization_gap",
             "approximation_gap")
@@ -85,11 +84,8 @@ def save_gap_plot(path: str, gaps: dict, trace) -> str:
 
 def family_config(config, posterior: str):
   """The run's config with q of family ``posterior`` (flows: ``amortization.flow_steps``)."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.model.posterior = posterior
-    c.model.flow_steps = None if posterior == "gaussian" else int(config.amortization.flow_steps)
-  return c
+  return vae.with_model(config, posterior=posterior, flow_steps=(
+      None if posterior == "gaussian" else int(config.amortization.flow_steps)))
 
 
 def validate(config) -> None:
@@ -97,17 +93,9 @@ def validate(config) -> None:
   for name in ("examples", "local_steps", "eval_samples", "iw_samples", "flow_steps"):
     check_positive(a[name], f"config.amortization.{name}", integer=True)
   check_positive(a.local_lr, "config.amortization.local_lr")
-  if not a.posteriors or len(set(a.posteriors)) != len(a.posteriors):
-    raise UserError(f"--config.amortization.posteriors must name one or more distinct "
-                    f"families of {', '.join(models.POSTERIORS)}, got {tuple(a.posteriors)!r}.")
-  for f in a.posteriors:
-    check_choice(f, models.POSTERIORS, "config.amortization.posteriors")
-  if config.model.posterior != "gaussian" or config.model.flow_steps is not None:
-    raise UserError("amortization trains one VAE per family of "
-                    "--config.amortization.posteriors (flows with amortization.flow_steps); "
-                    "leave config.model.posterior and flow_steps at gaussian and unset.")
-  for f in a.posteriors:
-    tasks.validate_vae_config(family_config(config, f))
+  vae.validate_sweep(config, a.posteriors, models.POSTERIORS, "amortization.posteriors",
+                     {"posterior": "gaussian", "flow_steps": None},
+                     lambda f: family_config(config, f))
 
 
 def _summarize(result: dict) -> dict:

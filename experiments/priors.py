@@ -29,35 +29,23 @@ from vae_jax import iwae
 from vae_jax import keys
 from vae_jax import models
 from vae_jax import plots
-from vae_jax import tasks
 from vae_jax import workdir as wd
-from vae_jax.errors import UserError, check_choice, check_positive
+from vae_jax.errors import check_positive
 
 
 def prior_config(config, prior: str):
   """The run's config with p(z) = ``prior`` (K = ``priors.components`` for mixtures)."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.model.prior = prior
-    c.model.prior_components = None if prior == "standard" else int(config.priors.components)
-  return c
+  return vae.with_model(config, prior=prior, prior_components=(
+      None if prior == "standard" else int(config.priors.components)))
 
 
 def validate(config) -> None:
   p = config.priors
   for name in ("components", "iw_samples", "eval_examples"):
     check_positive(p[name], f"config.priors.{name}", integer=True)
-  if not p.priors or len(set(p.priors)) != len(p.priors):
-    raise UserError(f"--config.priors.priors must name one or more distinct priors of "
-                    f"{', '.join(models.PRIORS)}, got {tuple(p.priors)!r}.")
-  for name in p.priors:
-    check_choice(name, models.PRIORS, "config.priors.priors")
-  if config.model.prior != "standard" or config.model.prior_components is not None:
-    raise UserError("priors trains one VAE per prior of --config.priors.priors (mixtures "
-                    "with priors.components); leave config.model.prior and "
-                    "prior_components at standard and unset.")
-  for name in p.priors:
-    tasks.validate_vae_config(prior_config(config, name))
+  vae.validate_sweep(config, p.priors, models.PRIORS, "priors.priors",
+                     {"prior": "standard", "prior_components": None},
+                     lambda name: prior_config(config, name))
 
 
 def save_plot(path: str, table: dict, paper: dict) -> str:

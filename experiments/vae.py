@@ -24,6 +24,7 @@ from vae_jax import plots
 from vae_jax import tasks
 from vae_jax import trainer
 from vae_jax import workdir as wd
+from vae_jax.errors import UserError, check_choice
 
 
 def spread_rows(x: np.ndarray, n: int = 50) -> np.ndarray:
@@ -76,3 +77,32 @@ def run(config, workdir: str) -> dict:
   """Trains (or resumes) the VAE of ``config`` in ``workdir``; returns the summary."""
   tasks.validate_vae_config(config)     # before the data is loaded
   return train(config, workdir)[0]
+
+
+# ----------------------------------------------------------------------------
+# Sweeps: one VAE per value of a model setting (amortization, priors).
+# ----------------------------------------------------------------------------
+
+
+def with_model(config, **model):
+  """A copy of ``config`` whose ``model`` section has ``model``'s settings."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.model.update(model)
+  return c
+
+
+def validate_sweep(config, values, allowed, key: str, fixed: dict, make) -> None:
+  """Checks a sweep over ``values`` (``--config.<key>``): non-empty, distinct, each of
+  ``allowed``; the swept ``model`` settings left at ``fixed``; and every VAE
+  ``make(value)`` builds validated."""
+  if not values or len(set(values)) != len(values):
+    raise UserError(f"--config.{key} must name one or more distinct values of "
+                    f"{', '.join(allowed)}, got {tuple(values)!r}.")
+  for v in values:
+    check_choice(v, allowed, f"config.{key}")
+  if any(config.model[k] != v for k, v in fixed.items()):
+    raise UserError(f"this experiment trains one VAE per value of --config.{key}; leave "
+                    + ", ".join(f"config.model.{k} at {v!r}" for k, v in fixed.items()) + ".")
+  for v in values:
+    tasks.validate_vae_config(make(v))

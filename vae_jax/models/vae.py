@@ -64,6 +64,16 @@ def validate(config) -> None:
                     f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
 
 
+def _check_count_for(value, applies: bool, key: str, meaning: str, only_for: str) -> None:
+  """A family's count: an integer >= 1 where it ``applies``, unset elsewhere."""
+  if not applies:
+    if value is not None:
+      raise UserError(f"--config.model.{key}={value!r} is for {only_for}. Leave it unset.")
+  elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise UserError(f"--config.model.{key} must be an integer >= 1 ({meaning}), got "
+                    f"{value!r}.")
+
+
 def analytic_kl(model_config) -> bool:
   """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I), one layer."""
   return (model_config.posterior == "gaussian" and model_config.prior == "standard"
@@ -76,36 +86,22 @@ def validate_family(config) -> None:
   m, o = config.model, config.objective
   check_choice(m.posterior, networks.POSTERIORS, "config.model.posterior")
   check_choice(m.prior, networks.PRIORS, "config.model.prior")
-  if m.posterior == "gaussian":
-    if m.flow_steps is not None:
-      raise UserError(f"--config.model.flow_steps={m.flow_steps!r} is for a flow posterior "
-                      f"(--config.model.posterior=planar or iaf); the gaussian posterior has "
-                      f"no flow. Leave it unset.")
-  elif (isinstance(m.flow_steps, bool) or not isinstance(m.flow_steps, int)
-        or m.flow_steps < 1):
-    raise UserError(f"--config.model.flow_steps must be an integer >= 1 (the number of "
-                    f"{m.posterior} maps) for --config.model.posterior={m.posterior}, got "
-                    f"{m.flow_steps!r}.")
-  if m.prior == "standard":
-    if m.prior_components is not None:
-      raise UserError(f"--config.model.prior_components={m.prior_components!r} is for a "
-                      f"mixture prior (--config.model.prior=mog or vamp); the standard "
-                      f"prior N(0, I) has none. Leave it unset.")
-  elif (isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int)
-        or m.prior_components < 1):
-    raise UserError(f"--config.model.prior_components must be an integer >= 1 (K, the "
-                    f"mixture's components) for --config.model.prior={m.prior}, got "
-                    f"{m.prior_components!r}.")
+  _check_count_for(m.flow_steps, m.posterior != "gaussian", "flow_steps",
+                   f"the number of {m.posterior} maps",
+                   "a flow posterior (--config.model.posterior=planar or iaf); the gaussian "
+                   "posterior has no flow")
+  _check_count_for(m.prior_components, m.prior != "standard", "prior_components",
+                   "K, the mixture's components",
+                   "a mixture prior (--config.model.prior=mog or vamp); the standard prior "
+                   "N(0, I) has none")
   if m.top_latent_dim is None:
     if tuple(common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")):
       raise UserError(f"--config.model.top_hidden_dims={tuple(m.top_hidden_dims)!r} is for a "
                       f"second stochastic layer; set --config.model.top_latent_dim too, or "
                       f"leave it ().")
   else:
-    if (isinstance(m.top_latent_dim, bool) or not isinstance(m.top_latent_dim, int)
-        or m.top_latent_dim < 1):
-      raise UserError(f"--config.model.top_latent_dim must be an integer >= 1 (the size of "
-                      f"the second stochastic layer z2), got {m.top_latent_dim!r}.")
+    _check_count_for(m.top_latent_dim, True, "top_latent_dim",
+                     "the size of the second stochastic layer z2", "")
     common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")
     if m.kind != "mlp":
       raise UserError(f"--config.model.top_latent_dim (two stochastic layers) is implemented "
