@@ -79,7 +79,9 @@ def _random_params(model, x, seed, strength):
       return {"w_in": normal(1.0 / np.sqrt(fan_in)), "w_context": normal(1.0 / np.sqrt(fan_in)),
               "b_in": normal(0.1), "w_m": normal(strength / np.sqrt(fan_in)),
               "b_m": normal(strength), "w_s": normal(strength / np.sqrt(fan_in)),
-              "b_s": 1.0 + normal(0.5 * strength)}[name]
+              "b_s": 1.0 + normal(0.5 * strength),
+              "w_context_m": normal(strength / np.sqrt(fan_in)),
+              "w_context_s": normal(strength / np.sqrt(fan_in))}[name]
     if group.startswith("planar_"):
       return normal((0.4 * strength if group == "planar_u" else 1.0) / np.sqrt(fan_in)
                     if name == "kernel" else strength)
@@ -606,3 +608,12 @@ def test_reparam_gradient_reaches_flow_heads(posterior, heads):
     assert all(np.all(np.isfinite(g)) for g in leaves), name
     norm = np.sqrt(sum(float(np.sum(np.square(g))) for g in leaves))
     assert norm > 1e-6, (name, norm)
+
+
+def test_iaf_context_reaches_every_coordinate():
+  """The first coordinate sees no hidden unit (no z_<1): the context must reach m_1 and
+  s_1 directly, or every example's first coordinate would get one global affine map."""
+  step, z, context = _iaf_step_and_inputs(3)
+  m, s = flows.iaf_shift_and_logit(step, z, context)
+  m2, s2 = flows.iaf_shift_and_logit(step, z, context + 1.0)
+  assert np.all(np.abs(np.asarray(m2 - m)) > 0) and np.all(np.abs(np.asarray(s2 - s)) > 0)

@@ -87,19 +87,24 @@ def init_iaf_step(key: Array, latent_dim: int, hidden_dim: int, context_dim: int
   The bias of s starts at 1 (Kingma et al.'s forget-gate bias: sigma ~ 0.73, so
   each step starts near the identity).
   """
-  k1, k2, k3, k4 = jax.random.split(key, 4)
+  k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
   lecun = jax.nn.initializers.lecun_normal()
   return {"w_in": lecun(k1, (latent_dim, hidden_dim)),
           "w_context": lecun(k2, (context_dim, hidden_dim)),
           "b_in": jnp.zeros((hidden_dim,)),
           "w_m": lecun(k3, (hidden_dim, latent_dim)) * 0.1,
+          "w_context_m": lecun(k5, (context_dim, latent_dim)) * 0.1,
           "b_m": jnp.zeros((latent_dim,)),
           "w_s": lecun(k4, (hidden_dim, latent_dim)) * 0.1,
+          "w_context_s": lecun(k6, (context_dim, latent_dim)) * 0.1,
           "b_s": jnp.ones((latent_dim,))}
 
 
 def iaf_shift_and_logit(step: dict, z: Array, context: Array) -> tuple[Array, Array]:
   """MADE outputs (m, s) of one IAF step: m_i and s_i depend only on z_<i and the context.
+
+  The context also reaches the outputs directly (unmasked: it is not z), so
+  the first coordinate, which sees no hidden unit, still depends on x.
 
   Args:
     step: ``init_iaf_step``'s parameters.
@@ -109,8 +114,8 @@ def iaf_shift_and_logit(step: dict, z: Array, context: Array) -> tuple[Array, Ar
   mask_in, mask_out = iaf_masks(latent_dim, hidden_dim)
   hidden = jax.nn.elu(z @ (step["w_in"] * mask_in) + context @ step["w_context"]
                       + step["b_in"])
-  m = hidden @ (step["w_m"] * mask_out) + step["b_m"]
-  s = hidden @ (step["w_s"] * mask_out) + step["b_s"]
+  m = hidden @ (step["w_m"] * mask_out) + context @ step["w_context_m"] + step["b_m"]
+  s = hidden @ (step["w_s"] * mask_out) + context @ step["w_context_s"] + step["b_s"]
   return m, s
 
 

