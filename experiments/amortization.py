@@ -34,12 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import vae
-from vae_jax import amortization
+from vae_jax.inference import amortization
 from vae_jax import keys
 from vae_jax import models
-from vae_jax import objectives
+from vae_jax.inference import objectives
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import check_positive
 
 GAP_KEYS = ("amortized_elbo", "optimized_elbo", "log_likelihood_iw", "amortization_gap",

@@ -21,8 +21,8 @@ from vae_jax import autoregressive
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
-from vae_jax import trainer
-from vae_jax import workdir as wd
+from vae_jax.training import trainer
+from vae_jax.training import workdir as wd
 
 
 def write_figures(workdir: str, config, ds, model, params, step: int) -> None:

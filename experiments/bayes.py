@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import bayes
+from vae_jax.classical import bayes
 from vae_jax import keys
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
 FIGURE_FILE = "bayes.png"

@@ -26,8 +26,8 @@ from vae_jax import discrete_vae
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
-from vae_jax import trainer
-from vae_jax import workdir as wd
+from vae_jax.training import trainer
+from vae_jax.training import workdir as wd
 
 
 def check_binary(ds: data_lib.Dataset, what: str) -> bool:

@@ -27,13 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax import checkpointing
-from vae_jax import estimators
+from vae_jax.training import checkpointing
+from vae_jax.inference import estimators
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
-from vae_jax import trainer
-from vae_jax import workdir as wd
+from vae_jax.training import trainer
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
 

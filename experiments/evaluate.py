@@ -35,16 +35,16 @@ import numpy as np
 from scipy import stats
 
 from experiments.vae import spread_rows
-from vae_jax import checkpointing
+from vae_jax.training import checkpointing
 from vae_jax import data as data_lib
-from vae_jax import evaluation
-from vae_jax import iwae
+from vae_jax.inference import evaluation
+from vae_jax.inference import iwae
 from vae_jax import keys
 from vae_jax import models
-from vae_jax import objectives
+from vae_jax.inference import objectives
 from vae_jax import plots
 from vae_jax import tasks
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice, check_positive
 
 SPLITS = ("eval", "train")

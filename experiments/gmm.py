@@ -34,10 +34,10 @@ import ml_collections
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import gmm
+from vae_jax.classical import gmm
 from vae_jax import keys
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice, check_positive
 
 GMM_DATA = ("toy2d", "dataset")

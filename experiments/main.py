@@ -17,7 +17,9 @@ checkpoint. Errors a user can cause print one ``error:`` line and exit 2.
 Config files (experiments/configs/) and their variants; each documents its keys:
   vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default);
                          planar, iaf (q's family), mog, vamp (p(z))
-  burda2015.py           vae_k1, vae_k5, vae_k50, iwae_k1, iwae_k5, iwae_k50; cpu
+  burda2015.py           vae_k1, vae_k5, vae_k50, iwae_k1, iwae_k5, iwae_k50;
+                         vae2_k1, vae2_k5, vae2_k50, iwae2_k1, iwae2_k5, iwae2_k50
+                         (two stochastic layers); cpu
                          (Burda et al. 2015, Table 1; experiment vae)
   bayes.py, ppca.py      tiny
   gmm.py                 tiny, mnist_pca

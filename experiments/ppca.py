@@ -33,8 +33,8 @@ from experiments.gmm import check_dataset, check_seed, save_bound_plot, write_em
 from vae_jax import data as data_lib
 from vae_jax import keys
 from vae_jax import plots
-from vae_jax import ppca
-from vae_jax import workdir as wd
+from vae_jax.classical import ppca
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
 

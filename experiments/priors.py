@@ -24,12 +24,12 @@ import jax
 import numpy as np
 
 from experiments import vae
-from vae_jax import evaluation
-from vae_jax import iwae
+from vae_jax.inference import evaluation
+from vae_jax.inference import iwae
 from vae_jax import keys
 from vae_jax import models
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import check_positive
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from experiments.configs import vae as vae_config
 from vae_jax import data as data_lib
 from vae_jax import distributions as D
-from vae_jax import iwae
+from vae_jax.inference import iwae
 from vae_jax import tasks
 
 _MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",

@@ -61,11 +61,11 @@ import numpy as np
 
 from experiments.configs import vae as vae_config
 from vae_jax import data as data_lib
-from vae_jax import feed as feed_lib
-from vae_jax import optim
-from vae_jax import sharding
+from vae_jax.training import feed as feed_lib
+from vae_jax.training import optim
+from vae_jax.training import sharding
 from vae_jax import tasks
-from vae_jax import trainer
+from vae_jax.training import trainer
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
 _KS = flags.DEFINE_list("ks", ["1", "10", "50"], "train.steps_per_jit values of the runner loop.")

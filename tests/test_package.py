@@ -11,7 +11,17 @@ import pytest
 
 from tests.conftest import ROOT
 
-LIBRARY = sorted(glob.glob(os.path.join(ROOT, "vae_jax", "*.py")))
+LIBRARY = sorted(glob.glob(os.path.join(ROOT, "vae_jax", "**", "*.py"), recursive=True))
+
+
+def _module(path):
+  """vae_jax/training/trainer.py -> vae_jax.training.trainer (a package's __init__: the package)."""
+  rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+  return rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+def _id(path):
+  return os.path.relpath(path, ROOT)
 
 
 def _imports(path):
@@ -23,9 +33,8 @@ def _imports(path):
       yield node.module
 
 
-@pytest.mark.parametrize("module", ["vae_jax"] + [
-    f"vae_jax.{os.path.basename(p)[:-3]}" for p in LIBRARY
-    if os.path.basename(p) not in ("__init__.py", "plots.py")])
+@pytest.mark.parametrize("module", [
+    _module(p) for p in LIBRARY if os.path.basename(p) != "plots.py"])
 @pytest.mark.slow
 def test_library_imports_neither_matplotlib_nor_defines_flags(module):
   """absl.flags itself is loaded by flax/optax/chex (absl.logging imports it), so
@@ -58,7 +67,7 @@ def test_imports_in_the_folder_that_holds_a_clone_named_vae_jax(tmp_path):
   assert proc.stdout.strip() == os.path.join(ROOT, "vae_jax", "__init__.py")
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=os.path.basename)
+@pytest.mark.parametrize("path", LIBRARY, ids=_id)
 def test_library_modules_do_not_import_flags_matplotlib_or_experiments(path):
   banned = ("absl.flags", "ml_collections.config_flags", "experiments")
   imported = set(_imports(path))
@@ -68,6 +77,6 @@ def test_library_modules_do_not_import_flags_matplotlib_or_experiments(path):
 
 
 @pytest.mark.parametrize("path", LIBRARY + sorted(
-    glob.glob(os.path.join(ROOT, "experiments", "*.py"))), ids=os.path.basename)
+    glob.glob(os.path.join(ROOT, "experiments", "*.py"))), ids=_id)
 def test_no_module_is_over_500_lines(path):
   assert sum(1 for _ in open(path)) <= 550, "split it: one job per module"

@@ -15,13 +15,13 @@ from typing import Sequence
 
 import jax
 
-from vae_jax import checkpointing
+from vae_jax.training import checkpointing
 from vae_jax import data as data_lib
 from vae_jax import keys
 from vae_jax import models
-from vae_jax import optim
-from vae_jax import trainer
-from vae_jax import workdir as wd
+from vae_jax.training import optim
+from vae_jax.training import trainer
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
 from vae_jax.models import common
 

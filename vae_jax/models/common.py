@@ -11,7 +11,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from vae_jax import objectives
+from vae_jax.inference import objectives
 from vae_jax.errors import UserError, check_choice, check_positive
 
 

@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions as D
-from vae_jax import estimators
-from vae_jax import objectives
-from vae_jax import trainer
+from vae_jax.inference import estimators
+from vae_jax.inference import objectives
+from vae_jax.training import trainer
 from vae_jax.models import common
 from vae_jax.models import networks as models
 from vae_jax.errors import UserError, check_positive

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions
-from vae_jax import objectives
-from vae_jax import trainer
+from vae_jax.inference import objectives
+from vae_jax.training import trainer
 from vae_jax.models import common
 
 # ----------------------------------------------------------------------------

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax import estimators
-from vae_jax import iwae
-from vae_jax import objectives
-from vae_jax import trainer
+from vae_jax.inference import estimators
+from vae_jax.inference import iwae
+from vae_jax.inference import objectives
+from vae_jax.training import trainer
 from vae_jax.errors import UserError, check_choice, check_positive
 from vae_jax.models import common
 from vae_jax.models import networks
@@ -113,7 +113,7 @@ def validate_family(config) -> None:
                       f"(here {m.posterior}, {m.prior}).")
   if m.posterior != "gaussian" and o.estimator not in estimators.FLOW_ESTIMATORS:
     raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
-                    f"z, which a {m.posterior} flow posterior does not have here; use one of "
+                    f"z, which the {m.posterior} flow posterior does not have here; use one of "
                     f"{', '.join(estimators.FLOW_ESTIMATORS)}.")
   if o.free_bits and not analytic_kl(m):
     raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vae_jax.distributed import is_writer
+from vae_jax.training.distributed import is_writer
 from vae_jax.errors import UserError
 
 CONFIG_FILE = "config.json"

@@ -48,7 +48,7 @@ import numpy as np
 
 from vae_jax import data as data_lib
 from vae_jax.errors import UserError, check_data_matrix
-from vae_jax.likelihoods import log_likelihood
+from vae_jax.inference.likelihoods import log_likelihood
 
 Array = jax.Array
 

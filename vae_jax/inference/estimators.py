@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax import distributions as D
-from vae_jax import iwae
-from vae_jax import objectives
+from vae_jax.inference import iwae
+from vae_jax.inference import objectives
 from vae_jax.errors import UserError
 
 Array = jax.Array
@@ -296,7 +296,7 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   q, prior = objectives.posterior_and_prior(params, x, model=model)
   kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
   if not q.has_density and estimator not in FLOW_ESTIMATORS:
-    raise UserError(f"estimator {estimator!r} needs log q(z|x) at a given z; a {q.name} "
+    raise UserError(f"estimator {estimator!r} needs log q(z|x) at a given z; the {q.name} "
                     f"posterior has none (use one of {', '.join(FLOW_ESTIMATORS)}).")
 
   def decode(dec_params, z):

@@ -28,8 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import iwae
-from vae_jax.likelihoods import decoder_mean, decoder_sample, log_likelihood  # noqa: F401
+from vae_jax.inference import iwae
+from vae_jax.inference.likelihoods import decoder_mean, decoder_sample, log_likelihood  # noqa: F401
 
 Array = jax.Array
 

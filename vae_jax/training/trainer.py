@@ -41,16 +41,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vae_jax import checkpointing
+from vae_jax.training import checkpointing
 from vae_jax import data as data_lib
-from vae_jax import estimators
-from vae_jax import evaluation
-from vae_jax import feed as feed_lib
+from vae_jax.inference import estimators
+from vae_jax.inference import evaluation
+from vae_jax.training import feed as feed_lib
 from vae_jax import keys
-from vae_jax import optim
-from vae_jax.progress import NonFiniteLossError, StepMeter, format_eta  # pylint: disable=unused-import
-from vae_jax import sharding
-from vae_jax import workdir as wd
+from vae_jax.training import optim
+from vae_jax.training.progress import NonFiniteLossError, StepMeter, format_eta  # pylint: disable=unused-import
+from vae_jax.training import sharding
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice, check_positive
 
 

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vae_jax import iwae
-from vae_jax import objectives
+from vae_jax.inference import iwae
+from vae_jax.inference import objectives
 from vae_jax.errors import UserError
 
 Array = jax.Array

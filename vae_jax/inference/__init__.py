@@ -1,0 +1,5 @@
+"""Objectives and inference: ``likelihoods`` (p(x|z)), ``objectives`` (the
+ELBO), ``iwae`` (the streamed importance-weighted bound), ``estimators``
+(gradient estimators and their statistics), ``amortization`` (per-example q*
+and the gaps), ``evaluation`` (per-example averages, active units).
+"""
