@@ -73,6 +73,17 @@ _STEPS = flags.DEFINE_integer("steps", 1000, "Steps per measurement at batch 100
                               "runs steps * 100 / b (the same number of examples).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per setting; the median is reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch eager reference if torch imports.")
+_FAMILIES = flags.DEFINE_list(
+    "families", ["gaussian", "iaf", "vamp"],
+    "Posterior/prior families whose runner loop (batch 100, the largest k) is timed beside "
+    "the Gaussian: gaussian, planar (4 maps), iaf (2 steps), mog (10), vamp (500 "
+    "pseudo-inputs). Empty: skip.")
+_ONLY_FAMILIES = flags.DEFINE_bool("only_families", False,
+                                   "Time only the families (no batch sizes, limit, torch).")
+
+# The family variants of experiments/configs/vae.py that --families names.
+FAMILY_VARIANTS = {"gaussian": "", "planar": "planar", "iaf": "iaf", "mog": "mog",
+                   "vamp": "vamp"}
 
 REFERENCE_BATCH = 100       # --steps counts steps at this batch size
 TARGET_FRACTION = 0.6       # the issue's target: runner loop >= 60% of the matmul limit at batch 100
@@ -111,9 +122,10 @@ def _steps_at(batch_size: int) -> int:
   return max(1, round(_STEPS.value * REFERENCE_BATCH / batch_size))
 
 
-def _config(batch_size: int, num_steps: int, steps_per_jit: int):
-  """The default VAE config, run for ``num_steps`` with only the final eval and checkpoint."""
-  config = vae_config.get_config()
+def _config(batch_size: int, num_steps: int, steps_per_jit: int, variants: str = ""):
+  """The default VAE config (with ``variants``), run for ``num_steps`` with only the
+  final eval and checkpoint."""
+  config = vae_config.get_config(variants)
   config.train.update(batch_size=batch_size, num_steps=num_steps, steps_per_jit=steps_per_jit,
                       eval_every=max(num_steps, 1), checkpoint_every=max(num_steps, 1))
   return config
@@ -185,6 +197,27 @@ def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int
         "train_call_s": call,
         "mean_steps_per_dispatch": steps / _dispatches(config, ds),
         "final_eval_neg_elbo": evals[k]}
+  return out
+
+
+def bench_families(ds: data_lib.Dataset, families: list[str], steps: int, k: int,
+                   repeats: int) -> dict:
+  """The whole runner loop (batch 100, k fused steps) for each family, interleaved
+  within each repeat; steps/s and the ratio of the Gaussian's time per step."""
+  configs = {f: _config(REFERENCE_BATCH, steps, k, FAMILY_VARIANTS[f]) for f in families}
+  for config in configs.values():             # compile once, filling the persistent cache
+    _timed_train(config, ds)
+  rates = {f: [] for f in families}
+  for _ in range(repeats):
+    for f, config in configs.items():
+      rates[f].append(_timed_train(config, ds)[1].steps_per_s)
+  out = {"batch_size": REFERENCE_BATCH, "k": k, "num_steps": steps, "families": {}}
+  base = _median(rates["gaussian"]) if "gaussian" in rates else None
+  for f in families:
+    rate = _median(rates[f])
+    out["families"][f] = {
+        "variant": FAMILY_VARIANTS[f] or "(default)", "trainer_steps_per_s": rate,
+        "time_per_step_vs_gaussian": base / rate if base else None}
   return out
 
 
@@ -420,9 +453,13 @@ def main(argv):
            "machine": _machine(),
            "flags": {"batch_sizes": [int(b) for b in _BATCH_SIZES.value], "ks": ks,
                      "steps": _STEPS.value, "repeats": _REPEATS.value, "torch": _TORCH.value},
-           "notes": NOTES,
-           "results": {b: bench_batch(ds, int(b), ks) for b in _BATCH_SIZES.value}}
-    out["target"] = _target(out["results"], ks)
+           "notes": NOTES}
+    if not _ONLY_FAMILIES.value:
+      out["results"] = {b: bench_batch(ds, int(b), ks) for b in _BATCH_SIZES.value}
+      out["target"] = _target(out["results"], ks)
+    if _FAMILIES.value:
+      out["families"] = bench_families(ds, list(_FAMILIES.value), _STEPS.value, max(ks),
+                                       _REPEATS.value)
     out["machine"]["load_average_at_end"] = os.getloadavg()[0]
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
