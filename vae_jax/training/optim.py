@@ -24,7 +24,7 @@ def learning_rate_schedule(train_config, steps_per_epoch: int):
     ``steps_per_epoch`` updates per epoch.
   """
   lr = float(train_config.learning_rate)
-  kind = train_config.get("lr_schedule", "constant")
+  kind = train_config.lr_schedule
   if kind == "constant":
     return lr
   if kind == "exponential":
@@ -43,13 +43,13 @@ def learning_rate_schedule(train_config, steps_per_epoch: int):
 def make_optimizer(train_config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
   """Adam with ``train.learning_rate`` (and its schedule) and ``train.adam_eps``."""
   return optax.adam(learning_rate_schedule(train_config, steps_per_epoch),
-                    eps=float(train_config.get("adam_eps", 1e-8)))
+                    eps=float(train_config.adam_eps))
 
 
 def validate(t) -> None:
   """Checks the optimizer keys of ``config.train``; UserError names the key."""
-  check_positive(t.get("adam_eps", 1e-8), "config.train.adam_eps")
-  kind = check_choice(t.get("lr_schedule", "constant"), LR_SCHEDULES, "config.train.lr_schedule")
+  check_positive(t.adam_eps, "config.train.adam_eps")
+  kind = check_choice(t.lr_schedule, LR_SCHEDULES, "config.train.lr_schedule")
   if kind == "exponential":
     check_positive(t.lr_decay_steps, "config.train.lr_decay_steps", integer=True)
     check_positive(t.lr_decay_rate, "config.train.lr_decay_rate")

@@ -316,18 +316,18 @@ def validate_train_config(config) -> None:
   t = config.train
   for name in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
     check_positive(t[name], f"config.train.{name}", integer=True)
-  check_positive(t.get("steps_per_jit", 1), "config.train.steps_per_jit", integer=True)
-  check_choice(t.get("feed", "auto"), feed_lib.FEEDS, "config.train.feed")
+  check_positive(t.steps_per_jit, "config.train.steps_per_jit", integer=True)
+  check_choice(t.feed, feed_lib.FEEDS, "config.train.feed")
   if not isinstance(t.num_steps, int) or t.num_steps < 0:
     raise UserError(f"--config.train.num_steps must be an integer >= 0 (0 evaluates "
                     f"the initialization), got {t.num_steps!r}.")
   check_positive(t.learning_rate, "config.train.learning_rate")
   optim.validate(t)
   check_positive(config.eval.batch_size, "config.eval.batch_size", integer=True)
-  every = t.get("grad_stats_every", 0)
+  every = t.grad_stats_every
   if int(every) < 0:
     raise UserError(f"--config.train.grad_stats_every must be >= 0, got {every}.")
-  if int(every) > 0 and int(t.get("grad_stats_draws", 0)) < 2:
+  if int(every) > 0 and int(t.grad_stats_draws) < 2:
     raise UserError(f"--config.train.grad_stats_draws must be >= 2 when "
                     f"grad_stats_every > 0, got {t.get('grad_stats_draws')}.")
 
@@ -359,8 +359,8 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   manager = checkpointing.make_manager(workdir)
   stream = data_lib.BatchStream(ds.train_x, batch_size,
                                 keys.numpy_seed(keys.stream(root, "data")))
-  steps_per_jit = int(tc.get("steps_per_jit", 1))
-  feed = feed_lib.make_feed(tc.get("feed", "auto"), stream, shardings, steps_per_jit)
+  steps_per_jit = int(tc.steps_per_jit)
+  feed = feed_lib.make_feed(tc.feed, stream, shardings, steps_per_jit)
   try:
     restored = checkpointing.restore_latest(manager, state)
   except BaseException:
@@ -396,10 +396,10 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   eval_fn = jax.jit(task.eval_step)
   final_eval_fn = jax.jit(task.final_eval_step) if task.final_eval_step else eval_fn
   eval_key = keys.stream(root, "eval")
-  stats_every = int(tc.get("grad_stats_every", 0))
+  stats_every = int(tc.grad_stats_every)
   stats_fn = jax.jit(functools.partial(
       grad_stats_step, loss_fn=task.loss_fn, groups=task.groups,
-      num_draws=int(tc.get("grad_stats_draws", 2))))
+      num_draws=int(tc.grad_stats_draws)))
   stats_root = keys.stream(root, "grad_stats")
 
   num_steps = int(tc.num_steps)
