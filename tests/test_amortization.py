@@ -137,6 +137,7 @@ def test_amortized_linear_encoder_reaches_log_px(ppca_vae):
   assert np.mean(out["kl"]) < 5e-3, np.mean(out["kl"])
 
 
+@pytest.mark.slow
 def test_gaps_on_ppca_vanish_and_bound_each_other(ppca_vae):
   model, params, fit, x = ppca_vae
   xs = x[:50]
