@@ -617,3 +617,19 @@ def test_iaf_context_reaches_every_coordinate():
   m, s = flows.iaf_shift_and_logit(step, z, context)
   m2, s2 = flows.iaf_shift_and_logit(step, z, context + 1.0)
   assert np.all(np.abs(np.asarray(m2 - m)) > 0) and np.all(np.abs(np.asarray(s2 - s)) > 0)
+
+
+@pytest.mark.parametrize("posterior", ["planar", "iaf"])
+def test_active_units_of_a_flow_ignore_monte_carlo_noise(posterior):
+  """A flow's E_q[z|x] is a Monte-Carlo mean; with an encoder blind to x (its first
+  kernel zero) every unit is inactive, and the estimate's noise must not say otherwise."""
+  from vae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  model = models.make_vae(image_shape=(8, 8, 1), latent_dim=3, hidden_dims=(16,),
+                          posterior=posterior, flow_steps=2)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 64)))
+  enc = params["params"]["encoder"]
+  enc["hidden_0"]["kernel"] = jnp.zeros_like(enc["hidden_0"]["kernel"])
+  x = np.random.default_rng(0).uniform(size=(200, 64)).astype(np.float32)
+  means, kl = evaluation.encoder_statistics(params, x, model=model, key=jax.random.key(1))
+  assert kl is None and means.shape == (200, 3)
+  assert not evaluation.active_units(means).any(), np.var(means, 0)
