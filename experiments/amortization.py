@@ -35,6 +35,7 @@ import numpy as np
 
 from experiments import vae
 from vae_jax.inference import amortization
+from vae_jax.inference import evaluation
 from vae_jax import keys
 from vae_jax import models
 from vae_jax.inference import objectives
@@ -99,15 +100,13 @@ def validate(config) -> None:
 
 
 def _summarize(result: dict) -> dict:
+  """Means over examples with their standard errors (None for a single example)."""
+  per_example = {k: np.asarray(result[k], np.float64) for k in GAP_KEYS}
+  per_example["inference_gap"] = per_example["log_likelihood_iw"] - per_example["amortized_elbo"]
   out = {}
-  for k in GAP_KEYS:
-    v = np.asarray(result[k], np.float64)
-    out[k] = float(v.mean())
-    out[f"{k}_stderr"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
-  out["inference_gap"] = out["log_likelihood_iw"] - out["amortized_elbo"]
-  gap = (np.asarray(result["log_likelihood_iw"], np.float64)
-         - np.asarray(result["amortized_elbo"], np.float64))
-  out["inference_gap_stderr"] = float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else None
+  for k, v in per_example.items():
+    out[k], se = evaluation.mean_and_stderr(v)
+    out[f"{k}_stderr"] = se if len(v) > 1 else None
   return out
 
 

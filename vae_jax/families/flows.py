@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from vae_jax.families.normal import DiagNormal
+from vae_jax.families.normal import DiagNormal, NoClosedFormKL
 
 Array = jax.Array
 
@@ -162,7 +162,7 @@ class IAFStep(distrax.Bijector):
 
 
 @struct.dataclass
-class FlowPosterior:
+class FlowPosterior(NoClosedFormKL):
   """q(z|x): ``base`` pushed through ``len(steps)`` maps of ``kind``.
 
   Attributes:
@@ -221,11 +221,3 @@ class FlowPosterior:
   def point(self) -> Array:
     """The flow applied to the base mean: the z the figures decode, [B, L]."""
     return self.forward(self.base.loc)[0]
-
-  def kl_per_dim(self, prior) -> None:
-    del prior
-    return None
-
-  def kl_divergence(self, prior) -> None:
-    del prior
-    return None

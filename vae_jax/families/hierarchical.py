@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from vae_jax.families.normal import DiagNormal, StandardNormal
+from vae_jax.families.normal import DiagNormal, NoClosedFormKL, StandardNormal
 
 Array = jax.Array
 
@@ -51,7 +51,7 @@ def gaussian_mlp(layers: Sequence[dict], h: Array) -> DiagNormal:
 
 
 @struct.dataclass
-class TwoLayerPosterior:
+class TwoLayerPosterior(NoClosedFormKL):
   """q(z1, z2 | x) = q(z1 | x) q(z2 | z1), over z = concat(z1, z2).
 
   Attributes:
@@ -87,14 +87,6 @@ class TwoLayerPosterior:
   def point(self) -> Array:
     """(E_q[z1], E_q[z2 | z1 = E_q[z1]]): the z the figures decode, [B, L1 + L2]."""
     return jnp.concatenate([self.q1.loc, gaussian_mlp(self.net, self.q1.loc).loc], -1)
-
-  def kl_per_dim(self, prior) -> None:
-    del prior
-    return None
-
-  def kl_divergence(self, prior) -> None:
-    del prior
-    return None
 
 
 @struct.dataclass
