@@ -103,8 +103,6 @@ import functools
 import json
 import math
 import os
-import platform
-import sys
 import time
 
 from absl import app
@@ -117,6 +115,7 @@ import optax
 
 from vae_jax import data as data_lib
 from vae_jax.families import mixture as mixture_lib
+import machine  # scripts/machine.py: this folder is on sys.path
 
 _TRAIN_ROUNDS = flags.DEFINE_integer("train_rounds", 16, "Rounds of the train-step timing; "
                                      "each round times every variant once.")
@@ -693,13 +692,9 @@ def bench_mixture(key, rounds: int, train_reps: int, iwae_reps: int, num_samples
 
 def _machine() -> dict:
   import jaxlib  # pylint: disable=g-import-not-at-top
-  return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-          "platform": platform.platform(), "python": sys.version.split()[0],
-          "jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
+  return {**machine.describe(), "jaxlib_version": jaxlib.__version__,
           "distrax_version": distrax.__version__, "optax_version": optax.__version__,
-          "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
-          "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "load_average_at_start": os.getloadavg()[0]}
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def main(argv):
@@ -785,7 +780,7 @@ def main(argv):
 
   out["notes"] = NOTES
   out["within_threshold"] = within
-  out["machine"]["load_average_at_end"] = os.getloadavg()[0]
+  out["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
   print(json.dumps(out, indent=2))
 
 

@@ -15,8 +15,6 @@ Prints one JSON object.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 import warnings
 
@@ -24,6 +22,7 @@ from absl import app
 from absl import flags
 import jax
 import numpy as np
+import machine  # scripts/machine.py: this folder is on sys.path
 
 _N = flags.DEFINE_integer("n", 100_000, "Number of points.")
 _D = flags.DEFINE_integer("d", 10, "Dimension.")
@@ -89,8 +88,7 @@ def main(argv):
   jax_s, sk_s = float(np.median(compiled)), float(np.median(sk_times))
   print(json.dumps({
       "benchmark": "gmm_em_full_covariance", "n": n, "d": d, "k": k, "iters": iters,
-      "dtype": "float64", "device": jax.devices()[0].platform, "jax_version": jax.__version__,
-      "cpu_count": os.cpu_count(), "machine": platform.machine(),
+      "dtype": "float64", "machine": machine.describe(),
       "vae_jax_first_call_s": first, "vae_jax_compiled_s": jax_s, "sklearn_s": sk_s,
       "speedup_compiled": sk_s / jax_s, "speedup_including_compile": sk_s / first,
       "vae_jax_iterations_run": int(len(history)),

@@ -34,9 +34,7 @@ import functools
 import json
 import math
 import os
-import platform
 import resource
-import sys
 import time
 
 from absl import app
@@ -50,6 +48,7 @@ from vae_jax import data as data_lib
 from vae_jax import distributions as D
 from vae_jax.inference import iwae
 from vae_jax import tasks
+import machine  # scripts/machine.py: this folder is on sys.path
 
 _MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                       "mnist", "t10k-images-idx3-ubyte.gz")
@@ -309,9 +308,7 @@ def main(argv):
       "data": "shared MNIST t10k images, binarized once (numpy seed "
               f"{_SEED.value}), first {n}",
       "num_images_timed": n, "extrapolated_to_10000": n < FULL_TEST_SET,
-      "device": jax.devices()[0].platform, "jax_version": jax.__version__,
-      "cpu_count": os.cpu_count(), "machine": platform.machine(),
-      "python": sys.version.split()[0],
+      "machine": machine.describe(),
       "peak_rss_mb_before_paths": _peak_rss_mb(), "paths": {}}
 
   est, info = run_streamed(params, x, key, model, k)

@@ -46,10 +46,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 
@@ -66,6 +64,7 @@ from vae_jax.training import optim
 from vae_jax.training import sharding
 from vae_jax import tasks
 from vae_jax.training import trainer
+import machine  # scripts/machine.py: this folder is on sys.path
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
 _KS = flags.DEFINE_list("ks", ["1", "10", "50"], "train.steps_per_jit values of the runner loop.")
@@ -393,23 +392,6 @@ def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int)
 # ----------------------------------------------------------------------------
 
 
-def _cpu_model() -> str | None:
-  try:
-    with open("/proc/cpuinfo") as f:
-      found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.MULTILINE)
-    return found.group(1) if found else None
-  except OSError:
-    return None
-
-
-def _machine() -> dict:
-  return {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
-          "platform": platform.platform(), "python": sys.version.split()[0],
-          "jax_version": jax.__version__, "backend": jax.default_backend(),
-          "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-          "load_average_at_start": os.getloadavg()[0]}
-
-
 def bench_batch(ds: data_lib.Dataset, batch_size: int, ks: list[int]) -> dict:
   steps, repeats = _steps_at(batch_size), _REPEATS.value
   limit = bench_matmul_limit(ds, batch_size, steps, repeats)
@@ -450,7 +432,7 @@ def main(argv):
     out = {"benchmark": "vae_train_runner_loop",
            "model": "mlp 784-200-200-50 (two Dense(50) heads), bernoulli, adam 1e-3; "
                     f"{ds.name}, {config.data.binarize} binarization",
-           "machine": _machine(),
+           "machine": machine.describe(),
            "flags": {"batch_sizes": [int(b) for b in _BATCH_SIZES.value], "ks": ks,
                      "steps": _STEPS.value, "repeats": _REPEATS.value, "torch": _TORCH.value},
            "notes": NOTES}

@@ -68,9 +68,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -79,6 +77,7 @@ import tempfile
 import time
 
 import numpy as np
+import machine  # scripts/machine.py: this folder is on sys.path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER_ARGS = ("--config=experiments/configs/vae.py", "--config.train.eval_every={n}",
@@ -353,29 +352,9 @@ def compare_xla(old_w: dict, new_w: dict) -> dict:
   return out
 
 
-def machine_info() -> dict:
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
-    cpu = names[0] if names else cpu
-  except OSError:
-    pass
-  mem = None
-  try:
-    with open("/proc/meminfo") as f:
-      mem = f.readline().split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return {"cpu": cpu, "cpu_count": os.cpu_count(),
-          "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-          "mem_total": mem, "platform": platform.platform(), "python": platform.python_version(),
-          "loadavg_start": [round(a, 2) for a in os.getloadavg()]}
-
-
 def driver(args) -> None:
   t_start = time.perf_counter()
-  info = machine_info()
+  info = machine.describe()
   train_rounds = args.rounds if args.train_rounds is None else args.train_rounds
   iwae_rounds = args.rounds if args.iwae_rounds is None else args.iwae_rounds
   ref_sha = _git("rev-parse", "--verify", f"{args.ref}^{{commit}}")

@@ -12,6 +12,9 @@ experiment in WORKDIR/VARIANT/train; then experiments/evaluate.py scores the
 held-out split with the IWAE bound at --iw_samples in WORKDIR/VARIANT/eval.
 Prints the Markdown table, one half per number of stochastic layers (target
 vs achieved NLL and active units, per layer for two), and one JSON object per row.
+The rows also go to WORKDIR/summary.json (``{"rows": [...]}``, merged by variant
+with the rows of earlier calls into the same WORKDIR), which
+``scripts/results.py`` records and renders into the README.
 """
 
 from __future__ import annotations
@@ -74,6 +77,20 @@ def markdown_row(row: dict) -> str:
           f"{row['num_examples']} |")
 
 
+def write_rows(root: str, rows: list[dict]) -> None:
+  """Merges ``rows`` into ROOT/summary.json's rows by variant, in recipe order."""
+  path = os.path.join(root, "summary.json")
+  merged = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      merged = {r["variant"]: r for r in json.load(f)["rows"]}
+  merged.update({r["variant"]: r for r in rows})
+  order = {v: i for i, v in enumerate(burda2015.PAPER)}
+  ordered = sorted(merged.values(), key=lambda r: order.get(r["variant"].split(",")[0], 99))
+  with open(path, "w") as f:
+    json.dump({"experiment": "burda2015", "rows": ordered}, f, indent=1)
+
+
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError(f"usage: reproduce.py VARIANT [VARIANT ...] | all [--cpu] (variants: "
@@ -87,6 +104,7 @@ def main(argv):
   except (UserError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  write_rows(root, rows)
   for layers in (1, 2):
     half = [r for r in rows if r["layers"] == layers]
     if half:

@@ -1,0 +1,331 @@
+r"""The README's result tables, generated from the runs' own JSON so they cannot drift.
+
+  python scripts/results.py run vae discrete_vae    # run these recipes, record results/<name>.json
+  python scripts/results.py run all                 # every recipe (the slow ones take an hour)
+  python scripts/results.py record priors_cpu W     # record an existing run's W/summary.json
+  python scripts/results.py render                  # rewrite README.md's generated tables
+  python scripts/results.py check                   # exit 1 if README.md differs from render
+
+Each recipe in ``RECIPES`` is the command a user types (the runner with a
+config, or ``scripts/reproduce.py``), run in a fresh process into
+``--workdir``/<name>; its ``summary.json`` is copied into
+``results/<name>.json`` with the command, the date, the commit and the
+machine (``machine.describe()``: CPU, cores, versions, load average and the
+machine's own matrix-product GFLOP/s, measured before and after the run, so
+every speed in a table carries the conditions it was measured in).
+
+``render`` fills each block of README.md between ``<!-- results:NAME -->``
+and ``<!-- /results:NAME -->`` with ``TABLES[NAME]`` applied to the recorded
+results; ``check`` (run by tests/test_readme.py) fails when a block was
+edited by hand or a result was re-recorded without re-rendering.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+
+import machine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "results")
+README = os.path.join(ROOT, "README.md")
+
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/vae_jax_results",
+                               "Where `run` puts each recipe's run (WORKDIR/<name>).")
+_README = flags.DEFINE_string("readme", README, "The README that render/check read.")
+_COMMIT = flags.DEFINE_string("commit", None, "`record`: the commit the run was made at "
+                              "(default: HEAD now).")
+
+_RUNNER = [sys.executable, "-m", "experiments.main"]
+
+# name -> the command (without --workdir) a user runs to get that result.
+RECIPES: dict[str, list[str]] = {
+    "vae": _RUNNER + ["--config=experiments/configs/vae.py"],
+    "discrete_vae": _RUNNER + ["--config=experiments/configs/discrete_vae.py"],
+    "autoregressive": _RUNNER + ["--config=experiments/configs/autoregressive.py"],
+    "bayes": _RUNNER + ["--config=experiments/configs/bayes.py"],
+    "gmm": _RUNNER + ["--config=experiments/configs/gmm.py"],
+    "gmm_mnist_pca": _RUNNER + ["--config=experiments/configs/gmm.py:mnist_pca"],
+    "ppca": _RUNNER + ["--config=experiments/configs/ppca.py"],
+    "estimator_variance": _RUNNER + ["--config=experiments/configs/estimator_variance.py"],
+    "amortization": _RUNNER + ["--config=experiments/configs/amortization.py"],
+    "amortization_tiny_l2": _RUNNER + ["--config=experiments/configs/amortization.py:tiny,l2"],
+    "priors_cpu": _RUNNER + ["--config=experiments/configs/priors.py:cpu"],
+    "burda2015_cpu": [sys.executable, "scripts/reproduce.py", "all", "--cpu"],
+}
+
+
+def _commit() -> str | None:
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def _record(name: str, workdir: str, command: list[str] | None, before: dict | None,
+            commit: str | None = None) -> dict:
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  after = machine.describe(measure=before is not None)
+  record = {
+      "name": name,
+      "command": " ".join("python" if c == sys.executable else c
+                          for c in command) if command else None,
+      "recorded": datetime.date.today().isoformat(), "commit": commit or _commit(),
+      "machine": after if before is None else {
+          **after, "load_average": [before["load_average"][0], after["load_average"][0]],
+          "matmul_gflops": round((before["matmul_gflops"] + after["matmul_gflops"]) / 2, 1)},
+      # A run recorded afterwards keeps the machine's description but no load
+      # or matmul rate: those would describe the recording, not the run.
+      "machine_measured": ("not during the run (no speeds)" if before is None
+                           else "before and after the run"),
+      "summary": summary,
+  }
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+    f.write("\n")
+  return record
+
+
+def run_recipe(name: str, root: str) -> dict:
+  """Runs one recipe in a fresh process and records its summary."""
+  workdir = os.path.join(root, name)
+  command = RECIPES[name] + [f"--workdir={workdir}"]
+  before = machine.describe()
+  subprocess.run(command, cwd=ROOT, check=True)
+  return _record(name, workdir, command, before)
+
+
+def load_results(directory: str = RESULTS) -> dict[str, dict]:
+  out = {}
+  for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+    if entry.endswith(".json"):
+      with open(os.path.join(directory, entry)) as f:
+        out[entry[:-5]] = json.load(f)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Tables: each takes every recorded result and returns Markdown.
+
+
+def _pm(value: float, stderr: float, digits: int = 2) -> str:
+  return f"{value:.{digits}f} ± {stderr:.{digits}f}"
+
+
+def _signed(x: float, digits: int = 2) -> str:
+  return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def _num(x: float, digits: int = 2) -> str:
+  return f"{x:.{digits}f}".replace("-", "−")
+
+
+def _footer(records: list[dict]) -> str:
+  """Where and when: one line per distinct (machine, date, commit)."""
+  lines = []
+  for r in records:
+    m = r["machine"]
+    line = (f"`{r['name']}`: `{r['command']}` at {r['commit']} on {r['recorded']}, "
+            f"{machine.label(m)}")
+    if "load_average" in m:
+      line += (f" (measured before and after the run), load average "
+               f"{m['load_average'][0]:.1f} and {m['load_average'][1]:.1f}")
+    lines.append(line)
+  return "\n".join(f"- {l}" for l in lines)
+
+
+def _in_order(mapping: dict, first: tuple[str, ...]) -> list:
+  """mapping's items, those named in ``first`` first in that order (summary.json
+  sorts its keys; the tables follow the configs' order)."""
+  return sorted(mapping.items(), key=lambda kv: (first.index(kv[0]) if kv[0] in first
+                                                 else len(first), kv[0]))
+
+
+def _rate(summary: dict) -> str:
+  s = summary.get("steps_per_s")
+  return "—" if s is None else f"{s:,.0f}"
+
+
+def table_default_runs(results: dict[str, dict]) -> str:
+  """Headline numbers of the default experiments (held-out, nats per image)."""
+  def vae(s):
+    return (f"−ELBO {_num(s['eval_neg_elbo'])}; IWAE-{s['eval_iw_samples']} NLL "
+            f"{_num(s['eval_neg_log_likelihood_iw'])}")
+
+  def discrete_vae(s):
+    return (f"−ELBO {_num(s['eval_exact_neg_elbo'])} exact (Monte-Carlo "
+            f"{_num(s['eval_neg_elbo'])}); NLL {_num(s['eval_exact_nll'])} exact")
+
+  def autoregressive(s):
+    return f"NLL {_num(s['eval_nll'])} exact ({s['eval_bits_per_dim']:.3f} bits/dim)"
+
+  def gmm(s):
+    return (f"log p(x) {_num(s['train_log_likelihood'], 3)} per point (the generating "
+            f"mixture: {_num(s['true_params_log_likelihood'], 3)}), adjusted Rand index "
+            f"{s['adjusted_rand_index']:.3f}, {s['num_iters']} EM iterations")
+
+  def gmm_mnist_pca(s):
+    return (f"log p(x) {_num(s['train_log_likelihood'])} train, "
+            f"{_num(s['eval_log_likelihood'])} held-out")
+
+  def ppca(s):
+    return (f"log p(x) {_num(s['closed_form_log_likelihood'])} train, "
+            f"{_num(s['eval_log_likelihood'])} held-out (closed form); EM "
+            f"{s['em_gap_to_closed_form']:.2f} short after {s['em_iters']} iterations")
+
+  def bayes(s):
+    row = s["table"]["beta_bernoulli"]["1"]
+    return (f"Beta-Bernoulli at n = 1, held-out log loss: predictive "
+            f"{row['logloss_predictive']:.3f}, MAP plug-in {row['logloss_map']:.3f}, "
+            f"MLE plug-in {row['logloss_mle']}")
+
+  cells = [("vae", "vae.py", vae), ("discrete_vae", "discrete_vae.py", discrete_vae),
+           ("autoregressive", "autoregressive.py", autoregressive), ("gmm", "gmm.py", gmm),
+           ("gmm_mnist_pca", "gmm.py:mnist_pca", gmm_mnist_pca), ("ppca", "ppca.py", ppca),
+           ("bayes", "bayes.py", bayes)]
+  rows, shown = [], []
+  for name, config, result in cells:
+    if name in results:
+      s = results[name]["summary"]
+      steps = f"{s['step']:,}" if "step" in s else "—"
+      rows.append(f"| `{config}` | {result(s)} | {steps} | {_rate(s)} |")
+      shown.append(results[name])
+  head = ("| config | result (held-out unless said; nats) | steps | steps/s |\n"
+          "| --- | --- | --- | --- |")
+  return "\n".join([head] + rows) + "\n\n" + _footer(shown)
+
+
+def table_estimator_variance(results: dict[str, dict]) -> str:
+  r = results["estimator_variance"]
+  s = r["summary"]
+  rows = [f"| `{n}` ({s['objective'][n].upper() if s['objective'][n] == 'iwae' else 'ELBO'}"
+          f"{', S = ' + str(s['num_samples']) if s['objective'][n] == 'iwae' else ''}) | "
+          f"{s['variance'][n]:.1e} | {s['snr'][n]:.2g} |" for n in s["variance"]]
+  head = (f"| estimator (objective) | total encoder-gradient variance, S = {s['num_samples']} | "
+          "mean SNR |\n| --- | --- | --- |")
+  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+
+
+def table_amortization(name: str) -> Callable[[dict], str]:
+  def table(results: dict[str, dict]) -> str:
+    r = results[name]
+    fams = r["summary"]["families"]
+    rows = []
+    for f, v in _in_order(fams, ("gaussian", "planar", "iaf")):
+      label = f"`{f}`" + (f" ({v['flow_steps']} maps)" if v.get("flow_steps") else "")
+      rows.append(
+          f"| {label} | {_num(v['amortized_elbo'])} | {_num(v['optimized_elbo'])} | "
+          f"{_num(v['log_likelihood_iw'])} | {_pm(v['amortization_gap'], v['amortization_gap_stderr'])}"
+          f" | {_pm(v['approximation_gap'], v['approximation_gap_stderr'])} |")
+    head = ("| family | amortized ELBO | optimized ELBO | IW log p(x) | amortization gap | "
+            "approximation gap |\n| --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + rows) + "\n\n" + _footer([r])
+  return table
+
+
+def table_priors(results: dict[str, dict]) -> str:
+  r = results["priors_cpu"]
+  s = r["summary"]
+  rows = []
+  for p, v in _in_order(s["table"], ("standard", "mog", "vamp")):
+    label = f"`{p}`" + (f" (K = {v['components']})" if v.get("components") else "")
+    diff = "0" if p == "standard" else _pm(v["vs_standard"], v["vs_standard_stderr"])
+    if p != "standard":
+      diff = "+" + diff if v["vs_standard"] >= 0 else diff.replace("-", "−")
+    paper = "—" if v.get("paper") is None else _num(v["paper"])
+    rows.append(f"| {label} | {_pm(v['log_px'], v['log_px_stderr']).replace('-', '−')} | {diff} | "
+                f"{_num(v['neg_elbo'])} | {paper} |")
+  head = (f"| prior | held-out log p(x), IWAE-{s['iw_samples']} | vs standard (paired) | "
+          "held-out −ELBO | paper |\n| --- | --- | --- | --- | --- |")
+  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+
+
+def table_burda(layers: int) -> Callable[[dict], str]:
+  def table(results: dict[str, dict]) -> str:
+    r = results["burda2015_cpu"]
+    rows = [row for row in r["summary"]["rows"] if row["layers"] == layers]
+    out = []
+    for row in rows:
+      units = ("+".join(str(u) for u in row["active_units_per_layer"])
+               if row.get("active_units_per_layer") else str(row["active_units"]))
+      paper_units = "—" if row["paper_active_units"] is None else str(row["paper_active_units"])
+      out.append(f"| `{row['variant']}` | {row['paper_nll']:.2f} | "
+                 f"{_pm(row['nll'], row['nll_stderr'])} | {paper_units} | {units} | "
+                 f"{row['train_steps']:,} |")
+    k = rows[0]["iw_samples"]
+    head = (f"| variant | paper NLL (60k images, 3,280 epochs) | achieved NLL, k = {k} "
+            f"({rows[0]['num_examples']:,} held-out images) | paper active units | "
+            "achieved active units | train steps |\n| --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + out) + "\n\n" + _footer([r])
+  return table
+
+
+TABLES: dict[str, Callable[[dict], str]] = {
+    "default_runs": table_default_runs,
+    "estimator_variance": table_estimator_variance,
+    "amortization": table_amortization("amortization"),
+    "amortization_tiny_l2": table_amortization("amortization_tiny_l2"),
+    "priors_cpu": table_priors,
+    "burda2015_cpu_1": table_burda(1),
+    "burda2015_cpu_2": table_burda(2),
+}
+
+_BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+
+def render(text: str, results: dict[str, dict]) -> str:
+  """``text`` with every generated block re-rendered; unknown names raise."""
+  def fill(m):
+    if m.group(2) not in TABLES:
+      raise KeyError(f"README block results:{m.group(2)} has no table in TABLES")
+    return m.group(1) + TABLES[m.group(2)](results) + "\n" + m.group(4)
+  return _BLOCK.sub(fill, text)
+
+
+def blocks(text: str) -> list[str]:
+  return [m.group(2) for m in _BLOCK.finditer(text)]
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in ("run", "record", "render", "check"):
+    raise app.UsageError("usage: results.py run NAME...|all | record NAME WORKDIR | render | check")
+  command = argv[1]
+  if command == "run":
+    names = list(RECIPES) if argv[2:] == ["all"] else argv[2:]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown or not names:
+      raise app.UsageError(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
+    for name in names:
+      run_recipe(name, _WORKDIR.value)
+    return
+  if command == "record":
+    if len(argv) != 4:
+      raise app.UsageError("usage: results.py record NAME WORKDIR")
+    _record(argv[2], argv[3], RECIPES.get(argv[2]), None, _COMMIT.value)
+    return
+  with open(_README.value) as f:
+    text = f.read()
+  new = render(text, load_results())
+  if command == "render":
+    with open(_README.value, "w") as f:
+      f.write(new)
+  elif new != text:
+    print(f"{_README.value}: generated tables differ from results/*.json; run "
+          "`python scripts/results.py render`", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
