@@ -13,6 +13,12 @@ writes into ``workdir``:
     objective), ``kl_per_dim`` (a list of L numbers) and ``active_units``
     (Cov_x(E_q[z_u]) > 0.01) for the VAE;
   - ``num_examples``, ``iw_samples``, ``seconds`` and ``examples_per_s``;
+* the run files every experiment writes (``vae_jax.workdir``): ``config.json``;
+  ``summary.json``, the same numbers as evaluation.json; ``metrics.jsonl`` and
+  ``tensorboard/``: one record of the numbers at the checkpoint's step, split
+  ``config.split`` (tags ``eval/nll``, ``eval/elbo``, ...), and for a VAE with
+  closed-form KLs one record per latent dimension, split ``kl_per_dim``, step
+  the dimension (tag ``kl_per_dim/kl``);
 * for a VAE, ``interpolations.png`` (decoder means along straight lines
   between the latent means of held-out pairs), ``kl_per_dim.png``,
   ``latent_space.png`` (latent means coloured by label, on their first two
@@ -20,7 +26,9 @@ writes into ``workdir``:
   means over a grid of the prior's quantiles).
 
 The evaluation is a pure function of the run and ``config.seed`` (the ``eval``
-key stream).
+key stream). While the IWAE estimate runs, a progress line in the trainer's
+format (``iwae 2000/10000 examples | 81.3 examples/s, ETA 0:01:38``) is logged
+at every tenth of the examples and at least once a minute.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from vae_jax.inference import objectives
 from vae_jax import plots
 from vae_jax import tasks
 from vae_jax.training import workdir as wd
+from vae_jax.training.progress import CountMeter
 from vae_jax.errors import UserError, check_choice, check_positive
 
 SPLITS = ("eval", "train")
@@ -106,6 +115,34 @@ def _batched(fn, x: np.ndarray, batch_size: int, key: jax.Array) -> dict:
   return {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in parts[0]}
 
 
+def progress_logger(total: int):
+  """A ``progress(examples_done)`` callback that logs the trainer's kind of line
+  (count, rate, ETA) when its ``CountMeter`` says one is due."""
+  meter = CountMeter(total)
+
+  def progress(done: int) -> None:
+    if meter.update(done):
+      logging.info("iwae %d/%d examples | %.1f examples/s, ETA %s", done, total,
+                   meter.per_s(), meter.eta())
+  return progress
+
+
+def write_run_files(workdir: str, result: dict) -> None:
+  """summary.json (the result), and metrics.jsonl and TensorBoard: one record of the
+  numbers at the checkpoint's step, split ``result["split"]``, and the KL of each
+  latent dimension (split ``kl_per_dim``, step the dimension)."""
+  wd.write_summary(workdir, result)
+  writer = wd.MetricWriter(workdir)
+  writer.truncate_after(-1)            # a rerun starts the metrics afresh
+  try:
+    writer.write(result["step"], result["split"],
+                 {k: v for k, v in result.items() if not isinstance(v, (list, dict))})
+    for u, kl in enumerate(result.get("kl_per_dim") or ()):
+      writer.write(u, "kl_per_dim", {"kl": kl})
+  finally:
+    writer.close()
+
+
 def evaluate_vae(config, module, model, params, x, key) -> dict:
   """IWAE-K log p(x) (the model's ``log_likelihood``), the ELBO, KL per dimension and
   active units of a VAE."""
@@ -115,7 +152,8 @@ def evaluate_vae(config, module, model, params, x, key) -> dict:
   log_px = module.log_likelihood(params, x, jax.random.fold_in(key, 0), model=model,
                                  num_samples=int(config.iw_samples),
                                  chunk_size=config.chunk_size,
-                                 batch_size=int(config.batch_size))
+                                 batch_size=int(config.batch_size),
+                                 progress=progress_logger(len(x)))
   elbo_fn = jax.jit(lambda xb, k: objectives.elbo(params, xb, k, model=model,
                                                   num_samples=int(config.elbo_samples))[1])
   terms = _batched(elbo_fn, x, 500, jax.random.fold_in(key, 1))
@@ -229,6 +267,7 @@ def run(config, workdir: str) -> dict:
                 num_examples=int(len(x)), seconds=seconds, examples_per_s=len(x) / seconds,
                 device=jax.devices()[0].platform)
   wd.write_json(os.path.join(workdir, RESULT_FILE), result)
+  write_run_files(workdir, result)
   if means is not None:
     save_vae_figures(workdir, model, params, x, labels, means, active, result["kl_per_dim"],
                      ds.image_shape)

@@ -151,6 +151,19 @@ def test_evaluate_iwae_pads_the_last_batch_and_keys_each_batch():
   assert_allclose(one, special.logsumexp(log_w, axis=0) - math.log(9), rtol=1e-5, atol=1e-5)
 
 
+def test_evaluate_iwae_progress_counts_examples_and_changes_no_number():
+  """Catches: a progress callback that alters the estimate (other keys or batches),
+  counts that skip a batch or overshoot N, a missing final call."""
+  model, params, x = _small_vae("bernoulli")
+  x = np.concatenate([x, x[:2] * 0 + 1])                                 # N = 7
+  kwargs = dict(model=model, num_samples=9, chunk_size=4, batch_size=3)
+  plain = iwae.evaluate_iwae(params, x, jax.random.key(7), **kwargs)
+  calls = []
+  got = iwae.evaluate_iwae(params, x, jax.random.key(7), progress=calls.append, **kwargs)
+  np.testing.assert_array_equal(got, plain)
+  assert calls == [3, 6, 7]
+
+
 def test_default_chunk_decodes_about_decode_rows_latents(monkeypatch):
   """Catches a default chunk that ignores the batch, or one not used by both entry points."""
   assert iwae.default_chunk_size(20) == iwae.DECODE_ROWS // 20

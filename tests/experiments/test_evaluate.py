@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from experiments import autoregressive, discrete_vae, evaluate, vae
-from tests.conftest import get_config
+from tests.conftest import config_path, failure_report, get_config, run_main
+from tests.test_workdir import read_tensorboard_scalars
 from vae_jax import evaluation, tasks
 from vae_jax.errors import UserError
 
@@ -61,6 +63,52 @@ def test_vae_evaluation_writes_every_number_and_figure(tmp_path, vae_run):
   assert again["nll_iw"] == result["nll_iw"] and again["elbo"] == result["elbo"]
   other = evaluate.run(_eval_config(vae_run, seed=1), str(tmp_path / "other"))
   assert other["nll_iw"] != result["nll_iw"]
+
+
+@pytest.mark.slow
+def test_vae_evaluation_writes_the_run_files_of_every_experiment(tmp_path, vae_run):
+  """Catches a missing config.json, summary.json, metrics.jsonl or event file, and
+  files whose numbers are not the evaluation's (README, "What a run writes")."""
+  out = str(tmp_path / "out")
+  result = evaluate.run(_eval_config(vae_run, max_examples=60), out)
+  assert json.load(open(os.path.join(out, "config.json")))["checkpoint"] == vae_run
+  summary = json.load(open(os.path.join(out, "summary.json")))
+  assert summary == json.loads(json.dumps(result))
+  assert summary["nll_iw"] == result["nll_iw"] and summary["num_examples"] == 60
+  records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+  (main,) = [r for r in records if r["split"] == "eval"]
+  assert main["step"] == result["step"] == 60      # the checkpoint's step
+  for key in ("nll", "nll_iw", "nll_iw_stderr", "elbo", "recon", "kl", "bits_per_dim",
+              "active_units", "num_examples", "iw_samples", "examples_per_s"):
+    assert main[key] == result[key], key
+  kl = [r for r in records if r["split"] == "kl_per_dim"]
+  assert [r["step"] for r in kl] == [0, 1] and [r["kl"] for r in kl] == result["kl_per_dim"]
+  tags = read_tensorboard_scalars(out)
+  assert tags["eval/nll_iw"] == {60: pytest.approx(result["nll_iw"], rel=1e-6)}
+  assert tags["eval/elbo"] == {60: pytest.approx(result["elbo"], rel=1e-6)}
+  assert set(tags["kl_per_dim/kl"]) == {0, 1}
+  assert not [t for t in tags if t.startswith("eval/") and t.split("/")[1] not in result]
+  # A rerun in the same workdir starts the metrics afresh.
+  evaluate.run(_eval_config(vae_run, max_examples=60), out)
+  assert len(open(os.path.join(out, "metrics.jsonl")).readlines()) == len(records)
+
+
+@pytest.mark.slow
+def test_runner_logs_iwae_progress_with_rate_and_eta(tmp_path, vae_run):
+  """Catches an IWAE evaluation that is silent while it runs, or whose line lacks the
+  count, the rate or the ETA of the trainer's progress line."""
+  out = str(tmp_path / "out")
+  proc = run_main([f"--config={config_path('evaluate', 'tiny')}",
+                   f"--config.checkpoint={vae_run}", f"--workdir={out}"])
+  assert proc.returncode == 0, failure_report(proc)
+  lines = re.findall(r"iwae (\d+)/297 examples \| ([\d.]+) examples/s, ETA (\d+:\d\d:\d\d)",
+                     proc.stderr)
+  assert 3 <= len(lines) <= 11, proc.stderr[-3000:]   # about every tenth, not every batch
+  assert lines[-1][0] == "297" and all(float(rate) > 0 for _, rate, _ in lines)
+  assert "nll_iw=" in proc.stdout
+  for name in ("config.json", "summary.json", "metrics.jsonl", "evaluation.json"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  assert os.listdir(os.path.join(out, "tensorboard"))
 
 
 @pytest.mark.slow

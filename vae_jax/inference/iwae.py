@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -183,7 +183,8 @@ _iwae_batch = jax.jit(iwae_bound_streamed, static_argnames=("model", "num_sample
 
 def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_samples: int,
                   chunk_size: int | None = None,
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+                  batch_size: int = DEFAULT_BATCH_SIZE,
+                  progress: Callable[[int], None] | None = None) -> np.ndarray:
   """Per-example IWAE-K estimates of log p(x) over a whole split.
 
   Args:
@@ -196,6 +197,9 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
     chunk_size: samples per chunk; None: ``default_chunk_size(B)``.
     batch_size: examples per jitted call; B = min(batch_size, N). The last
       batch is zero-padded (its padded rows are computed and dropped).
+    progress: called with the number of examples done (``min(j*B + B, N)``)
+      as each batch j finishes, for a progress line; it waits for each batch
+      (one stays queued behind it). It changes no number. None: no waits.
 
   Returns:
     [N] float64 NumPy array of log p(x) estimates in nats.
@@ -207,6 +211,13 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
   batch = min(int(batch_size), n)
   chunk = default_chunk_size(batch) if chunk_size is None else int(chunk_size)
   fn = functools.partial(_iwae_batch, model=model, num_samples=int(num_samples), chunk_size=chunk)
-  out = [fn(params, xb, jax.random.fold_in(key, j))
-         for j, (xb, _) in enumerate(data_lib.eval_batches(x_all, batch))]
+  out = []
+  for j, (xb, _) in enumerate(data_lib.eval_batches(x_all, batch)):
+    out.append(fn(params, xb, jax.random.fold_in(key, j)))
+    if progress is not None and j > 0:     # batch j is queued: wait for batch j - 1
+      jax.block_until_ready(out[-2])
+      progress(min(j * batch, n))
+  if progress is not None:
+    jax.block_until_ready(out[-1])
+    progress(n)
   return np.concatenate(jax.device_get(out)).astype(np.float64)[:n]

@@ -218,8 +218,9 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
 
 
 def log_likelihood(params: Any, x: np.ndarray, key: jax.Array, *, model, num_samples: int,
-                   chunk_size: int | None = None, batch_size: int = iwae.DEFAULT_BATCH_SIZE
-                   ) -> np.ndarray:
-  """Per-example IWAE-K estimates of log p(x) over ``x``: [N] (``iwae.evaluate_iwae``)."""
+                   chunk_size: int | None = None, batch_size: int = iwae.DEFAULT_BATCH_SIZE,
+                   progress=None) -> np.ndarray:
+  """Per-example IWAE-K estimates of log p(x) over ``x``: [N] (``iwae.evaluate_iwae``;
+  ``progress(examples_done)`` as each batch finishes)."""
   return iwae.evaluate_iwae(params, x, key, model=model, num_samples=num_samples,
-                            chunk_size=chunk_size, batch_size=batch_size)
+                            chunk_size=chunk_size, batch_size=batch_size, progress=progress)

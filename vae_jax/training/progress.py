@@ -1,13 +1,17 @@
-"""Training progress: metric means between logging steps, throughput and ETA.
+"""Progress: metric means between logging steps, throughput and ETA.
 
 ``StepMeter`` sums the trainer's per-dispatch metric sums on device and
 brings them to the host only at logging boundaries; it times the steps after
 the first dispatch (which compiles), leaving out the host work at the
-boundaries (logging, evaluation, checkpoints).
+boundaries (logging, evaluation, checkpoints). ``CountMeter`` does the same
+timing for a loop over a known number of items (the examples of an
+evaluation) and says when a progress line is due. Neither prints: the
+experiment that holds one writes the line.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable
 
@@ -77,3 +81,51 @@ class StepMeter:
 def format_eta(seconds: float) -> str:
   seconds = max(0, int(seconds))
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class CountMeter:
+  """Items done out of ``total``: their rate, the ETA, and when a line is due.
+
+  ``update(done)`` is called as work finishes, with the running count. The
+  rate leaves out the work up to the first update (it compiles):
+  (done - done_at_first) / (now - t_first). Once there is a rate, a line is
+  due at the first update past each ``fraction`` of ``total`` and at least
+  every ``every_s`` seconds; and always at ``total``.
+  """
+
+  def __init__(self, total: int, *, fraction: float = 0.1, every_s: float = 60.0,
+               clock: Callable[[], float] = time.perf_counter):
+    self.total, self.every_s, self._clock = int(total), every_s, clock
+    self._mark = max(1, math.ceil(fraction * self.total))    # items between lines
+    self.done, self._next = 0, self._mark
+    self._first, self._t_first, self._t_line, self._t_done = None, None, None, None
+
+  def update(self, done: int) -> bool:
+    """Records ``done`` items; True when a progress line is due."""
+    now = self._clock()
+    self.done, self._t_done = int(done), now
+    if self._first is None:
+      self._first, self._t_first, self._t_line = self.done, now, now
+    if self.done >= self.total:
+      due = True
+    elif self.done <= self._first:     # no rate yet
+      due = False
+    else:
+      due = self.done >= self._next or now - self._t_line >= self.every_s
+    if due:
+      self._t_line = now
+      while self._next <= self.done:
+        self._next += self._mark
+    return due
+
+  def per_s(self) -> float:
+    """Items per second between the first update and the last; NaN before any timed work."""
+    if self._first is None or self.done <= self._first:
+      return float("nan")
+    elapsed = self._t_done - self._t_first
+    return (self.done - self._first) / elapsed if elapsed > 0 else float("nan")
+
+  def eta(self) -> str:
+    """The time left as H:MM:SS (``format_eta``), or "?" while there is no rate."""
+    rate = self.per_s()
+    return format_eta((self.total - self.done) / rate) if rate > 0 else "?"
