@@ -362,13 +362,18 @@ def test_training_with_score_estimators_and_grad_stats(tmp_path):
 
 def test_bad_estimator_settings_are_clear_errors():
   with pytest.raises(UserError, match="unknown --config.objective.estimator"):
-    E.check_vae_estimator("nope", 1)
+    E.check_estimator("nope", 1)
+  with pytest.raises(UserError, match=r"choose one of score, score_baseline\.$"):
+    E.check_estimator("reparam", 1, allowed=("score", "score_baseline"))
   for est in ("score_loo", "vimco"):
     with pytest.raises(UserError, match=">= 2"):
-      E.check_vae_estimator(est, 1)
+      E.check_estimator(est, 1)
+  for s in (0, 1.5, "two"):
+    with pytest.raises(UserError, match="num_samples"):
+      E.check_estimator("reparam", s)
   for decay in (-0.1, 1.0):
     with pytest.raises(UserError, match="baseline_decay"):
-      E.check_baseline_decay(decay)
+      E.check_estimator("score_baseline", 4, decay)
   model = models.make_vae(image_shape=(4, 4, 1), latent_dim=2, hidden_dims=())
   with pytest.raises(UserError, match=">= 2"):
     E.make_vae_loss(model, "vimco", 1)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from vae_jax import distributions as D
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, check_positive
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -222,18 +222,32 @@ KL_ESTIMATORS = ("reparam", "score", "score_baseline", "score_loo")
 KL_WEIGHTED_ESTIMATORS = KL_ESTIMATORS + ("stl",)
 
 
-def check_vae_estimator(estimator: str, num_samples: int) -> None:
-  """Raises UserError unless ``estimator`` can train a VAE with S = num_samples."""
-  if estimator not in ESTIMATORS:
-    raise UserError(f"unknown --config.objective.estimator={estimator!r}; choose one of {', '.join(ESTIMATORS)}.")
+def check_estimator(estimator: str, num_samples: int, baseline_decay: float = 0.9, *,
+                    allowed: tuple[str, ...] | None = None) -> None:
+  """Every rule about the estimator settings, in one place.
+
+  The models' ``validate`` calls it with the config's values, the loss
+  builders with their arguments; UserError names the config key.
+
+  Args:
+    estimator: a name of ``ESTIMATORS`` (``objective.estimator``).
+    num_samples: S >= 1 (``objective.num_samples``); 2 or more for the
+      leave-one-out baselines (``score_loo``, ``vimco``).
+    baseline_decay: in [0, 1) (``objective.baseline_decay``).
+    allowed: the estimators the model can use (default: all of them).
+  """
+  allowed = tuple(ESTIMATORS) if allowed is None else tuple(allowed)
+  if estimator not in allowed:
+    raise UserError(f"unknown --config.objective.estimator={estimator!r}; choose one of "
+                    f"{', '.join(allowed)}.")
+  check_positive(num_samples, "config.objective.num_samples", integer=True)
   if estimator in ("score_loo", "vimco") and int(num_samples) < 2:
     raise UserError(f"--config.objective.estimator={estimator} needs "
-                    f"--config.objective.num_samples >= 2.")
-
-
-def check_baseline_decay(baseline_decay: float) -> None:
+                    f"--config.objective.num_samples >= 2 (the baseline of each sample "
+                    f"comes from the others), got {num_samples}.")
   if not 0.0 <= float(baseline_decay) < 1.0:
-    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got {baseline_decay}.")
+    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
+                    f"{baseline_decay}.")
 
 
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
@@ -261,7 +275,7 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     and log q(z_s|x) evaluated at the samples (no analytic KL).
 
   The score family, ``stl``, ``vimco`` and ``dreg`` need log q at a given z
-  (``q.has_density``): refused for flow posteriors (``check_vae_estimator``).
+  (``q.has_density``): refused for flow posteriors.
 
   The loss is the negated per-example mean of the surrogate (the full-data
   estimate (n / B) sum_b ELBO_b is ``objectives.full_data_elbo_estimate``).
@@ -291,7 +305,7 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     and ``elbo`` (recon - kl for the ELBO-family estimators, stl included;
     the S-sample bound for the IWAE-objective ones).
   """
-  check_vae_estimator(estimator, num_samples)
+  check_estimator(estimator, num_samples, baseline_decay)
   enc, dec = _split(params)
   q, prior = objectives.posterior_and_prior(params, x, model=model)
   kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
@@ -389,8 +403,7 @@ def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: fl
 
   ``vae_jax.tasks.vae_task`` wraps it as the trainer's loss.
   """
-  check_vae_estimator(estimator, num_samples)
-  check_baseline_decay(baseline_decay)
+  check_estimator(estimator, num_samples, baseline_decay)
   if free_bits and estimator not in KL_ESTIMATORS:
     raise UserError(f"free bits need an analytic KL term; estimator {estimator!r} has none "
                     f"(use one of {', '.join(KL_ESTIMATORS)}).")

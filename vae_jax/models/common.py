@@ -6,13 +6,11 @@ Each model module (``vae``, ``discrete_vae``, ``made``) builds its
 
 from __future__ import annotations
 
-from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 
 from vae_jax.inference import objectives
-from vae_jax.errors import UserError, check_choice, check_positive
+from vae_jax.errors import UserError, check_choice
 
 
 def hidden_dims(value, name: str = "config.model.hidden_dims") -> tuple[int, ...]:
@@ -33,19 +31,6 @@ def hidden_dims(value, name: str = "config.model.hidden_dims") -> tuple[int, ...
     raise UserError(f"--{name} must be a tuple of positive integers like (200, 200), "
                     f"or () for a linear map; got {value!r}.")
   return dims
-
-
-def check_estimator_settings(config, allowed: Sequence[str]) -> None:
-  o = config.objective
-  check_choice(o.estimator, allowed, "config.objective.estimator")
-  check_positive(o.num_samples, "config.objective.num_samples", integer=True)
-  if o.estimator in ("score_loo", "vimco") and int(o.num_samples) < 2:
-    raise UserError(f"--config.objective.estimator={o.estimator} needs "
-                    f"--config.objective.num_samples >= 2 (the baseline of each sample "
-                    f"comes from the others), got {o.num_samples}.")
-  if not 0.0 <= float(o.baseline_decay) < 1.0:
-    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
-                    f"{o.baseline_decay}.")
 
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

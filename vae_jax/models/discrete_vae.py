@@ -119,20 +119,16 @@ def _log_lik(params: Any, x: Array, z: Array, *, model: DiscreteVAE) -> Array:
   return objectives.log_likelihood(x, model.apply(params, z, method="decode"))
 
 
-def check_estimator(estimator: str, num_samples: int) -> None:
-  """Raises UserError for an estimator this model cannot use."""
+def check_estimator(estimator: str, num_samples: int, baseline_decay: float = 0.9) -> None:
+  """Raises UserError for estimator settings this model cannot use: the rule
+  of a discrete z, then ``estimators.check_estimator``'s."""
   if estimator in estimators.REPARAMETRIZABLE:
     raise UserError(
         f"--config.objective.estimator={estimator} needs the reparametrization trick, which does "
         f"not apply to a discrete z (no differentiable path z = g(phi, eps) to "
         f"z in {{0, 1}}^L); use one of {', '.join(DISCRETE_ESTIMATORS)}.")
-  if estimator not in DISCRETE_ESTIMATORS:
-    raise UserError(f"unknown --config.objective.estimator={estimator!r}; choose one of "
-                    f"{', '.join(DISCRETE_ESTIMATORS)}.")
-  check_positive(num_samples, "num_samples", integer=True)
-  if estimator == "score_loo" and int(num_samples) < 2:
-    raise UserError(f"--config.objective.estimator=score_loo needs --config.objective.num_samples >= 2 (the "
-                    f"baseline of each sample is the mean of the others), got {num_samples}.")
+  estimators.check_estimator(estimator, num_samples, baseline_decay,
+                             allowed=DISCRETE_ESTIMATORS)
 
 
 def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
@@ -183,8 +179,7 @@ def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
 def make_loss(model: DiscreteVAE, estimator: str, num_samples: int,
               baseline_decay: float = 0.9):
   """(loss_fn, est_state0): loss_fn(params, x, key, est_state) -> (loss, (aux, state))."""
-  check_estimator(estimator, num_samples)
-  estimators.check_baseline_decay(baseline_decay)
+  check_estimator(estimator, num_samples, baseline_decay)
   loss_fn = functools.partial(elbo_surrogate, model=model, estimator=estimator,
                               num_samples=int(num_samples),
                               baseline_decay=float(baseline_decay))
@@ -286,8 +281,8 @@ def validate(config) -> None:
   common.float32_only(config, "the discrete VAE")
   check_positive(config.model.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(config.model.hidden_dims)
-  check_estimator(config.objective.estimator, config.objective.num_samples)
-  common.check_estimator_settings(config, DISCRETE_ESTIMATORS)
+  o = config.objective
+  check_estimator(o.estimator, o.num_samples, o.baseline_decay)
 
 
 def validate_data(ds, config) -> None:

@@ -40,7 +40,7 @@ def validate(config) -> None:
   check_choice(m.activation, networks.ACTIVATIONS, "config.model.activation")
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(m.hidden_dims)
-  common.check_estimator_settings(config, tuple(estimators.ESTIMATORS))
+  estimators.check_estimator(o.estimator, o.num_samples, o.baseline_decay)
   validate_family(config)
   iw = config.eval.iw_samples
   if not isinstance(iw, int) or iw < 0:
