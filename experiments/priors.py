@@ -103,5 +103,18 @@ def run(config, workdir: str) -> dict:
          "iw_samples": int(p.iw_samples), "table": table,
          "paper_table": config.paper.table, "seconds": time.perf_counter() - t0}
   save_plot(os.path.join(workdir, "priors.png"), table, paper)
+  write_metrics(workdir, table)
   wd.write_summary(workdir, out)
   return out
+
+
+def write_metrics(workdir: str, table: dict) -> None:
+  """metrics.jsonl and TensorBoard: one ``priors`` record per prior, at its
+  VAE's final step (tag ``priors/log_px/<prior>``: one chart line per prior)."""
+  writer = wd.MetricWriter(workdir)
+  writer.truncate_after(-1)            # a rerun starts the metrics afresh
+  try:
+    for name, row in table.items():
+      writer.write(row["step"], "priors", {"prior": name, **row}, series=("prior",))
+  finally:
+    writer.close()

@@ -8,6 +8,8 @@ import pytest
 
 from experiments import priors
 from tests.conftest import get_config
+from tests.test_workdir import read_tensorboard_scalars
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 
@@ -27,6 +29,14 @@ def test_priors_tiny(tmp_path):
   assert table["vamp"]["paper"] == -85.57 and table["mog"]["paper"] is None
   assert os.path.getsize(tmp_path / "priors.png") > 0
   assert json.load(open(tmp_path / "summary.json")) == summary
+  # Like every experiment: metrics.jsonl and TensorBoard, one series per prior.
+  records = [r for r in wd.read_metrics(str(tmp_path)) if r["split"] == "priors"]
+  assert sorted(r["prior"] for r in records) == ["mog", "standard", "vamp"]
+  scalars = read_tensorboard_scalars(str(tmp_path))
+  for r in records:
+    assert r["log_px"] == pytest.approx(table[r["prior"]]["log_px"])
+    assert scalars[f"priors/log_px/{r['prior']}"][r["step"]] == pytest.approx(r["log_px"],
+                                                                               rel=1e-6)
 
 
 def test_paper_numbers_are_pinned():
