@@ -127,6 +127,35 @@ def test_the_other_trained_models_run_on_two_processes(tmp_path, name, headline)
   assert _summary(two)[headline] == pytest.approx(_summary(one)[headline], rel=1e-4)
 
 
+# Every family goes through the same trainer code; these two cover the learned
+# prior's own parameter group, a flow's bijector parameters and the second
+# stochastic layer's networks under the cross-process all-reduce.
+@pytest.mark.parametrize("family", [
+    {"model.posterior": "iaf", "model.flow_steps": 2, "model.prior": "vamp",
+     "model.prior_components": 4},
+    {"model.top_latent_dim": 2, "model.top_hidden_dims": "(8,)",
+     "objective.estimator": "iwae", "objective.num_samples": 2},
+], ids=["iaf_vamp", "two_layers_iwae"])
+@pytest.mark.slow
+def test_the_families_run_on_two_processes(tmp_path, family):
+  args = [f"--config={config_path('vae', 'tiny')}"] + overrides({
+      "data.binarize": "dynamic", "train.num_steps": 40, "train.eval_every": 20, **family})
+  two, one = str(tmp_path / "two"), str(tmp_path / "one")
+  _finish(_start(args, two, _free_port()))
+  proc = run_main(args + [f"--workdir={one}"], timeout=TIMEOUT)
+  assert proc.returncode == 0, failure_report(proc)
+  s1, s2 = _summary(one), _summary(two)
+  assert s2["device_count"] == 2 and s1["device_count"] == 1
+  for key in ("eval_neg_elbo", "eval_neg_log_likelihood_iw"):
+    assert s2[key] == pytest.approx(s1[key], rel=1e-4), key
+  a, b = _state(one), _state(two)
+  assert set(a.params["params"]) == set(b.params["params"])
+  if "model.prior" in family:
+    assert "prior" in b.params["params"]          # the learned prior trained on both
+  for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_the_host_feed_uploads_each_process_slice_to_the_same_run(tmp_path, two_process_run):
   # Each process gathers only its half of every batch on the host
