@@ -190,7 +190,8 @@ curve = [(r["step"], r["elbo"]) for r in wd.read_metrics(workdir)   # one-sample
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
 ax = axes[0]
-ax.semilogy(np.arange(1, D + 1), np.maximum(eigvals, 1e-8), "o", ms=3, label="eigenvalues $\\lambda_j$ (zeros drawn at $10^{-8}$)")
+ax.semilogy(np.arange(1, D + 1), np.maximum(eigvals, 1e-8), "o", ms=3,
+            label="eigenvalues $\\lambda_j$ (zeros drawn at $10^{-8}$)")
 ax.semilogy(np.arange(1, M + 1), eigvals[:M], "o", ms=6, color="tab:red", label=f"kept (M = {M})")
 ax.axhline(sigma2, color="k", ls="--", label=f"$\\sigma^2_{{ML}}$ = {sigma2:.4f}")
 ax.set_xlabel("index j")
