@@ -102,9 +102,9 @@ def run_recipe(name: str, root: str) -> dict:
   """Runs one recipe in a fresh process and records its summary."""
   workdir = os.path.join(root, name)
   command = RECIPES[name] + [f"--workdir={workdir}"]
-  before = machine.describe()
+  before, commit = machine.describe(), _commit()      # the code that runs, not a later HEAD
   subprocess.run(command, cwd=ROOT, check=True)
-  return _record(name, workdir, command, before)
+  return _record(name, workdir, command, before, commit)
 
 
 def load_results(directory: str = RESULTS) -> dict[str, dict]:
