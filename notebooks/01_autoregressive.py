@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import shutil
 import tempfile
 
 import jax
@@ -147,6 +148,7 @@ model, trained = task.model, result.state.params
 records = wd.read_metrics(workdir)
 train_curve = [(r["step"], r["nll"]) for r in records if r["split"] == "train" and "nll" in r]
 eval_curve = [(r["step"], r["nll"]) for r in records if r["split"] == "eval" and "nll" in r]
+shutil.rmtree(workdir)                         # the run's files are no longer needed
 uniform_nll = ds.num_dims * math.log(2.0)
 nll_start, nll_end = result.initial_eval["nll"], result.final_eval["nll"]
 print(f"held-out NLL: {nll_start:.2f} nats at init -> {nll_end:.2f} nats after "

@@ -40,6 +40,7 @@
 
 # %%
 import functools
+import shutil
 import tempfile
 
 import jax
@@ -179,6 +180,7 @@ print(f"relative gap of the ELBO to the PPCA optimum: {(ppca_ll - vae_elbo) / ab
       f"decoder variance s^2 = {s2_dec:.5f} vs PPCA sigma^2 = {sigma2:.5f}")
 curve = [(r["step"], r["elbo"]) for r in wd.read_metrics(workdir)   # one-sample ELBO, full batch
          if r["split"] == "train" and "elbo" in r]
+shutil.rmtree(workdir)                         # the run's files are no longer needed
 
 # %% [markdown]
 # ## Figure
