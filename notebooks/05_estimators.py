@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Gradient estimators: log-derivative trick vs reparametrization
+# # Part 5 — Gradient estimators: log-derivative trick vs reparametrization
 #
 # The lecture's E-step needs $\nabla_\phi \mathcal{L}(\phi, \theta)$, and the
 # reconstruction term is not an expectation after differentiation, because the

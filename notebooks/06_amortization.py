@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 06 · Amortized inference and its gaps
+# # Part 6 — Amortized inference and its gaps
 #
 # For any $q(\mathbf{z})$ the lecture's identity splits the log-likelihood into the
 # ELBO and the KL to the true posterior:

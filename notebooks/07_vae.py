@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 07 · The variational autoencoder, end to end
+# # Part 7 — The variational autoencoder, end to end
 #
 # The lecture's final algorithm: pick $i \sim U[1, n]$, then
 #
