@@ -61,7 +61,12 @@ RECIPES: dict[str, list[str]] = {
     "amortization_tiny_l2": _RUNNER + ["--config=experiments/configs/amortization.py:tiny,l2"],
     "priors_cpu": _RUNNER + ["--config=experiments/configs/priors.py:cpu"],
     "burda2015_cpu": [sys.executable, "scripts/reproduce.py", "all", "--cpu"],
+    # Benchmarks print one JSON object (their own machine description inside).
+    "bench_iwae_eval": [sys.executable, "scripts/bench_iwae_eval.py", "--num_images=200"],
+    "bench_vae_step": [sys.executable, "scripts/bench_vae_step.py", "--batch_sizes=100",
+                       "--ks=50"],
 }
+BENCHMARKS = ("bench_iwae_eval", "bench_vae_step")
 
 
 def _commit() -> str | None:
@@ -74,8 +79,17 @@ def _commit() -> str | None:
 
 def _record(name: str, workdir: str, command: list[str] | None, before: dict | None,
             commit: str | None = None) -> dict:
-  with open(os.path.join(workdir, "summary.json")) as f:
+  """results/NAME.json from WORKDIR/summary.json (or a benchmark's JSON file)."""
+  path = workdir if workdir.endswith(".json") else os.path.join(workdir, "summary.json")
+  with open(path) as f:
     summary = json.load(f)
+  if name in BENCHMARKS:        # the benchmark measured its machine itself, at its start
+    record = {"name": name, "command": " ".join("python" if c == sys.executable else c
+                                                for c in command),
+              "recorded": datetime.date.today().isoformat(), "commit": commit or _commit(),
+              "machine": summary["machine"], "machine_measured": "by the benchmark",
+              "summary": summary}
+    return _write(name, record)
   after = machine.describe(measure=before is not None)
   record = {
       "name": name,
@@ -91,6 +105,10 @@ def _record(name: str, workdir: str, command: list[str] | None, before: dict | N
                            else "before and after the run"),
       "summary": summary,
   }
+  return _write(name, record)
+
+
+def _write(name: str, record: dict) -> dict:
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
     json.dump(record, f, indent=1, sort_keys=True)
@@ -102,7 +120,13 @@ def run_recipe(name: str, root: str) -> dict:
   """Runs one recipe in a fresh process and records its summary."""
   workdir = os.path.join(root, name)
   command = RECIPES[name] + [f"--workdir={workdir}"]
-  before, commit = machine.describe(), _commit()      # the code that runs, not a later HEAD
+  commit = _commit()                                  # the code that runs, not a later HEAD
+  if name in BENCHMARKS:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      subprocess.run(RECIPES[name], cwd=ROOT, check=True, stdout=f)
+    return _record(name, workdir, RECIPES[name], None, commit)
+  before = machine.describe()
   subprocess.run(command, cwd=ROOT, check=True)
   return _record(name, workdir, command, before, commit)
 
@@ -139,7 +163,9 @@ def _footer(records: list[dict]) -> str:
     m = r["machine"]
     line = (f"`{r['name']}`: `{r['command']}` at {r['commit']} on {r['recorded']}, "
             f"{machine.label(m)}")
-    if "load_average" in m:
+    if r.get("machine_measured") == "by the benchmark":
+      line += f" (measured by the benchmark), load average {m['load_average'][0]:.1f} at its start"
+    elif "load_average" in m:
       line += (f" (measured before and after the run), load average "
                f"{m['load_average'][0]:.1f} and {m['load_average'][1]:.1f}")
     lines.append(line)
@@ -272,6 +298,63 @@ def table_burda(layers: int) -> Callable[[dict], str]:
   return table
 
 
+def table_bench_iwae_eval(results: dict[str, dict]) -> str:
+  r = results["bench_iwae_eval"]
+  s = r["summary"]
+  limit = s["matmul_limit"]["jax_jit"]
+  streamed = s["paths"]["streamed"]["ms_per_image"]
+  labels = {
+      "streamed": (f"`vae_jax.iwae` streamed (chunks of {s['paths']['streamed']['chunk_size']} "
+                   f"samples x {s['paths']['streamed']['batch_size']} images in one `scan`)"),
+      "reference": ("the old `objectives.iwae_bound` path (all K decoder outputs at once, "
+                    "`jax.nn.softplus`)"),
+      "reference_new_softplus": "the same with the fused softplus",
+      "torch_loop": "PyTorch per-image loop (repeat K times, encode, sample, decode, logsumexp)",
+  }
+  rows = []
+  for name, path in _in_order(s["paths"], tuple(labels)):
+    ms = path["ms_per_image"]
+    rows.append(f"| {labels[name]} | {ms:.1f} | {ms * 10:.0f} s | {path['gflop_per_s']:.0f} | "
+                f"{ms / streamed:.2f}x | {ms / limit['ms']:.2f}x |")
+  rows.append(f"| the matrix products alone (XLA, one image's decode + encode) | "
+              f"{limit['ms']:.1f} | {limit['ms'] * 10:.0f} s | {limit['gflop_per_s']:.0f} | — | "
+              f"1x |")
+  head = (f"| path (K = {s['num_samples']:,}, {s['num_images_timed']} images timed) | ms per "
+          "image | 10,000 images | GFLOP/s | time / streamed | time / matrix products |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+
+
+def table_bench_vae_step(results: dict[str, dict]) -> str:
+  r = results["bench_vae_step"]
+  out = []
+  for batch, b in r["summary"]["results"].items():
+    chained, independent = b["matmul_limit"], b["independent_products_limit"]
+
+    def row(label, rate):
+      return (f"| {label} | {rate:,.0f} | {rate / chained['steps_per_s']:.0%} | "
+              f"{rate / independent['steps_per_s']:.0%} |")
+
+    rows = [row(f"the {independent['products_per_step']} products, each alone "
+                f"({independent['ms_per_step']:.2f} ms, {independent['gflop_per_s']:.0f} GFLOP/s)",
+                independent["steps_per_s"]),
+            row(f"the same products chained in one loop ({chained['ms_per_step']:.2f} ms, "
+                f"{chained['gflop_per_s']:.0f} GFLOP/s)", chained["steps_per_s"])]
+    for k, runner in b["vae_jax_runner"]["k"].items():
+      for m, what in (("trainer", "steady state (the trainer's `steps_per_s`)"),
+                      ("loop", "loop (the call less a 0-step call)"),
+                      ("wall", "the whole call's wall clock")):
+        rows.append(row(f"runner loop, k = {k}: {what}", runner[f"{m}_steps_per_s"]))
+    rows.append(row("the jitted train step alone, batches pre-uploaded",
+                    b["vae_jax_step_fn"]["steps_per_s"]))
+    if "torch_eager" in b:
+      rows.append(row("PyTorch eager (host batching and binarization)",
+                      b["torch_eager"]["steps_per_s"]))
+    out.append(f"| batch {batch} | steps/s | of the chained limit | of the independent limit |\n"
+               "| --- | --- | --- | --- |\n" + "\n".join(rows))
+  return "\n\n".join(out) + "\n\n" + _footer([r])
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "default_runs": table_default_runs,
     "estimator_variance": table_estimator_variance,
@@ -280,6 +363,8 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "priors_cpu": table_priors,
     "burda2015_cpu_1": table_burda(1),
     "burda2015_cpu_2": table_burda(2),
+    "bench_iwae_eval": table_bench_iwae_eval,
+    "bench_vae_step": table_bench_vae_step,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
