@@ -156,12 +156,19 @@ def _num(x: float, digits: int = 2) -> str:
   return f"{x:.{digits}f}".replace("-", "−")
 
 
+def _sci(x: float) -> str:
+  """4.9e2, not 4.9e+02."""
+  mantissa, exponent = f"{x:.1e}".split("e")
+  return f"{mantissa}e{int(exponent)}"
+
+
 def _footer(records: list[dict]) -> str:
   """Where and when: one line per distinct (machine, date, commit)."""
   lines = []
   for r in records:
     m = r["machine"]
-    line = (f"`{r['name']}`: `{r['command']}` at {r['commit']} on {r['recorded']}, "
+    command = " ".join(a for a in r["command"].split() if not a.startswith("--workdir="))
+    line = (f"`{r['name']}`: `{command}` at {r['commit']} on {r['recorded']}, "
             f"{machine.label(m)}")
     if r.get("machine_measured") == "by the benchmark":
       line += f" (measured by the benchmark), load average {m['load_average'][0]:.1f} at its start"
@@ -215,7 +222,7 @@ def table_default_runs(results: dict[str, dict]) -> str:
     row = s["table"]["beta_bernoulli"]["1"]
     return (f"Beta-Bernoulli at n = 1, held-out log loss: predictive "
             f"{row['logloss_predictive']:.3f}, MAP plug-in {row['logloss_map']:.3f}, "
-            f"MLE plug-in {row['logloss_mle']}")
+            f"MLE plug-in {'+∞' if row['logloss_mle'] == 'inf' else _num(row['logloss_mle'], 3)}")
 
   cells = [("vae", "vae.py", vae), ("discrete_vae", "discrete_vae.py", discrete_vae),
            ("autoregressive", "autoregressive.py", autoregressive), ("gmm", "gmm.py", gmm),
@@ -236,12 +243,23 @@ def table_default_runs(results: dict[str, dict]) -> str:
 def table_estimator_variance(results: dict[str, dict]) -> str:
   r = results["estimator_variance"]
   s = r["summary"]
+  order = ("reparam", "stl", "score", "score_baseline", "score_loo", "iwae", "vimco", "dreg")
   rows = [f"| `{n}` ({s['objective'][n].upper() if s['objective'][n] == 'iwae' else 'ELBO'}"
           f"{', S = ' + str(s['num_samples']) if s['objective'][n] == 'iwae' else ''}) | "
-          f"{s['variance'][n]:.1e} | {s['snr'][n]:.2g} |" for n in s["variance"]]
+          f"{_sci(var)} | {s['snr'][n]:.2g} |" for n, var in _in_order(s["variance"], order)]
   head = (f"| estimator (objective) | total encoder-gradient variance, S = {s['num_samples']} | "
           "mean SNR |\n| --- | --- | --- |")
-  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+  v, ratio, by_step = s["variance"], s["variance_ratio"], s["variance_ratio_by_step"]
+  sizes = sorted(ratio, key=int)
+  first_step = min(by_step, key=int)
+  reparam = [s["variance_by_num_samples"][n]["reparam"]["total_variance"] for n in sizes]
+  text = (f"The score function's variance is {ratio[sizes[0]]:,.0f}x the reparametrized one at "
+          f"S = {sizes[0]} ({ratio[sizes[-1]]:,.0f}x at S = {sizes[-1]}; "
+          f"{by_step[first_step]:,.0f}x at step {first_step}); the running-mean baseline "
+          f"divides it by {v['score'] / v['score_baseline']:,.0f} and the leave-one-out baseline "
+          f"by {v['score'] / v['score_loo']:,.0f}. The reparametrized ELBO gradient's variance "
+          f"at S = {', '.join(sizes)}: {', '.join(f'{x:.3g}' for x in reparam)}.")
+  return "\n".join([head] + rows) + "\n\n" + text + "\n\n" + _footer([r])
 
 
 def table_amortization(name: str) -> Callable[[dict], str]:
@@ -250,7 +268,7 @@ def table_amortization(name: str) -> Callable[[dict], str]:
     fams = r["summary"]["families"]
     rows = []
     for f, v in _in_order(fams, ("gaussian", "planar", "iaf")):
-      label = f"`{f}`" + (f" ({v['flow_steps']} maps)" if v.get("flow_steps") else "")
+      label = f"`{f}`" + (f" ({v['flow_steps']} flow steps)" if v.get("flow_steps") else "")
       rows.append(
           f"| {label} | {_num(v['amortized_elbo'])} | {_num(v['optimized_elbo'])} | "
           f"{_num(v['log_likelihood_iw'])} | {_pm(v['amortization_gap'], v['amortization_gap_stderr'])}"
