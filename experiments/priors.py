@@ -23,6 +23,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from experiments import evaluate
 from experiments import vae
 from vae_jax.inference import evaluation
 from vae_jax.inference import iwae
@@ -87,7 +88,8 @@ def run(config, workdir: str) -> dict:
                                           os.path.join(workdir, f"vae_{name}"))
     x = ds.eval_x[:int(p.eval_examples)]
     log_px[name] = iwae.evaluate_iwae(jax.device_get(result.state.params), x, key,
-                                      model=task.model, num_samples=int(p.iw_samples))
+                                      model=task.model, num_samples=int(p.iw_samples),
+                                      progress=evaluate.progress_logger(len(x)))
     mean, se = evaluation.mean_and_stderr(log_px[name])
     table[name] = {"log_px": mean, "log_px_stderr": se,
                    "neg_elbo": summary["eval_neg_elbo"], "step": int(result.state.step),
