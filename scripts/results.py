@@ -84,31 +84,24 @@ def _record(name: str, workdir: str, command: list[str] | None, before: dict | N
   with open(path) as f:
     summary = json.load(f)
   if name in BENCHMARKS:        # the benchmark measured its machine itself, at its start
-    record = {"name": name, "command": " ".join("python" if c == sys.executable else c
-                                                for c in command),
-              "recorded": datetime.date.today().isoformat(), "commit": commit or _commit(),
-              "machine": summary["machine"], "machine_measured": "by the benchmark",
-              "summary": summary}
-    return _write(name, record)
-  after = machine.describe(measure=before is not None)
+    measured, how = summary["machine"], "by the benchmark"
+  elif before is None:
+    # A run recorded afterwards keeps the machine's description but no load
+    # or matmul rate: those would describe the recording, not the run.
+    measured, how = machine.describe(measure=False), "not during the run (no speeds)"
+  else:
+    after = machine.describe()
+    measured = {**after, "load_average": [before["load_average"][0], after["load_average"][0]],
+                "matmul_gflops": round((before["matmul_gflops"] + after["matmul_gflops"]) / 2,
+                                       1)}
+    how = "before and after the run"
   record = {
       "name": name,
       "command": " ".join("python" if c == sys.executable else c
                           for c in command) if command else None,
       "recorded": datetime.date.today().isoformat(), "commit": commit or _commit(),
-      "machine": after if before is None else {
-          **after, "load_average": [before["load_average"][0], after["load_average"][0]],
-          "matmul_gflops": round((before["matmul_gflops"] + after["matmul_gflops"]) / 2, 1)},
-      # A run recorded afterwards keeps the machine's description but no load
-      # or matmul rate: those would describe the recording, not the run.
-      "machine_measured": ("not during the run (no speeds)" if before is None
-                           else "before and after the run"),
-      "summary": summary,
+      "machine": measured, "machine_measured": how, "summary": summary,
   }
-  return _write(name, record)
-
-
-def _write(name: str, record: dict) -> dict:
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
     json.dump(record, f, indent=1, sort_keys=True)
@@ -186,6 +179,11 @@ def _in_order(mapping: dict, first: tuple[str, ...]) -> list:
                                                  else len(first), kv[0]))
 
 
+def _markdown(head: str, rows: list[str], records: list[dict], text: str = "") -> str:
+  """A table: its head, its rows, an optional paragraph, and where each run was made."""
+  return "\n\n".join(p for p in ("\n".join([head] + rows), text, _footer(records)) if p)
+
+
 def _rate(summary: dict) -> str:
   s = summary.get("steps_per_s")
   return "—" if s is None else f"{s:,.0f}"
@@ -237,7 +235,7 @@ def table_default_runs(results: dict[str, dict]) -> str:
       shown.append(results[name])
   head = ("| config | result (held-out unless said; nats) | steps | steps/s |\n"
           "| --- | --- | --- | --- |")
-  return "\n".join([head] + rows) + "\n\n" + _footer(shown)
+  return _markdown(head, rows, shown)
 
 
 def table_estimator_variance(results: dict[str, dict]) -> str:
@@ -259,7 +257,7 @@ def table_estimator_variance(results: dict[str, dict]) -> str:
           f"divides it by {v['score'] / v['score_baseline']:,.0f} and the leave-one-out baseline "
           f"by {v['score'] / v['score_loo']:,.0f}. The reparametrized ELBO gradient's variance "
           f"at S = {', '.join(sizes)}: {', '.join(f'{x:.3g}' for x in reparam)}.")
-  return "\n".join([head] + rows) + "\n\n" + text + "\n\n" + _footer([r])
+  return _markdown(head, rows, [r], text)
 
 
 def table_amortization(name: str) -> Callable[[dict], str]:
@@ -275,7 +273,7 @@ def table_amortization(name: str) -> Callable[[dict], str]:
           f" | {_pm(v['approximation_gap'], v['approximation_gap_stderr'])} |")
     head = ("| family | amortized ELBO | optimized ELBO | IW log p(x) | amortization gap | "
             "approximation gap |\n| --- | --- | --- | --- | --- | --- |")
-    return "\n".join([head] + rows) + "\n\n" + _footer([r])
+    return _markdown(head, rows, [r])
   return table
 
 
@@ -293,7 +291,7 @@ def table_priors(results: dict[str, dict]) -> str:
                 f"{_num(v['neg_elbo'])} | {paper} |")
   head = (f"| prior | held-out log p(x), IWAE-{s['iw_samples']} | vs standard (paired) | "
           "held-out −ELBO | paper |\n| --- | --- | --- | --- | --- |")
-  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+  return _markdown(head, rows, [r])
 
 
 def table_burda(layers: int) -> Callable[[dict], str]:
@@ -312,7 +310,7 @@ def table_burda(layers: int) -> Callable[[dict], str]:
     head = (f"| variant | paper NLL (60k images, 3,280 epochs) | achieved NLL, k = {k} "
             f"({rows[0]['num_examples']:,} held-out images) | paper active units | "
             "achieved active units | train steps |\n| --- | --- | --- | --- | --- | --- |")
-    return "\n".join([head] + out) + "\n\n" + _footer([r])
+    return _markdown(head, out, [r])
   return table
 
 
@@ -340,7 +338,7 @@ def table_bench_iwae_eval(results: dict[str, dict]) -> str:
   head = (f"| path (K = {s['num_samples']:,}, {s['num_images_timed']} images timed) | ms per "
           "image | 10,000 images | GFLOP/s | time / streamed | time / matrix products |\n"
           "| --- | --- | --- | --- | --- | --- |")
-  return "\n".join([head] + rows) + "\n\n" + _footer([r])
+  return _markdown(head, rows, [r])
 
 
 def table_bench_vae_step(results: dict[str, dict]) -> str:
