@@ -20,6 +20,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from vae_jax import prng
+
 Array = jax.Array
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -69,7 +71,7 @@ def normal_sample(key: Array, mean: Array, log_scale: Array,
   """
   shape = tuple(sample_shape) + jnp.broadcast_shapes(mean.shape,
                                                      log_scale.shape)
-  eps = jax.random.normal(key, shape, dtype=jnp.result_type(mean))
+  eps = prng.normal(key, shape, jnp.result_type(mean))   # = jax.random.normal's draws
   return mean + jnp.exp(log_scale) * eps
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from vae_jax import distributions as D
+from vae_jax import prng
 
 Array = jax.Array
 
@@ -73,7 +74,7 @@ class DiagNormalMixture:
     """k ~ Categorical(pi), z = mu_k + sigma_k * eps: [*sample_shape, L]."""
     k_key, e_key = jax.random.split(seed)
     k = jax.random.categorical(k_key, self.logits, shape=tuple(sample_shape))
-    eps = jax.random.normal(e_key, tuple(sample_shape) + (self.latent_dim,))
+    eps = prng.normal(e_key, tuple(sample_shape) + (self.latent_dim,))
     return self.loc[k] + jnp.exp(self.log_scale[k]) * eps
 
 

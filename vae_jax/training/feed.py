@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vae_jax import data as data_lib
+from vae_jax import prng
 from vae_jax.training import sharding as sharding_lib
 from vae_jax.errors import UserError, check_choice
 
@@ -50,7 +51,7 @@ def binarize(x: jax.Array, key: jax.Array) -> jax.Array:
   the same bits.
   """
   d = x.shape[-1]
-  bits = jax.random.bits(key, x.shape[:-1] + ((d + 1) // 2,), jnp.uint32)
+  bits = prng.bits(key, x.shape[:-1] + ((d + 1) // 2,))   # = jax.random.bits's
   u = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[..., :d]
   return ((u.astype(jnp.float32) + 0.5) * (1.0 / 65536) < x).astype(x.dtype)
 
