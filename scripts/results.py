@@ -66,8 +66,11 @@ RECIPES: dict[str, list[str]] = {
     "bench_iwae_eval": [sys.executable, "scripts/bench_iwae_eval.py", "--num_images=200"],
     "bench_vae_step": [sys.executable, "scripts/bench_vae_step.py", "--batch_sizes=100",
                        "--ks=50"],
+    "bench_vs_commit": [sys.executable, "scripts/bench_vs_commit.py", "--ref=6644f40"],
+    "bench_distrax": [sys.executable, "scripts/bench_distrax.py"],
 }
-BENCHMARKS = ("bench_gmm", "bench_iwae_eval", "bench_vae_step")
+BENCHMARKS = ("bench_gmm", "bench_iwae_eval", "bench_vae_step", "bench_vs_commit",
+              "bench_distrax")
 
 
 def _commit() -> str | None:
@@ -78,6 +81,18 @@ def _commit() -> str | None:
     return None
 
 
+def _described(measured: dict) -> dict:
+  """A benchmark's machine in ``machine.describe()``'s keys: output written before
+  scripts/machine.py said ``affinity`` for ``cores`` and ``loadavg_start`` for
+  ``load_average`` (and measured no matmul rate, which stays absent)."""
+  out = dict(measured)
+  if "cores" not in out and "affinity" in out:
+    out["cores"] = out["affinity"]
+  if "load_average" not in out and "loadavg_start" in out:
+    out["load_average"] = out["loadavg_start"]
+  return out
+
+
 def _record(name: str, workdir: str, command: list[str] | None, before: dict | None,
             commit: str | None = None) -> dict:
   """results/NAME.json from WORKDIR/summary.json (or a benchmark's JSON file)."""
@@ -85,7 +100,7 @@ def _record(name: str, workdir: str, command: list[str] | None, before: dict | N
   with open(path) as f:
     summary = json.load(f)
   if name in BENCHMARKS:        # the benchmark measured its machine itself, at its start
-    measured, how = summary["machine"], "by the benchmark"
+    measured, how = _described(summary["machine"]), "by the benchmark"
   elif before is None:
     # A run recorded afterwards keeps the machine's description but no load
     # or matmul rate: those would describe the recording, not the run.
@@ -154,6 +169,16 @@ def _sci(x: float) -> str:
   """4.9e2, not 4.9e+02."""
   mantissa, exponent = f"{x:.1e}".split("e")
   return f"{mantissa}e{int(exponent)}"
+
+
+def _ratio(x: float, digits: int = 3, most: int = 6) -> str:
+  """A ratio near 1 with ``digits`` decimals, or more (up to ``most``) until the
+  text shows that it is not 1: 1.020, 0.999, 1.0001, 0.9997."""
+  for d in range(digits, most + 1):
+    text = f"{x:.{d}f}"
+    if x == 1 or float(text) != 1:
+      break
+  return text
 
 
 def _footer(records: list[dict]) -> str:
@@ -387,6 +412,106 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
   return "\n\n".join(out) + "\n\n" + _footer([r])
 
 
+# bench_vs_commit's programs -> (row label, {HLO op: what its changed count means}).
+# The notes interpret one run's compiled programs: each is shown only while the
+# recorded run's programs differ in that op.
+_VS_COMMIT_ROWS = {
+    "iwae_chunk": ("IWAE-{k} chunk (batch 20)", {"exponential": "log q from eps: one exp less"}),
+    "train_grad": ("training loss and gradient (batch 100)",
+                   {"exponential-minus-one": "distrax's KL uses one `expm1` per latent"}),
+}
+
+
+def table_bench_vs_commit(results: dict[str, dict]) -> str:
+  r = results["bench_vs_commit"]
+  s = r["summary"]
+  rows = []
+  for program, (label, notes) in _VS_COMMIT_ROWS.items():
+    xla = s["xla_cost"][program]
+    cost = {k: _ratio(v["ratio_new_over_old"]) for k, v in xla["cost"].items()}
+    note = "; ".join(t for op, t in notes.items() if op in xla["hlo_op_counts_that_differ"])
+    rows.append(f"| {label.format(k=s['settings']['iwae_num_samples'])} | {cost['flops']} | "
+                f"{cost['transcendentals']}{f' ({note})' if note else ''} | "
+                f"{cost['bytes accessed']} |")
+  head = ("| program | flops new/old | exp/log new/old | bytes new/old |\n"
+          "| --- | --- | --- | --- |")
+  new, old = s["ref"]["new"], s["ref"]["old"]
+  if new.get("given") == "WORKTREE":
+    changed = new.get("uncommitted_in_vae_jax_or_experiments", [])
+    new_code = (f"a copy of the working tree at {new['commit'][:7]} taken "
+                f"{new['snapshot_time'].replace('T', ' ')}, "
+                + (f"with {len(changed)} files of `vae_jax/` and `experiments/` changed or "
+                   f"added since that commit (listed in `results/{r['name']}.json`)" if changed
+                   else "with no uncommitted changes in `vae_jax/` or `experiments/`"))
+  else:
+    new_code = new["commit"][:7]
+  text = (f"XLA's cost analysis of each compiled program, new over old; new: {new_code}; "
+          f"old: {old['commit'][:7]}.")
+  return _markdown(head, rows, [r], text)
+
+
+_DISTRAX_DRAWS_AND_DENSITIES = (
+    "distrax (`distrax.Normal` in `DiagNormal`) for densities; draws: distrax's arithmetic on "
+    "`vae_jax.prng.normal` eps (the same numbers); the closed-form KL stays ours (distrax's "
+    "adds an `expm1` per latent)")
+# The mixture prior's K -> (what its ratio's cell adds, None for distrax's extra time as a
+# share of the training step; the decision).
+_DISTRAX_MIXTURE_ROWS = {
+    500: ("distrax builds [N, K, L]; ours two [N, L]x[L, K] products", "ours (`DiagNormalMixture`)"),
+    10: (None, "ours"),
+}
+
+
+def table_bench_distrax(results: dict[str, dict]) -> str:
+  """distrax against plain jnp (q, p(z), the Bernoulli) and our mixture prior: the paired
+  median time ratios of a full run of scripts/bench_distrax.py, and the decision each
+  row led to (fixed text: a decision, not a measurement)."""
+  r = results["bench_distrax"]
+  s = r["summary"]
+  flags_ = s["flags"]
+  k = flags_["num_samples"]
+  train, iwae = s["train_step_ratio_vs_jnp"], s[f"iwae{k}_ratio_vs_jnp"]
+  xla_train, xla_iwae = (s["xla_cost_ratio_vs_jnp"][p] for p in ("train_loop", f"iwae{k}"))
+  mixture = s["mixture"]
+
+  def counts(c):
+    if all(v == 1 for v in c.values()):
+      return "identical XLA counts"
+    return f"XLA flops {_ratio(c['flops'])}, exp/log {_ratio(c['transcendentals'])}"
+
+  q_and_prior = "distrax_q_and_prior_only"
+  cells = [
+      ("default training step, q and N(0, I) from distrax",
+       f"{train[q_and_prior]['paired_median']:.2f} ({counts(xla_train[q_and_prior])})",
+       _DISTRAX_DRAWS_AND_DENSITIES),
+      (f"IWAE-{k} evaluation, q and N(0, I) from distrax",
+       f"{iwae[q_and_prior]['paired_median']:.2f} ({counts(xla_iwae[q_and_prior])})",
+       "distrax"),
+      ("the same with distrax's Bernoulli p(x\\|z) too",
+       f"{train['distrax_mvn']['paired_median']:.2f} (step), "
+       f"{iwae['distrax_mvn_all']['paired_median']:.2f} (IWAE: "
+       f"{xla_iwae['distrax_mvn_all']['bytes_accessed']:.1f}x memory traffic)",
+       "our fused `x·l − softplus(l)`"),
+  ]
+  for i, components in enumerate(mixture["components"]):
+    tag = f"K{components}/train_n100_grad"
+    note, decision = _DISTRAX_MIXTURE_ROWS[components]
+    if note is None:
+      note = (f"distrax's extra time {mixture['perspective'][tag]['extra_pct_of_reference']:.1f}% "
+              "of a step")
+    label = (f"mixture prior log p(z), K = {components}, batch 100 with gradient" if i == 0
+             else f"the same, K = {components}")
+    cells.append((label, f"{mixture['ratio_distrax_vs_ours'][tag]['paired_median']:.1f} "
+                         f"({note})", decision))
+  rows = [f"| {what} | {ratio} | {decision} |" for what, ratio, decision in cells]
+  head = "| what | distrax / plain jnp | decision |\n| --- | --- | --- |"
+  text = (f"Paired medians of the time ratio over {flags_['train_rounds']} rounds (training "
+          f"step), {flags_['iwae_rounds']} (IWAE) and {flags_['mixture_rounds']} (mixture prior, "
+          "distrax over ours), the variants interleaved in one process; XLA's counts of the "
+          "compiled programs do not depend on load.")
+  return _markdown(head, rows, [r], text)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "default_runs": table_default_runs,
     "estimator_variance": table_estimator_variance,
@@ -398,6 +523,9 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_gmm": table_bench_gmm,
     "bench_iwae_eval": table_bench_iwae_eval,
     "bench_vae_step": table_bench_vae_step,
+    "bench_vs_commit": table_bench_vs_commit,
+    # Not in README.md until results/bench_distrax.json is recorded (a full run).
+    "bench_distrax": table_bench_distrax,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
