@@ -409,6 +409,13 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
                       b["torch_eager"]["steps_per_s"]))
     out.append(f"| batch {batch} | steps/s | of the chained limit | of the independent limit |\n"
                "| --- | --- | --- | --- |\n" + "\n".join(rows))
+  if fam := r["summary"].get("families"):
+    variant = lambda v: "the default config" if v == "(default)" else f"`vae.py:{v}`"
+    rows = [f"| {name} ({variant(f['variant'])}) | {f['trainer_steps_per_s']:,.0f} | "
+            f"{f['time_per_step_vs_gaussian']:.2f} |" for name, f in fam["families"].items()]
+    out.append(f"| family: runner loop, batch {fam['batch_size']}, k = {fam['k']}, "
+               f"{fam['num_steps']:,} steps | steps/s | time per step / the Gaussian's |\n"
+               "| --- | --- | --- |\n" + "\n".join(rows))
   return "\n\n".join(out) + "\n\n" + _footer([r])
 
 

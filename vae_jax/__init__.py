@@ -17,7 +17,8 @@ The library (experiments live in ``experiments/``), by what a reader looks for:
 * ``classical/``   exact models: ``bayes`` (conjugate: MLE, MAP, posterior,
   evidence, predictive), ``gmm`` and ``ppca`` (EM, posterior, ELBO identity).
 * ``distributions`` the densities and KLs written out; ``data`` datasets and
-  binarization; ``keys`` the run's named random streams; ``tasks`` a run's
+  binarization; ``keys`` the run's named random streams; ``prng`` jax.random's
+  threefry draws, unrolled for XLA:CPU; ``tasks`` a run's
   data and task from its config, ``load_checkpoint``; ``plots`` figures (the
   only module that imports matplotlib; not imported here); ``errors``.
 
@@ -36,7 +37,7 @@ from vae_jax.inference.objectives import elbo, iwae_bound, reconstruct, sample_p
 from vae_jax.data import Dataset, load_arrays
 from vae_jax.training.trainer import Task, TrainState, create_train_state, train, train_step
 from vae_jax.tasks import build_task, load_checkpoint, load_data
-from vae_jax import families, keys, models, tasks
+from vae_jax import families, keys, models, prng, tasks
 from vae_jax.classical import bayes, gmm, ppca
 from vae_jax.inference import (amortization, estimators, evaluation, iwae, likelihoods,
                                objectives)
