@@ -531,7 +531,6 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_iwae_eval": table_bench_iwae_eval,
     "bench_vae_step": table_bench_vae_step,
     "bench_vs_commit": table_bench_vs_commit,
-    # Not in README.md until results/bench_distrax.json is recorded (a full run).
     "bench_distrax": table_bench_distrax,
 }
 
