@@ -54,8 +54,12 @@ def threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array,
   return x0, x1
 
 
-def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
-  """The two uint32 words of a threefry key (typed or raw), or None for another impl."""
+def _fast_words(key: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array] | None:
+  """The two uint32 words of a threefry key (typed or raw) when the unrolled draw
+  reproduces ``jax.random``'s for ``shape``; None otherwise (another impl, the
+  non-partitionable setting, 2**32 draws or more)."""
+  if not jax.config.jax_threefry_partitionable or math.prod(shape) >= 2**32:
+    return None
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     if key.shape or str(jax.random.key_impl(key)) != "threefry2x32":
       return None
@@ -68,13 +72,6 @@ def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array] | None:
   return data[0], data[1]
 
 
-def _fast_path(key: jax.Array, shape: tuple[int, ...]):
-  words = _key_words(key)
-  if words is None or not jax.config.jax_threefry_partitionable or math.prod(shape) >= 2**32:
-    return None
-  return words
-
-
 def _flat_index(shape: tuple[int, ...]) -> jax.Array:
   """[*shape] uint32 row-major element index, from one iota per axis (partitionable)."""
   index = jnp.zeros(shape, jnp.uint32)
@@ -85,15 +82,19 @@ def _flat_index(shape: tuple[int, ...]) -> jax.Array:
   return index
 
 
-def bits(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
-  """[*shape] uint32 uniform bits, equal to ``jax.random.bits(key, shape, jnp.uint32)``."""
-  shape = tuple(int(d) for d in shape)
-  words = _fast_path(key, shape)
-  if words is None:
-    return jax.random.bits(key, shape, jnp.uint32)
+def _threefry_bits(words: tuple[jax.Array, jax.Array], shape: tuple[int, ...]) -> jax.Array:
   index = _flat_index(shape)     # JAX's 64-bit counter: high word 0 below 2**32 draws
   y0, y1 = threefry2x32(words[0], words[1], jnp.zeros_like(index), index)
   return y0 ^ y1
+
+
+def bits(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
+  """[*shape] uint32 uniform bits, equal to ``jax.random.bits(key, shape, jnp.uint32)``."""
+  shape = tuple(int(d) for d in shape)
+  words = _fast_words(key, shape)
+  if words is None:
+    return jax.random.bits(key, shape, jnp.uint32)
+  return _threefry_bits(words, shape)
 
 
 def normal(key: jax.Array, shape: tuple[int, ...] = (), dtype=jnp.float32) -> jax.Array:
@@ -103,10 +104,11 @@ def normal(key: jax.Array, shape: tuple[int, ...] = (), dtype=jnp.float32) -> ja
   (as a float in [1, 2) less 1, scaled), then sqrt(2) erfinv(u).
   """
   shape = tuple(int(d) for d in shape)
-  if jnp.dtype(dtype) != jnp.float32 or _fast_path(key, shape) is None:
+  words = _fast_words(key, shape) if jnp.dtype(dtype) == jnp.float32 else None
+  if words is None:
     return jax.random.normal(key, shape, dtype)
   one = np.array(1.0, np.float32).view(np.uint32)
-  floats = jax.lax.bitcast_convert_type((bits(key, shape) >> np.uint32(9)) | one,
+  floats = jax.lax.bitcast_convert_type((_threefry_bits(words, shape) >> np.uint32(9)) | one,
                                         jnp.float32) - np.float32(1.0)
   lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
   u = jnp.maximum(lo, floats * (np.float32(1.0) - lo) + lo)
