@@ -116,6 +116,7 @@ import optax
 from vae_jax import data as data_lib
 from vae_jax.families import mixture as mixture_lib
 import machine  # scripts/machine.py: this folder is on sys.path
+import paired  # scripts/paired.py
 
 _TRAIN_ROUNDS = flags.DEFINE_integer("train_rounds", 16, "Rounds of the train-step timing; "
                                      "each round times every variant once.")
@@ -383,15 +384,6 @@ def iwae_matmul_only(params, x, key, *, num_samples: int, chunk: int):
 # ----------------------------------------------------------------------------
 
 
-def _interleaved(fns: dict, rounds: int) -> dict:
-  """Times each ``fns[name]()`` (returns seconds) once per round, order rotated."""
-  names, secs = list(fns), {name: [] for name in fns}
-  for r in range(rounds):
-    for name in names[r % len(names):] + names[:r % len(names)]:
-      secs[name].append(fns[name]())
-  return secs
-
-
 def _summary(values, scale: float) -> dict:
   v = np.asarray(values) * scale
   return {"median": float(np.median(v)), "min": float(np.min(v)), "n": int(v.size)}
@@ -479,7 +471,7 @@ def bench_train(params, train_x, perm, key, variants: dict, rounds: int, calls: 
       return time.perf_counter() - t0
     return run
 
-  secs = _interleaved({name: timed(name) for name in loops}, rounds)
+  secs = paired.interleaved({name: timed(name) for name in loops}, rounds)
   ms = {name: _summary(s, 1e3 / (calls * steps)) for name, s in secs.items()}
   return {"ms": ms, "ratios": _ratios(secs), "xla_cost": costs,
           "xla_cost_ratios": _cost_ratios(costs), "agreement": agreement,
@@ -518,7 +510,7 @@ def bench_iwae(params, eval_x, key, variants: dict, rounds: int, num_images: int
       return time.perf_counter() - t0
     return run
 
-  secs = _interleaved({name: timed(name) for name in fns}, rounds)
+  secs = paired.interleaved({name: timed(name) for name in fns}, rounds)
   ms = {name: _summary(s, 1e3 / num_images) for name, s in secs.items()}
   return {"ms": ms, "ratios": _ratios(secs), "xla_cost": costs,
           "xla_cost_ratios": _cost_ratios(costs), "agreement": agreement, "compile_s": compile_s,
@@ -651,7 +643,7 @@ def bench_mixture(key, rounds: int, train_reps: int, iwae_reps: int, num_samples
       return time.perf_counter() - t0
     return run
 
-  secs = _interleaved({name: timed(name) for name in fns}, rounds)
+  secs = paired.interleaved({name: timed(name) for name in fns}, rounds)
   ms, ratios, cost_ratios, perspective = {}, {}, {}, {}
   for num_components in MIXTURE_COMPONENTS:
     for case, (rows, grad) in MIXTURE_CASES.items():

@@ -65,12 +65,13 @@ RECIPES: dict[str, list[str]] = {
     "bench_gmm": [sys.executable, "scripts/bench_gmm.py"],
     "bench_iwae_eval": [sys.executable, "scripts/bench_iwae_eval.py", "--num_images=200"],
     "bench_vae_step": [sys.executable, "scripts/bench_vae_step.py", "--batch_sizes=100",
-                       "--ks=50"],
+                       "--ks=50", "--repeats=5"],
     "bench_vs_commit": [sys.executable, "scripts/bench_vs_commit.py", "--ref=6644f40"],
     "bench_distrax": [sys.executable, "scripts/bench_distrax.py"],
+    "bench_step_levers": [sys.executable, "scripts/bench_step_levers.py"],
 }
 BENCHMARKS = ("bench_gmm", "bench_iwae_eval", "bench_vae_step", "bench_vs_commit",
-              "bench_distrax")
+              "bench_distrax", "bench_step_levers")
 
 
 def _commit() -> str | None:
@@ -409,6 +410,16 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
                       b["torch_eager"]["steps_per_s"]))
     out.append(f"| batch {batch} | steps/s | of the chained limit | of the independent limit |\n"
                "| --- | --- | --- | --- |\n" + "\n".join(rows))
+    paired = [(k, runner["paired_fraction_of_independent_limit"])
+              for k, runner in b["vae_jax_runner"]["k"].items()
+              if "paired_fraction_of_independent_limit" in runner]
+    for k, p in paired:
+      figures = "; ".join(
+          f"{what} {p[m]['median']:.1%} (rounds {', '.join(f'{f:.1%}' for f in p[m]['rounds'])})"
+          for m, what in (("trainer", "steady state"), ("loop", "loop"), ("wall", "wall clock")))
+      out.append(f"Paired by round (batch {batch}, k = {k}: each runner call against the "
+                 f"independent limit timed just before it, median of "
+                 f"{len(p['trainer']['rounds'])} rounds): {figures}.")
   if fam := r["summary"].get("families"):
     variant = lambda v: "the default config" if v == "(default)" else f"`vae.py:{v}`"
     rows = [f"| {name} ({variant(f['variant'])}) | {f['trainer_steps_per_s']:,.0f} | "
@@ -519,6 +530,32 @@ def table_bench_distrax(results: dict[str, dict]) -> str:
   return _markdown(head, rows, [r], text)
 
 
+def table_bench_step_levers(results: dict[str, dict]) -> str:
+  """Each lever's paired change of the training step's time, its bytes, its numbers."""
+  r = results["bench_step_levers"]
+  s = r["summary"]
+  rows = []
+  for name, lever in s["levers"].items():
+    d, same = lever["paired_ms"], lever["same_numbers"]
+    lo, hi = d["interval"]
+    numbers = ("bit-identical" if same["bit_identical"]
+               else f"differ (params {_sci(same['max_rel_param_diff'])} rel.)")
+    rows.append(f"| `{name}`: {lever['description']} | {_signed(d['median'])} "
+                f"({_signed(lo)} to {_signed(hi)}) | {d['verdict']} | "
+                f"{_ratio(lever['cost_vs_baseline']['bytes_accessed'], 2, 3)} | {numbers} |")
+  head = ("| lever | ms per step vs the baseline (90% interval) | verdict | bytes accessed / "
+          "baseline's | numbers after 3 steps |\n| --- | --- | --- | --- | --- |")
+  f = s["flags"]
+  text = (f"Baseline: the trainer's compiled loop as it ships, {s['baseline']['ms_per_step']:.2f} "
+          f"ms per step (median). {f['rounds']} rounds, each timing every program for "
+          f"{f['dispatches']} dispatches of {f['steps']} steps, the order rotated; the change is "
+          "the median over rounds of (lever − baseline) in the same round, its interval a "
+          "bootstrap of that median. `baseline_again` (the same program compiled twice) is "
+          "the run's noise floor. Bytes accessed: XLA's cost analysis of the compiled program, "
+          "which load does not move.")
+  return _markdown(head, rows, [r], text)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "default_runs": table_default_runs,
     "estimator_variance": table_estimator_variance,
@@ -530,6 +567,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_gmm": table_bench_gmm,
     "bench_iwae_eval": table_bench_iwae_eval,
     "bench_vae_step": table_bench_vae_step,
+    "bench_step_levers": table_bench_step_levers,
     "bench_vs_commit": table_bench_vs_commit,
     "bench_distrax": table_bench_distrax,
 }

@@ -1,6 +1,7 @@
 """The README's result tables are generated from results/*.json (scripts/results.py)."""
 
 import importlib
+import json
 import os
 import sys
 
@@ -194,3 +195,44 @@ def test_machine_label_carries_the_matmul_rate():
   assert machine.label(info) == "2 cores (AMD EPYC), matmul 242 GFLOP/s"
   assert machine.label({**info, "backend": "gpu", "device_count": 1,
                         "device_kind": "NVIDIA H200"}).startswith("1 x NVIDIA H200")
+
+
+def _levers_record() -> dict:
+  def lever(median, lo, hi, verdict, nbytes, identical):
+    return {"description": "what it changes", "ms_per_step": 4.7 + median,
+            "paired_ms": {"median": median, "interval": [lo, hi], "level": 0.9,
+                          "verdict": verdict},
+            "cost_vs_baseline": {"bytes_accessed": nbytes, "flops": 1.0},
+            "same_numbers": {"bit_identical": identical, "max_rel_param_diff": 0.0 if identical
+                             else 2.2e-4, "loss_sum": 1.0, "baseline_loss_sum": 1.0}}
+  return {"name": "bench_step_levers", "command": "python scripts/bench_step_levers.py",
+          "commit": "abc1234", "recorded": "2026-12-01", "machine_measured": "by the benchmark",
+          "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "matmul_gflops": 100.0,
+                      "load_average": [1.5, 1.0, 1.0]},
+          "summary": {"flags": {"rounds": 30, "dispatches": 4, "steps": 40},
+                      "baseline": {"ms_per_step": 4.7},
+                      "levers": {"baseline_again": lever(0.01, -0.05, 0.06, "no change measured",
+                                                         1.0, True),
+                                 "sgd": lever(-0.3, -0.4, -0.2, "faster", 0.766, False)}}}
+
+
+def test_bench_step_levers_table_reads_each_lever_against_the_noise_floor():
+  table = results.table_bench_step_levers({"bench_step_levers": _levers_record()})
+  rows = table.split("\n\n")[0].split("\n")
+  assert rows[2] == ("| `baseline_again`: what it changes | +0.01 (−0.05 to +0.06) | "
+                     "no change measured | 1.00 | bit-identical |")
+  assert rows[3] == ("| `sgd`: what it changes | −0.30 (−0.40 to −0.20) | faster | 0.77 | "
+                     "differ (params 2.2e-4 rel.) |")
+  assert "4.70 ms per step" in table and "30 rounds" in table
+  assert table.endswith("load average 1.5 at its start")
+
+
+def test_bench_vae_step_table_says_the_paired_fractions_round_by_round():
+  r = json.loads(json.dumps(results.load_results()["bench_vae_step"]))
+  runner = next(iter(r["summary"]["results"].values()))["vae_jax_runner"]["k"]
+  k = next(iter(runner))
+  runner[k]["paired_fraction_of_independent_limit"] = {
+      m: {"median": 0.6, "rounds": [0.55, 0.6, 0.65]} for m in ("trainer", "loop", "wall")}
+  table = results.table_bench_vae_step({"bench_vae_step": r})
+  assert (f"k = {k}: each runner call against the independent limit timed just before it, "
+          "median of 3 rounds): steady state 60.0% (rounds 55.0%, 60.0%, 65.0%)") in table

@@ -1,0 +1,344 @@
+r"""Levers on the default VAE's training step, each measured against the step as it ships.
+
+Each lever is one change to the program the runner executes: the trainer's
+``train_steps`` (a fused ``lax.fori_loop`` of Adam steps, each gathering its
+batch from the device feed and binarizing it), built and compiled with the
+change, on the default config (MLP 784-200-200-50, Bernoulli, batch 100).
+All programs are compiled first; then every round runs each program for
+``--dispatches`` dispatches of ``--steps`` steps (the order rotated each
+round, shuffled), so a lever is read against the baseline of the same round:
+
+  python scripts/bench_step_levers.py                      # every lever, 30 rounds
+  python scripts/bench_step_levers.py --levers=gather_promise_in_bounds,sgd --rounds=60
+
+Reported per lever: ms per step (median over rounds), the paired difference
+from the baseline (median over rounds, with a 90% bootstrap interval, and a
+verdict: ``faster`` or ``slower`` when the interval excludes 0 and the
+median is beyond the noise floor below), XLA's cost
+analysis of the compiled program over the baseline's (bytes accessed, flops,
+transcendentals: load-independent), and whether its first steps compute the
+baseline's numbers (``same_numbers``: the loss sum and the parameters after
+3 steps from the same state, bit for bit, or their largest relative
+difference). ``baseline_again`` is the baseline compiled a second time: the
+larger end of its interval (in absolute value) is the run's noise floor; the
+same HLO compiled twice can differ by a few percent on this VM, a difference
+that more rounds do not shrink.
+
+The levers (``LEVERS``) are the ones this project tried for the step; each is
+a patch applied while the program is traced, never to the library on disk.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import time
+from typing import Callable, Iterator, NamedTuple
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.configs import vae as vae_config
+from vae_jax import data as data_lib
+from vae_jax import distributions
+from vae_jax import prng
+from vae_jax import tasks
+from vae_jax.training import feed as feed_lib
+from vae_jax.training import optim
+from vae_jax.training import sharding
+from vae_jax.training import trainer
+import machine  # scripts/machine.py: this folder is on sys.path
+import paired  # scripts/paired.py
+
+BATCH_SIZE = 100
+CHECK_STEPS = 3   # steps run from one state by every lever to compare their numbers
+
+
+# ----------------------------------------------------------------------------
+# The levers: patches in force while a variant's program is traced.
+# ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _patched(obj, name: str, value) -> Iterator[None]:
+  old = getattr(obj, name)
+  setattr(obj, name, value)
+  try:
+    yield
+  finally:
+    setattr(obj, name, old)
+
+
+def _stacked(*patches) -> contextlib.ExitStack:
+  stack = contextlib.ExitStack()
+  for obj, name, value in patches:
+    stack.enter_context(_patched(obj, name, value))
+  return stack
+
+
+def _rows(feed: feed_lib.DeviceFeed, perm: jax.Array, step: jax.Array) -> jax.Array:
+  """The step's row indices, as ``DeviceFeed.batch`` takes them."""
+  b = feed.stream.batch_size
+  return jax.lax.dynamic_slice_in_dim(perm, (step % feed.stream.steps_per_epoch) * b, b)
+
+
+def _gather(mode: str) -> Callable:
+  def batch(self, args, i, step):
+    del i
+    x, perm = args
+    return x.at[_rows(self, perm, step)].get(mode=mode)
+  return lambda: _patched(feed_lib.DeviceFeed, "batch", batch)
+
+
+def _uint8_batch(self, args, i, step):
+  del i
+  x, perm = args                 # x: uint8 k with k / 255 the feed's float32 pixel
+  return jnp.take(x, _rows(self, perm, step), axis=0).astype(jnp.float32) / np.float32(255)
+
+
+def _binarize_bitcast(x: jax.Array, key: jax.Array) -> jax.Array:
+  """``feed.binarize`` with each word's 16-bit halves taken by a bitcast
+  instead of a mask, a shift and a concatenate (the same pixels)."""
+  d = x.shape[-1]
+  h = (d + 1) // 2
+  halves = jax.lax.bitcast_convert_type(prng.bits(key, x.shape[:-1] + (h,)), jnp.uint16)
+  u = jnp.swapaxes(halves, -1, -2).reshape(x.shape[:-1] + (2 * h,))[..., :d]
+  return ((u.astype(jnp.float32) + 0.5) * (1.0 / 65536) < x).astype(x.dtype)
+
+
+@jax.custom_jvp
+def _softplus_shared_exp(x):
+  return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@_softplus_shared_exp.defjvp
+def _softplus_shared_exp_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  e = jnp.exp(-jnp.abs(x))          # one exp for the value and sigmoid(x)
+  sigmoid = jnp.where(x >= 0, 1.0, e) / (1.0 + e)
+  return jnp.maximum(x, 0.0) + jnp.log1p(e), sigmoid * t
+
+
+def _update_without_cond(do, params, opt_state, grads, tx):
+  del do   # not a NaN guard: only the cost of the lax.cond around the update
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+class Lever(NamedTuple):
+  description: str
+  patch: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+  compile_options: dict | None = None
+  uint8_data: bool = False
+  sgd: bool = False
+
+
+LEVERS: dict[str, Lever] = {
+    "baseline_again": Lever("the baseline compiled again: the run's noise floor"),
+    "jax_random_draws": Lever(
+        "jax.random's threefry for the binarization and q's noise in place of "
+        "vae_jax.prng's unrolled one (the same bits)",
+        lambda: _stacked(
+            (prng, "bits", lambda key, shape=(): jax.random.bits(key, shape, jnp.uint32)),
+            (prng, "normal", lambda key, shape=(), dtype=jnp.float32:
+             jax.random.normal(key, shape, dtype)))),
+    "no_grad_norm": Lever(
+        "no gradient norm: the NaN guard on the loss alone",
+        lambda: _patched(optax, "global_norm", lambda tree: jnp.zeros((), jnp.float32))),
+    "softplus_shared_exp": Lever(
+        "softplus and its derivative sigmoid from one exp",
+        lambda: _patched(distributions, "softplus", _softplus_shared_exp)),
+    "gather_promise_in_bounds": Lever(
+        "the batch gather without bounds checks (mode='promise_in_bounds')",
+        _gather("promise_in_bounds")),
+    "gather_clip": Lever("the batch gather clipping its indices (mode='clip')", _gather("clip")),
+    "binarize_bitcast": Lever(
+        "the binarization's 16-bit halves by a bitcast instead of a mask, a shift and a "
+        "concatenate", lambda: _patched(feed_lib, "binarize", _binarize_bitcast)),
+    "data_uint8": Lever(
+        "the training split held as uint8 on the device (a quarter of the bytes), each batch "
+        "converted to float32 k / 255 (the same pixels)",
+        lambda: _patched(feed_lib.DeviceFeed, "batch", _uint8_batch), uint8_data=True),
+    "update_without_cond": Lever(
+        "Adam's update without the lax.cond of the NaN guard (not a guard; for scale)",
+        lambda: _patched(trainer, "_update", _update_without_cond)),
+    "xla_ynnpack_off": Lever("XLA:CPU without YNNPACK fusions",
+                             compile_options={"xla_cpu_experimental_ynn_fusion_type": ""}),
+    "xla_concurrency_scheduler": Lever(
+        "XLA:CPU's concurrency-optimized scheduler",
+        compile_options={"xla_cpu_enable_concurrency_optimized_scheduler": True}),
+    "xla_platform_math": Lever(
+        "XLA:CPU's platform-dependent math",
+        compile_options={"xla_cpu_enable_platform_dependent_math": True}),
+    "xla_xnnpack": Lever("XLA:CPU with XNNPACK", compile_options={"xla_cpu_use_xnnpack": True}),
+    "sgd": Lever("plain SGD (lr 1e-3) in place of Adam: for scale, Adam's share", sgd=True),
+}
+
+
+_LEVERS = flags.DEFINE_list("levers", list(LEVERS), f"Levers to measure, of: {', '.join(LEVERS)}.")
+_ROUNDS = flags.DEFINE_integer("rounds", 30, "Rounds; each times every program once.")
+_DISPATCHES = flags.DEFINE_integer("dispatches", 4, "Dispatches per program per round.")
+_STEPS = flags.DEFINE_integer("steps", 40, "Steps per dispatch.")
+
+
+# ----------------------------------------------------------------------------
+# Building and checking the programs.
+# ----------------------------------------------------------------------------
+
+
+class Program(NamedTuple):
+  compiled: Callable
+  state0: trainer.TrainState
+  feed_args: tuple
+  cost: dict
+
+
+def _cost(compiled) -> dict:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  keys = {"flops": "flops", "transcendentals": "transcendentals",
+          "bytes accessed": "bytes_accessed"}
+  return {v: float(cost[k]) for k, v in keys.items() if k in cost}
+
+
+def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Program:
+  """The trainer's ``train_steps`` program with ``lever`` (None: as it ships)."""
+  lever = lever or Lever("baseline")
+  stream = data_lib.BatchStream(ds.train_x, BATCH_SIZE, seed=0)
+  feed = feed_lib.DeviceFeed(stream, sharding.make_shardings(
+      {"config.train.batch_size": BATCH_SIZE}))
+  feed_args = feed.args(0, steps)
+  if lever.uint8_data:
+    k = np.rint(np.asarray(ds.train_x, np.float64) * 255)
+    if not np.array_equal((k.astype(np.float32) / np.float32(255)), ds.train_x):
+      raise ValueError("the training split is not k / 255 for integers k: no uint8 form")
+    feed_args = (jnp.asarray(k.astype(np.uint8)), feed_args[1])
+  tx = (optax.sgd(1e-3) if lever.sgd
+        else optim.make_optimizer(config.train, trainer.steps_per_epoch(ds, BATCH_SIZE)))
+  with lever.patch():
+    task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
+    state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
+    fn = jax.jit(functools.partial(trainer.train_steps, task=task, tx=tx,
+                                   feed_batch=feed.batch, binarize=True), donate_argnums=0)
+    binarize_key = jax.random.key_data(jax.random.key(2))
+    compiled = fn.lower(state, feed_args, binarize_key, jnp.int32(steps)).compile(
+        lever.compile_options)
+  run = functools.partial(_run, compiled, feed_args=feed_args, binarize_key=binarize_key)
+  return Program(run, state, feed_args, _cost(compiled))
+
+
+def _run(compiled, state, num_steps: int, *, feed_args, binarize_key):
+  return compiled(state, feed_args, binarize_key, jnp.int32(num_steps))
+
+
+def _copy(tree):
+  return jax.tree_util.tree_map(jnp.copy, tree)
+
+
+def same_numbers(program: Program, baseline: Program) -> dict:
+  """The loss sum and the parameters after ``CHECK_STEPS`` steps from the same
+  initial parameters (each program's own optimizer state: SGD's has no moments)."""
+  out = {}
+  for name, p in (("lever", program), ("baseline", baseline)):
+    state, sums = p.compiled(_copy(p.state0), CHECK_STEPS)
+    out[name] = (float(sums["loss"]), jax.tree_util.tree_leaves(jax.device_get(state.params)))
+  (loss, params), (base_loss, base_params) = out["lever"], out["baseline"]
+  rel = max(float(np.max(np.abs(a.astype(np.float64) - b) / np.maximum(np.abs(b), 1e-30)))
+            for a, b in zip(params, base_params))
+  identical = loss == base_loss and all(np.array_equal(a, b) for a, b in zip(params, base_params))
+  return {"bit_identical": bool(identical), "loss_sum": loss, "baseline_loss_sum": base_loss,
+          "max_rel_param_diff": rel}
+
+
+# ----------------------------------------------------------------------------
+# The measurement.
+# ----------------------------------------------------------------------------
+
+
+def measure(programs: dict[str, Program], rounds: int, dispatches: int,
+            steps: int) -> dict[str, list[float]]:
+  """ms per step of each program, once per round (interleaved)."""
+  states = {name: _copy(p.state0) for name, p in programs.items()}
+
+  def timed(name):
+    def run():
+      state, _ = programs[name].compiled(states[name], steps)   # warm, off the clock
+      jax.block_until_ready(state)
+      t0 = time.perf_counter()
+      for _ in range(dispatches):
+        state, _ = programs[name].compiled(state, steps)
+      jax.block_until_ready(state)
+      states[name] = state
+      return (time.perf_counter() - t0) / (dispatches * steps) * 1e3
+    return run
+
+  return paired.interleaved({name: timed(name) for name in programs}, rounds, shuffle_seed=0)
+
+
+def bench(levers: list[str], rounds: int, dispatches: int, steps: int) -> dict:
+  unknown = [name for name in levers if name not in LEVERS]
+  if unknown:
+    raise ValueError(f"unknown lever(s) {unknown}; known: {', '.join(LEVERS)}")
+  config = vae_config.get_config()
+  ds = tasks.load_data(config)
+  programs = {"baseline": build(None, config, ds, steps)}
+  for name in levers:
+    programs[name] = build(LEVERS[name], config, ds, steps)
+  checks = {name: same_numbers(p, programs["baseline"]) for name, p in programs.items()
+            if name != "baseline"}
+  ms = measure(programs, rounds, dispatches, steps)
+  diffs = paired.paired_differences(ms, "baseline")
+  if "baseline_again" in diffs:
+    # The same program compiled twice differs by this much (buffer placement,
+    # the machine's drift within a round): a lever must move the step further.
+    lo, hi = diffs["baseline_again"]["interval"]
+    floor = max(abs(lo), abs(hi))
+    diffs = paired.paired_differences(ms, "baseline", floor=floor)
+    diffs["baseline_again"]["verdict"] = f"noise floor: {floor:.2f} ms"
+  base_cost = programs["baseline"].cost
+  return {
+      "benchmark": "bench_step_levers",
+      "model": "default VAE config: mlp 784-200-200-50, bernoulli, adam 1e-3, batch 100; "
+               "mnist_5k, device feed, dynamic binarization",
+      "flags": {"levers": levers, "rounds": rounds, "dispatches": dispatches, "steps": steps},
+      "notes": {
+          "ms_per_step": "median over rounds of one program's dispatches (not counting one "
+                         "warm-up dispatch per round)",
+          "paired_ms": "lever minus baseline, round by round (the order shuffled each round): "
+                       "median, 90% bootstrap interval of the median, verdict (faster/slower "
+                       "when the interval excludes 0 and the median is beyond the noise "
+                       "floor: the larger end of baseline_again's interval)",
+          "cost_vs_baseline": "XLA's cost analysis of the compiled program over the "
+                              "baseline's: independent of load",
+          "same_numbers": f"loss sum and parameters after {CHECK_STEPS} steps from the same "
+                          "state, against the baseline",
+      },
+      "baseline": {"ms_per_step": float(np.median(ms["baseline"])), "cost": base_cost},
+      "levers": {
+          name: {"description": LEVERS[name].description,
+                 "ms_per_step": float(np.median(ms[name])),
+                 "paired_ms": diffs[name],
+                 "cost_vs_baseline": {k: v / base_cost[k] for k, v in programs[name].cost.items()
+                                      if base_cost.get(k)},
+                 "same_numbers": checks[name]}
+          for name in levers},
+  }
+
+
+def main(argv):
+  del argv
+  machine_before = machine.describe()
+  result = bench(_LEVERS.value, _ROUNDS.value, _DISPATCHES.value, _STEPS.value)
+  result["machine"] = {**machine_before, "load_average_at_end": os.getloadavg()[0]}
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)

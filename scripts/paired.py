@@ -1,0 +1,64 @@
+"""Interleaved timing and paired statistics, shared by the benchmarks that compare variants.
+
+On a shared machine the load drifts within a run, so a comparison of two
+programs means little unless they alternate: ``interleaved`` runs every
+variant once per round (the order rotated), and ``paired_differences`` reads
+each variant against the baseline of the same round, with a bootstrap
+interval of the median difference.
+
+Imported by the scripts in this folder (``python scripts/X.py`` puts the
+folder on ``sys.path``); not part of the library.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def interleaved(fns: dict[str, Callable[[], float]], rounds: int,
+                shuffle_seed: int | None = None) -> dict[str, list[float]]:
+  """Times each ``fns[name]()`` (returns seconds) once per round, the order
+  rotated, or shuffled from ``shuffle_seed``: a rotation keeps each variant's
+  predecessor, whose traces in the caches can bias it the same way every
+  round; a shuffle does not."""
+  names, secs = list(fns), {name: [] for name in fns}
+  rng = None if shuffle_seed is None else np.random.default_rng(shuffle_seed)
+  for r in range(rounds):
+    order = (names[r % len(names):] + names[:r % len(names)] if rng is None
+             else [names[i] for i in rng.permutation(len(names))])
+    for name in order:
+      secs[name].append(fns[name]())
+  return secs
+
+
+def median_interval(values, level: float = 0.9, resamples: int = 2000,
+                    seed: int = 0) -> list[float]:
+  """A percentile-bootstrap ``level`` interval of the median of ``values``."""
+  v = np.asarray(values, np.float64)
+  rng = np.random.default_rng(seed)
+  medians = np.median(v[rng.integers(0, v.size, size=(resamples, v.size))], axis=1)
+  tail = (1.0 - level) / 2 * 100
+  return [float(q) for q in np.percentile(medians, [tail, 100 - tail])]
+
+
+def paired_differences(values: dict[str, list[float]], base: str, level: float = 0.9,
+                       floor: float = 0.0) -> dict:
+  """Each variant minus ``base`` round by round: the median difference, its
+  bootstrap interval, and a verdict: ``faster`` or ``slower`` when the
+  interval excludes 0 and the median is beyond ``floor`` (the size of a
+  difference that the same program compiled twice shows), else ``no change
+  measured``."""
+  b = np.asarray(values[base], np.float64)
+  out = {}
+  for name, v in values.items():
+    if name == base:
+      continue
+    d = np.asarray(v, np.float64) - b
+    lo, hi = median_interval(d, level)
+    median = float(np.median(d))
+    verdict = ("faster" if hi < 0 and median < -floor else
+               "slower" if lo > 0 and median > floor else "no change measured")
+    out[name] = {"median": median, "interval": [lo, hi], "level": level, "verdict": verdict}
+  return out

@@ -1,0 +1,92 @@
+"""scripts/bench_step_levers.py and its paired statistics (scripts/paired.py)."""
+
+import importlib
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+paired = importlib.import_module("paired")
+
+
+def test_paired_differences_call_a_real_shift_and_not_noise():
+  rng = np.random.default_rng(0)
+  base = 5.0 + rng.normal(0, 0.3, size=40)
+  drift = np.linspace(0, 1, 40)            # the machine slows during the run: both see it
+  values = {"baseline": list(base + drift),
+            "faster": list(base + drift - 0.2 + rng.normal(0, 0.02, size=40)),
+            "same": list(base + drift + rng.normal(0, 0.02, size=40)),
+            "slower": list(base + drift + 0.1 + rng.normal(0, 0.02, size=40))}
+  out = paired.paired_differences(values, "baseline")
+  assert out["faster"]["verdict"] == "faster"
+  assert out["slower"]["verdict"] == "slower"
+  assert out["same"]["verdict"] == "no change measured"
+  lo, hi = out["faster"]["interval"]
+  assert lo <= out["faster"]["median"] <= hi and -0.23 < lo < hi < -0.17
+  # Unpaired, the drift (1.0) and the noise (0.3) would swamp a 0.1 shift.
+  assert np.std(values["baseline"]) > 0.25
+
+
+def test_median_interval_covers_the_median_at_its_level():
+  rng = np.random.default_rng(1)
+  covered = 0
+  for _ in range(200):
+    lo, hi = paired.median_interval(rng.normal(size=31), level=0.9, resamples=500)
+    covered += lo <= 0.0 <= hi
+  assert 0.8 <= covered / 200 <= 0.99
+
+
+def test_interleaved_rotates_the_order():
+  order = []
+  fns = {n: (lambda n=n: order.append(n) or 0.0) for n in "abc"}
+  secs = paired.interleaved(fns, 3)
+  assert order == list("abcbcacab") and {n: len(v) for n, v in secs.items()} == dict.fromkeys(
+      "abc", 3)
+
+
+def test_interleaved_shuffles_each_round_when_seeded():
+  order = []
+  fns = {n: (lambda n=n: order.append(n) or 0.0) for n in "abcdef"}
+  paired.interleaved(fns, 8, shuffle_seed=0)
+  rounds = [order[i:i + 6] for i in range(0, 48, 6)]
+  assert all(sorted(r) == list("abcdef") for r in rounds)
+  # Not a rotation: some variant follows different predecessors from round to round.
+  before_b = {r[r.index("b") - 1] for r in rounds if r.index("b") > 0}
+  assert len(before_b) > 1
+
+
+def test_a_difference_within_the_noise_floor_is_no_change():
+  rng = np.random.default_rng(2)
+  base = 5.0 + rng.normal(0, 0.3, size=30)
+  values = {"baseline": list(base), "lever": list(base - 0.05 + rng.normal(0, 0.005, size=30))}
+  assert paired.paired_differences(values, "baseline", floor=0.01)["lever"]["verdict"] == "faster"
+  assert paired.paired_differences(values, "baseline", floor=0.1)["lever"]["verdict"] == (
+      "no change measured")
+
+
+@pytest.mark.slow
+def test_levers_build_the_trainers_program_and_report_their_numbers():
+  """Compiles the baseline and four levers (about 15 s of CPU): the bit-identical
+  ones must be, SGD must not be, and XLA's cost analysis must see Adam's passes."""
+  levers = importlib.import_module("bench_step_levers")
+  out = levers.bench(["jax_random_draws", "binarize_bitcast", "data_uint8", "sgd"],
+                     rounds=2, dispatches=1, steps=2)
+  got = out["levers"]
+  for name in ("jax_random_draws", "binarize_bitcast", "data_uint8"):
+    assert got[name]["same_numbers"]["bit_identical"], (name, got[name]["same_numbers"])
+  sgd = got["sgd"]
+  assert not sgd["same_numbers"]["bit_identical"]
+  assert sgd["same_numbers"]["max_rel_param_diff"] > 1e-6
+  # Adam reads and writes two moments per parameter; SGD does not.
+  assert sgd["cost_vs_baseline"]["bytes_accessed"] < 0.95
+  assert got["binarize_bitcast"]["cost_vs_baseline"]["flops"] > 0
+  for r in got.values():
+    lo, hi = r["paired_ms"]["interval"]
+    assert lo <= r["paired_ms"]["median"] <= hi
+    assert r["ms_per_step"] > 0
+  with pytest.raises(ValueError, match="unknown lever"):
+    levers.bench(["not_a_lever"], rounds=1, dispatches=1, steps=1)
