@@ -31,16 +31,14 @@ from experiments import evaluate  # pylint: disable=g-import-not-at-top,wrong-im
 from experiments import vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import burda2015  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+import results  # pylint: disable=g-import-not-at-top,wrong-import-position  # scripts/results.py: its table
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default /tmp/reproduce).")
 _IW = flags.DEFINE_integer("iw_samples", 5000, "k of the IWAE estimate of the test NLL.")
 _MAX = flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N held-out images (0: all).")
 _CPU = flags.DEFINE_bool("cpu", False, "Append ,cpu to every variant (the few-minute forms).")
-
-HEADER = ("| variant | paper NLL | achieved NLL, k = {k} | paper active units | "
-          "achieved active units | train steps | held-out images |\n| --- | --- | --- | --- | "
-          "--- | --- | --- |")
-
+_STEPS = flags.DEFINE_integer("num_steps", 0, "Train only this many steps (0: the recipe's); "
+                              "for a quick check of the whole path, not for the table.")
 
 def variants(args: list[str]) -> list[str]:
   """The command line's variants: ``all`` expands to every recipe; --cpu appends ,cpu."""
@@ -51,6 +49,8 @@ def variants(args: list[str]) -> list[str]:
 def reproduce(variant: str, workdir: str) -> dict:
   """Trains and evaluates one recipe; returns its table row as a dict."""
   config = burda2015.get_config(variant)
+  if _STEPS.value:
+    config.train.num_steps = _STEPS.value
   train = vae.run(config, os.path.join(workdir, "train"))
   eval_config = evaluate_config.get_config()
   eval_config.update(checkpoint=os.path.join(workdir, "train"), iw_samples=_IW.value,
@@ -66,15 +66,6 @@ def reproduce(variant: str, workdir: str) -> dict:
           "iw_samples": result["iw_samples"], "num_examples": result["num_examples"],
           "device": result["device"], "train_steps_per_s": train["steps_per_s"],
           "eval_seconds": result["seconds"]}
-
-
-def markdown_row(row: dict) -> str:
-  units = ("+".join(str(u) for u in row["active_units_per_layer"])
-           if row.get("active_units_per_layer") else str(row["active_units"]))
-  paper_units = "—" if row["paper_active_units"] is None else str(row["paper_active_units"])
-  return (f"| {row['variant']} | {row['paper_nll']:.2f} | {row['nll']:.2f} ± "
-          f"{row['nll_stderr']:.2f} | {paper_units} | {units} | {row['train_steps']} | "
-          f"{row['num_examples']} |")
 
 
 def write_rows(root: str, rows: list[dict]) -> None:
@@ -109,8 +100,8 @@ def main(argv):
     half = [r for r in rows if r["layers"] == layers]
     if half:
       print(f"\n{layers} stochastic layer{'s' if layers == 2 else ''}:\n")
-      print(HEADER.format(k=half[0]["iw_samples"]))
-      print("\n".join(markdown_row(r) for r in half))
+      head, lines = results.burda_table(half)
+      print("\n".join([head] + lines))
   for row in rows:
     print(json.dumps(row))
 

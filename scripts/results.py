@@ -8,7 +8,7 @@ r"""The README's result tables, generated from the runs' own JSON so they cannot
 
 Each recipe in ``RECIPES`` is the command a user types (the runner with a
 config, or ``scripts/reproduce.py``), run in a fresh process into
-``--workdir``/<name>; its ``summary.json`` is copied into
+``--runs_dir``/<name>; its ``summary.json`` is copied into
 ``results/<name>.json`` with the command, the date, the commit and the
 machine (``machine.describe()``: CPU, cores, versions, load average and the
 machine's own matrix-product GFLOP/s, measured before and after the run, so
@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
 README = os.path.join(ROOT, "README.md")
 
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/vae_jax_results",
-                               "Where `run` puts each recipe's run (WORKDIR/<name>).")
+_RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/vae_jax_results",
+                               "Where `run` puts each recipe's run (RUNS_DIR/<name>).")
 _README = flags.DEFINE_string("readme", README, "The README that render/check read.")
 _COMMIT = flags.DEFINE_string("commit", None, "`record`: the commit the run was made at "
                               "(default: HEAD now).")
@@ -321,23 +321,30 @@ def table_priors(results: dict[str, dict]) -> str:
   return _markdown(head, rows, [r])
 
 
+def burda_table(rows: list[dict]) -> tuple[str, list[str]]:
+  """The head and rows of the Burda et al. comparison for ``rows`` of one number
+  of stochastic layers (``scripts/reproduce.py``'s row dicts, which it prints
+  with this too)."""
+  out = []
+  for row in rows:
+    units = ("+".join(str(u) for u in row["active_units_per_layer"])
+             if row.get("active_units_per_layer") else str(row["active_units"]))
+    paper_units = "—" if row["paper_active_units"] is None else str(row["paper_active_units"])
+    out.append(f"| `{row['variant']}` | {row['paper_nll']:.2f} | "
+               f"{_pm(row['nll'], row['nll_stderr'])} | {paper_units} | {units} | "
+               f"{row['train_steps']:,} |")
+  k = rows[0]["iw_samples"]
+  head = (f"| variant | paper NLL (60k images, 3,280 epochs) | achieved NLL, k = {k} "
+          f"({rows[0]['num_examples']:,} held-out images) | paper active units | "
+          "achieved active units | train steps |\n| --- | --- | --- | --- | --- | --- |")
+  return head, out
+
+
 def table_burda(layers: int) -> Callable[[dict], str]:
   def table(results: dict[str, dict]) -> str:
     r = results["burda2015_cpu"]
-    rows = [row for row in r["summary"]["rows"] if row["layers"] == layers]
-    out = []
-    for row in rows:
-      units = ("+".join(str(u) for u in row["active_units_per_layer"])
-               if row.get("active_units_per_layer") else str(row["active_units"]))
-      paper_units = "—" if row["paper_active_units"] is None else str(row["paper_active_units"])
-      out.append(f"| `{row['variant']}` | {row['paper_nll']:.2f} | "
-                 f"{_pm(row['nll'], row['nll_stderr'])} | {paper_units} | {units} | "
-                 f"{row['train_steps']:,} |")
-    k = rows[0]["iw_samples"]
-    head = (f"| variant | paper NLL (60k images, 3,280 epochs) | achieved NLL, k = {k} "
-            f"({rows[0]['num_examples']:,} held-out images) | paper active units | "
-            "achieved active units | train steps |\n| --- | --- | --- | --- | --- | --- |")
-    return _markdown(head, out, [r])
+    head, rows = burda_table([row for row in r["summary"]["rows"] if row["layers"] == layers])
+    return _markdown(head, rows, [r])
   return table
 
 
@@ -546,13 +553,18 @@ def table_bench_step_levers(results: dict[str, dict]) -> str:
   head = ("| lever | ms per step vs the baseline (90% interval) | verdict | bytes accessed / "
           "baseline's | numbers after 3 steps |\n| --- | --- | --- | --- | --- |")
   f = s["flags"]
+  two = s["baseline"].get("reference") == "baseline_mean"
   text = (f"Baseline: the trainer's compiled loop as it ships, {s['baseline']['ms_per_step']:.2f} "
           f"ms per step (median). {f['rounds']} rounds, each timing every program for "
-          f"{f['dispatches']} dispatches of {f['steps']} steps, the order rotated; the change is "
-          "the median over rounds of (lever − baseline) in the same round, its interval a "
-          "bootstrap of that median. `baseline_again` (the same program compiled twice) is "
-          "the run's noise floor. Bytes accessed: XLA's cost analysis of the compiled program, "
-          "which load does not move.")
+          f"{f['dispatches']} dispatches of {f['steps']} steps in a shuffled order; a lever's "
+          "change is the median over rounds of (lever − "
+          + ("the mean of the baseline's two copies" if two else "baseline")
+          + ") in the same round, its interval a bootstrap of that median. "
+          + ("`baseline_again` is the baseline compiled a second time, against the first: "
+             "a verdict needs a median beyond half the larger end of its interval. " if two
+             else "")
+          + "Bytes accessed: XLA's cost analysis of the compiled program, which load does not "
+          "move.")
   return _markdown(head, rows, [r], text)
 
 
@@ -598,7 +610,7 @@ def main(argv):
     if unknown or not names:
       raise app.UsageError(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
     for name in names:
-      run_recipe(name, _WORKDIR.value)
+      run_recipe(name, _RUNS_DIR.value)
     return
   if command == "record":
     if len(argv) != 4:

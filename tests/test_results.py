@@ -210,7 +210,7 @@ def _levers_record() -> dict:
           "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "matmul_gflops": 100.0,
                       "load_average": [1.5, 1.0, 1.0]},
           "summary": {"flags": {"rounds": 30, "dispatches": 4, "steps": 40},
-                      "baseline": {"ms_per_step": 4.7},
+                      "baseline": {"ms_per_step": 4.7, "reference": "baseline_mean"},
                       "levers": {"baseline_again": lever(0.01, -0.05, 0.06, "no change measured",
                                                          1.0, True),
                                  "sgd": lever(-0.3, -0.4, -0.2, "faster", 0.766, False)}}}
@@ -224,6 +224,7 @@ def test_bench_step_levers_table_reads_each_lever_against_the_noise_floor():
   assert rows[3] == ("| `sgd`: what it changes | −0.30 (−0.40 to −0.20) | faster | 0.77 | "
                      "differ (params 2.2e-4 rel.) |")
   assert "4.70 ms per step" in table and "30 rounds" in table
+  assert "mean of the baseline's two copies" in table
   assert table.endswith("load average 1.5 at its start")
 
 

@@ -1,10 +1,17 @@
 """experiments/configs/burda2015.py: the paper's settings and Table 1 numbers, pinned."""
 
+import importlib
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from experiments.configs import burda2015
+from tests.conftest import ROOT, failure_report, require_slow
 from vae_jax import tasks
 
 
@@ -61,3 +68,31 @@ def test_two_layer_network_shapes_are_the_papers():
   assert [l["kernel"].shape for l in prior["net"]] == [(50, 100), (100, 100), (100, 2 * 100)]
   assert [dec["mlp"][f"dense_{i}"]["kernel"].shape for i in range(3)] == [
       (100, 200), (200, 200), (200, 784)]
+
+
+@pytest.mark.slow
+def test_reproduce_script_trains_evaluates_and_prints_the_table(shared_mnist_dir, tmp_path):
+  """scripts/reproduce.py end to end on a cpu form cut to 4 steps: the runner trains,
+  experiments/evaluate.py scores 20 held-out images at k = 3, and the row is printed
+  in the README's table format and merged into WORKDIR/summary.json."""
+  del shared_mnist_dir   # the cpu forms read it; skipped when absent
+  require_slow("runs scripts/reproduce.py in a subprocess")
+  cmd = [sys.executable, "scripts/reproduce.py", "vae_k1,cpu", "--num_steps=4",
+         "--max_examples=20", "--iw_samples=3", f"--workdir={tmp_path}"]
+  proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), text=True,
+                        capture_output=True, timeout=600)
+  assert proc.returncode == 0, failure_report(proc)
+  with open(tmp_path / "summary.json") as f:
+    rows = json.load(f)["rows"]
+  assert [r["variant"] for r in rows] == ["vae_k1,cpu"]
+  row = rows[0]
+  assert row["train_steps"] == 4 and row["num_examples"] == 20 and row["iw_samples"] == 3
+  assert row["paper_nll"] == 86.76 and 50 < row["nll"] < 800 and row["nll_stderr"] > 0
+  head, lines = _results().burda_table(rows)
+  assert head in proc.stdout and lines[0] in proc.stdout
+  assert json.loads(proc.stdout.strip().splitlines()[-1])["variant"] == "vae_k1,cpu"
+
+
+def _results():
+  sys.path.insert(0, os.path.join(ROOT, "scripts"))
+  return importlib.import_module("results")
