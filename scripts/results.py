@@ -550,7 +550,7 @@ def table_bench_step_levers(results: dict[str, dict]) -> str:
     rows.append(f"| `{name}`: {lever['description']} | {_signed(d['median'])} "
                 f"({_signed(lo)} to {_signed(hi)}) | {d['verdict']} | "
                 f"{_ratio(lever['cost_vs_baseline']['bytes_accessed'], 2, 3)} | {numbers} |")
-  head = ("| lever | ms per step vs the baseline (90% interval) | verdict | bytes accessed / "
+  head = ("| lever | change in ms per step (90% interval) | verdict | bytes accessed / "
           "baseline's | numbers after 3 steps |\n| --- | --- | --- | --- | --- |")
   f = s["flags"]
   two = s["baseline"].get("reference") == "baseline_mean"
