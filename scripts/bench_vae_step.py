@@ -196,7 +196,7 @@ def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int
 
   Each repeat (round) first times the independent products
   (``LIMIT_REPEATS`` loops each, the best), so every runner figure also has
-  a fraction of the limit measured minutes, not seconds, from it: the
+  a fraction of a limit measured seconds, not minutes, before it: the
   ``paired_fraction_of_independent_limit`` of each round, and their median.
   """
   fixed = _config(batch_size, 0, 1)

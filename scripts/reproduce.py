@@ -3,6 +3,8 @@ r"""Reproduce rows of Burda et al. (2015), Table 1: train, evaluate at k = 5000,
   python scripts/reproduce.py iwae_k5,cpu            # minutes on CPU (shared MNIST test images)
   python scripts/reproduce.py iwae_k5 --workdir=W    # the paper's recipe (TFDS mnist, accelerator)
   python scripts/reproduce.py all --cpu              # both halves of the table, cpu forms
+  python scripts/reproduce.py vae_k1,cpu --num_steps=4 --max_examples=20 --iw_samples=3
+                                                     # seconds: the whole path, checked
 
 Each VARIANT is one of experiments/configs/burda2015.py's (vae_k1, vae_k5,
 vae_k50, iwae_k1, iwae_k5, iwae_k50 with one stochastic layer; vae2_k1 ...
@@ -31,7 +33,7 @@ from experiments import evaluate  # pylint: disable=g-import-not-at-top,wrong-im
 from experiments import vae  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import burda2015  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import evaluate as evaluate_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-import results  # pylint: disable=g-import-not-at-top,wrong-import-position  # scripts/results.py: its table
+import results  # pylint: disable=g-import-not-at-top,wrong-import-position  # scripts/results.py
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default /tmp/reproduce).")
 _IW = flags.DEFINE_integer("iw_samples", 5000, "k of the IWAE estimate of the test NLL.")
@@ -39,6 +41,7 @@ _MAX = flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N held-o
 _CPU = flags.DEFINE_bool("cpu", False, "Append ,cpu to every variant (the few-minute forms).")
 _STEPS = flags.DEFINE_integer("num_steps", 0, "Train only this many steps (0: the recipe's); "
                               "for a quick check of the whole path, not for the table.")
+
 
 def variants(args: list[str]) -> list[str]:
   """The command line's variants: ``all`` expands to every recipe; --cpu appends ,cpu."""

@@ -40,7 +40,7 @@ RESULTS = os.path.join(ROOT, "results")
 README = os.path.join(ROOT, "README.md")
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/vae_jax_results",
-                               "Where `run` puts each recipe's run (RUNS_DIR/<name>).")
+                                "Where `run` puts each recipe's run (RUNS_DIR/<name>).")
 _README = flags.DEFINE_string("readme", README, "The README that render/check read.")
 _COMMIT = flags.DEFINE_string("commit", None, "`record`: the commit the run was made at "
                               "(default: HEAD now).")
