@@ -94,14 +94,16 @@ def _gather(mode: str) -> Callable:
   def batch(self, args, i, step):
     del i
     x, perm = args
-    return x.at[_rows(self, perm, step)].get(mode=mode)
+    return jax.lax.with_sharding_constraint(x.at[_rows(self, perm, step)].get(mode=mode),
+                                            self.shardings.batch)
   return lambda: _patched(feed_lib.DeviceFeed, "batch", batch)
 
 
 def _uint8_batch(self, args, i, step):
   del i
   x, perm = args                 # x: uint8 k with k / 255 the feed's float32 pixel
-  return jnp.take(x, _rows(self, perm, step), axis=0).astype(jnp.float32) / np.float32(255)
+  x = jnp.take(x, _rows(self, perm, step), axis=0).astype(jnp.float32) / np.float32(255)
+  return jax.lax.with_sharding_constraint(x, self.shardings.batch)
 
 
 def _binarize_bitcast(x: jax.Array, key: jax.Array) -> jax.Array:
