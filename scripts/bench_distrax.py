@@ -410,11 +410,7 @@ def _compile(fn, *args):
   t0 = time.perf_counter()
   compiled = fn.lower(*args).compile()
   seconds = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  keys = {"flops": "flops", "transcendentals": "transcendentals",
-          "bytes accessed": "bytes_accessed"}
-  return compiled, seconds, {v: float(cost[k]) for k, v in keys.items() if k in cost}
+  return compiled, seconds, paired.xla_cost(compiled)
 
 
 def _cost_ratios(costs: dict, base: str = "jnp") -> dict:
@@ -425,10 +421,6 @@ def _cost_ratios(costs: dict, base: str = "jnp") -> dict:
 def _rel_diff(a, b) -> float:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-30)))
-
-
-def _copy(tree):
-  return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def _check_agreement(name: str, what: str, rel_diff: float) -> None:
@@ -454,7 +446,7 @@ def bench_train(params, train_x, perm, key, variants: dict, rounds: int, calls: 
   # Check the variants agree: the same start, the same keys, one fused call.
   losses, states = {}, {}
   for name, loop in loops.items():
-    states[name], out = loop(_copy(state0), train_x, perm, key)
+    states[name], out = loop(paired.copy_tree(state0), train_x, perm, key)
     losses[name] = np.asarray(out)
   agreement = {}
   for name in variants:

@@ -84,17 +84,11 @@ def _stacked(*patches) -> contextlib.ExitStack:
   return stack
 
 
-def _rows(feed: feed_lib.DeviceFeed, perm: jax.Array, step: jax.Array) -> jax.Array:
-  """The step's row indices, as ``DeviceFeed.batch`` takes them."""
-  b = feed.stream.batch_size
-  return jax.lax.dynamic_slice_in_dim(perm, (step % feed.stream.steps_per_epoch) * b, b)
-
-
 def _gather(mode: str) -> Callable:
   def batch(self, args, i, step):
     del i
     x, perm = args
-    return jax.lax.with_sharding_constraint(x.at[_rows(self, perm, step)].get(mode=mode),
+    return jax.lax.with_sharding_constraint(x.at[self.rows(perm, step)].get(mode=mode),
                                             self.shardings.batch)
   return lambda: _patched(feed_lib.DeviceFeed, "batch", batch)
 
@@ -102,7 +96,7 @@ def _gather(mode: str) -> Callable:
 def _uint8_batch(self, args, i, step):
   del i
   x, perm = args                 # x: uint8 k with k / 255 the feed's float32 pixel
-  x = jnp.take(x, _rows(self, perm, step), axis=0).astype(jnp.float32) / np.float32(255)
+  x = jnp.take(x, self.rows(perm, step), axis=0).astype(jnp.float32) / np.float32(255)
   return jax.lax.with_sharding_constraint(x, self.shardings.batch)
 
 
@@ -203,14 +197,6 @@ class Program(NamedTuple):
   cost: dict
 
 
-def _cost(compiled) -> dict:
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  keys = {"flops": "flops", "transcendentals": "transcendentals",
-          "bytes accessed": "bytes_accessed"}
-  return {v: float(cost[k]) for k, v in keys.items() if k in cost}
-
-
 def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Program:
   """The trainer's ``train_steps`` program with ``lever`` (None: as it ships)."""
   lever = lever or Lever("baseline")
@@ -234,25 +220,24 @@ def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Prog
     compiled = fn.lower(state, feed_args, binarize_key, jnp.int32(steps)).compile(
         lever.compile_options)
   run = functools.partial(_run, compiled, feed_args=feed_args, binarize_key=binarize_key)
-  return Program(run, state, feed_args, _cost(compiled))
+  return Program(run, state, feed_args, paired.xla_cost(compiled))
 
 
 def _run(compiled, state, num_steps: int, *, feed_args, binarize_key):
   return compiled(state, feed_args, binarize_key, jnp.int32(num_steps))
 
 
-def _copy(tree):
-  return jax.tree_util.tree_map(jnp.copy, tree)
+def first_steps(program: Program) -> tuple[float, list[np.ndarray]]:
+  """The loss sum and the parameters after ``CHECK_STEPS`` steps from the program's
+  initial state (the same parameters for every program; SGD's optimizer state has
+  no moments)."""
+  state, sums = program.compiled(paired.copy_tree(program.state0), CHECK_STEPS)
+  return float(sums["loss"]), jax.tree_util.tree_leaves(jax.device_get(state.params))
 
 
-def same_numbers(program: Program, baseline: Program) -> dict:
-  """The loss sum and the parameters after ``CHECK_STEPS`` steps from the same
-  initial parameters (each program's own optimizer state: SGD's has no moments)."""
-  out = {}
-  for name, p in (("lever", program), ("baseline", baseline)):
-    state, sums = p.compiled(_copy(p.state0), CHECK_STEPS)
-    out[name] = (float(sums["loss"]), jax.tree_util.tree_leaves(jax.device_get(state.params)))
-  (loss, params), (base_loss, base_params) = out["lever"], out["baseline"]
+def same_numbers(program: Program, baseline: tuple[float, list[np.ndarray]]) -> dict:
+  """``program``'s ``first_steps`` against the baseline's."""
+  (loss, params), (base_loss, base_params) = first_steps(program), baseline
   rel = max(float(np.max(np.abs(a.astype(np.float64) - b) / np.maximum(np.abs(b), 1e-30)))
             for a, b in zip(params, base_params))
   identical = loss == base_loss and all(np.array_equal(a, b) for a, b in zip(params, base_params))
@@ -268,7 +253,7 @@ def same_numbers(program: Program, baseline: Program) -> dict:
 def measure(programs: dict[str, Program], rounds: int, dispatches: int,
             steps: int) -> dict[str, list[float]]:
   """ms per step of each program, once per round (interleaved)."""
-  states = {name: _copy(p.state0) for name, p in programs.items()}
+  states = {name: paired.copy_tree(p.state0) for name, p in programs.items()}
 
   def timed(name):
     def run():
@@ -294,23 +279,24 @@ def bench(levers: list[str], rounds: int, dispatches: int, steps: int) -> dict:
   programs = {"baseline": build(None, config, ds, steps)}
   for name in levers:
     programs[name] = build(LEVERS[name], config, ds, steps)
-  checks = {name: same_numbers(p, programs["baseline"]) for name, p in programs.items()
+  baseline = first_steps(programs["baseline"])
+  checks = {name: same_numbers(p, baseline) for name, p in programs.items()
             if name != "baseline"}
   ms = measure(programs, rounds, dispatches, steps)
-  reference = "baseline"
-  diffs = paired.paired_differences(ms, "baseline")
-  if "baseline_again" in diffs:
+  reference, floor, diffs = "baseline", 0.0, {}
+  if "baseline_again" in ms:
     # The same program compiled twice runs this differently (buffer placement,
     # the machine's drift within a round): the levers are read against the
     # mean of the two copies, and must move the step by more than half the
     # larger end of the copies' own interval.
-    aa = diffs["baseline_again"]
+    aa = paired.paired_differences(
+        {k: ms[k] for k in ("baseline", "baseline_again")}, "baseline")["baseline_again"]
     floor = max(abs(v) for v in aa["interval"]) / 2
     reference = "baseline_mean"
     ms[reference] = list((np.asarray(ms["baseline"]) + np.asarray(ms["baseline_again"])) / 2)
-    diffs = paired.paired_differences({k: v for k, v in ms.items() if k != "baseline_again"},
-                                      reference, floor=floor)
     diffs["baseline_again"] = {**aa, "verdict": f"noise floor: {floor:.2f} ms"}
+  diffs.update(paired.paired_differences(
+      {k: v for k, v in ms.items() if k != "baseline_again"}, reference, floor=floor))
   base_cost = programs["baseline"].cost
   return {
       "benchmark": "bench_step_levers",

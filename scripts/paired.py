@@ -1,10 +1,12 @@
-"""Interleaved timing and paired statistics, shared by the benchmarks that compare variants.
+"""Interleaved timing, paired statistics and XLA's cost counts, shared by the
+benchmarks that compare variants of a program.
 
 On a shared machine the load drifts within a run, so a comparison of two
 programs means little unless they alternate: ``interleaved`` runs every
-variant once per round (the order rotated), and ``paired_differences`` reads
-each variant against the baseline of the same round, with a bootstrap
-interval of the median difference.
+variant once per round (the order rotated or shuffled), and
+``paired_differences`` reads each variant against the baseline of the same
+round, with a bootstrap interval of the median difference. ``xla_cost`` is
+what load does not move: XLA's own counts of a compiled program.
 
 Imported by the scripts in this folder (``python scripts/X.py`` puts the
 folder on ``sys.path``); not part of the library.
@@ -12,9 +14,26 @@ folder on ``sys.path``); not part of the library.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+_COST_KEYS = {"flops": "flops", "transcendentals": "transcendentals",
+              "bytes accessed": "bytes_accessed"}
+
+
+def xla_cost(compiled) -> dict[str, float]:
+  """XLA's cost analysis of a compiled program: flops, transcendentals, bytes_accessed."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost   # older JAX: one per program
+  return {v: float(cost[k]) for k, v in _COST_KEYS.items() if k in cost}
+
+
+def copy_tree(tree: Any) -> Any:
+  """A fresh copy of every array (a program that donates its input consumes it)."""
+  return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def interleaved(fns: dict[str, Callable[[], float]], rounds: int,

@@ -84,6 +84,8 @@ def test_levers_build_the_trainers_program_and_report_their_numbers():
   # Adam reads and writes two moments per parameter; SGD does not.
   assert sgd["cost_vs_baseline"]["bytes_accessed"] < 0.95
   assert got["binarize_bitcast"]["cost_vs_baseline"]["flops"] > 0
+  # The uint8 split is gathered: a quarter of the bytes of the rows the step reads.
+  assert got["data_uint8"]["cost_vs_baseline"]["bytes_accessed"] < 0.9
   for r in got.values():
     lo, hi = r["paired_ms"]["interval"]
     assert lo <= r["paired_ms"]["median"] <= hi

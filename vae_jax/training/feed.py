@@ -90,13 +90,15 @@ class DeviceFeed:
       self._epoch, self._perm = epoch, sharding_lib.global_array(perm, self.shardings.replicated)
     return self.x, self._perm
 
+  def rows(self, perm: jax.Array, step: jax.Array) -> jax.Array:
+    """[B] the training rows of ``step``: its slice of the epoch's permutation."""
+    b = self.stream.batch_size
+    return jax.lax.dynamic_slice_in_dim(perm, (step % self.stream.steps_per_epoch) * b, b)
+
   def batch(self, args, i: jax.Array, step: jax.Array) -> jax.Array:
     del i
     x, perm = args
-    b = self.stream.batch_size
-    start = (step % self.stream.steps_per_epoch) * b
-    rows = jax.lax.dynamic_slice_in_dim(perm, start, b)
-    return jax.lax.with_sharding_constraint(jnp.take(x, rows, axis=0),
+    return jax.lax.with_sharding_constraint(jnp.take(x, self.rows(perm, step), axis=0),
                                             self.shardings.batch)
 
 
