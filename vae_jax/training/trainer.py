@@ -170,7 +170,8 @@ def _update(do: jax.Array, params: Any, opt_state: Any, grads: Any,
     p, o, g = operands
     updates, o_new = tx.update(g, o, p)
     return optax.apply_updates(p, updates), o_new
-  return jax.lax.cond(do, apply, lambda operands: operands[:2], (params, opt_state, grads))
+  with jax.named_scope("optimizer"):
+    return jax.lax.cond(do, apply, lambda operands: operands[:2], (params, opt_state, grads))
 
 
 def train_step(state: TrainState, x: jax.Array, *, task: Task,
@@ -191,14 +192,16 @@ def train_step(state: TrainState, x: jax.Array, *, task: Task,
   (loss, (aux, est_state)), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(
       state.params, x, key, state.est_state, state.step)
   metrics = {"loss": loss}
-  if task.groups:
-    # The total norm from the groups' squared norms: one pass over the gradient.
-    squares = {g: optax.tree_utils.tree_norm(grads["params"][g], squared=True)
-               for g in task.groups}
-    rest = {k: v for k, v in grads.items() if k != "params"}   # no other collections: 0
-    grad_norm = jnp.sqrt(sum(squares.values()) + optax.tree_utils.tree_norm(rest, squared=True))
-  else:
-    grad_norm = optax.global_norm(grads)
+  with jax.named_scope("grad_norm"):
+    if task.groups:
+      # The total norm from the groups' squared norms: one pass over the gradient.
+      squares = {g: optax.tree_utils.tree_norm(grads["params"][g], squared=True)
+                 for g in task.groups}
+      rest = {k: v for k, v in grads.items() if k != "params"}   # no other collections: 0
+      grad_norm = jnp.sqrt(sum(squares.values())
+                           + optax.tree_utils.tree_norm(rest, squared=True))
+    else:
+      grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   metrics["grad_norm"] = grad_norm
   if task.groups:
@@ -223,10 +226,13 @@ def step_batch(feed_batch: Callable, feed_args: Any, i: jax.Array, step: jax.Arr
                binarize_key: jax.Array, binarize: bool) -> jax.Array:
   """Step ``step``'s [B, D] batch, the i-th of its dispatch: the feed's rows,
   binarized from ``fold_in(binarize_key, step)`` when ``binarize``."""
-  x = feed_batch(feed_args, i, step)
+  with jax.named_scope("feed"):   # the named scopes label the step's parts in profiles
+    x = feed_batch(feed_args, i, step)
   if not binarize:
     return x
-  return feed_lib.binarize(x, jax.random.fold_in(jax.random.wrap_key_data(binarize_key), step))
+  with jax.named_scope("binarize"):
+    return feed_lib.binarize(x, jax.random.fold_in(jax.random.wrap_key_data(binarize_key),
+                                                   step))
 
 
 def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
