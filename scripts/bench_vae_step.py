@@ -62,7 +62,6 @@ import re
 import shutil
 import tempfile
 import time
-from typing import NamedTuple
 
 from absl import app
 from absl import flags
@@ -78,6 +77,7 @@ from vae_jax.training import sharding
 from vae_jax import tasks
 from vae_jax.training import trainer
 import machine  # scripts/machine.py: this folder is on sys.path
+import step_products
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")
 _KS = flags.DEFINE_list("ks", ["1", "10", "50"], "train.steps_per_jit values of the runner loop.")
@@ -191,7 +191,7 @@ def _timed_train(config, ds: data_lib.Dataset) -> tuple[float, trainer.TrainResu
 
 
 def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int],
-                 repeats: int, products: IndependentProducts) -> dict:
+                 repeats: int, products: step_products.IndependentProducts) -> dict:
   """``trainer.train`` for each k; settings interleaved within each repeat.
 
   Each repeat (round) first times the independent products
@@ -206,7 +206,7 @@ def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int
   fixed_s, secs, rates, evals = [], {k: [] for k in ks}, {k: [] for k in ks}, {}
   limit_rounds = []
   for _ in range(repeats):
-    limit_rounds.append(time_independent(products, LIMIT_REPEATS))
+    limit_rounds.append(step_products.time_independent(products, LIMIT_REPEATS))
     fixed_s.append(_timed_train(fixed, ds)[0])
     for k, config in configs.items():
       s, result = _timed_train(config, ds)
@@ -259,13 +259,6 @@ def bench_families(ds: data_lib.Dataset, families: list[str], steps: int, k: int
   return out
 
 
-def _binarized_batches(ds: data_lib.Dataset, batch_size: int, num_batches: int = 8) -> np.ndarray:
-  """[num_batches, B, D]: training rows in order (repeated if needed), binarized once."""
-  x = ds.train_x[np.arange(batch_size * num_batches) % len(ds.train_x)]
-  x = data_lib.binarize_array(x, seed=0)
-  return x.reshape(num_batches, batch_size, -1)
-
-
 def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict:
   """The jitted ``trainer.train_step``, one step per dispatch."""
   config = _config(batch_size, steps, 1)
@@ -273,7 +266,7 @@ def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: in
   tx = optim.make_optimizer(config.train, trainer.steps_per_epoch(ds, batch_size))
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), donate_argnums=0)
-  batches = [jnp.asarray(b) for b in _binarized_batches(ds, batch_size)]
+  batches = [jnp.asarray(b) for b in step_products.binarized_batches(ds, batch_size)]
   t0 = time.perf_counter()
   state, metrics = step(state, batches[0])
   jax.block_until_ready(state)
@@ -289,65 +282,16 @@ def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: in
           "final_loss": float(metrics["loss"])}
 
 
-def _kernels(params) -> tuple[list, list, list]:
-  """The default MLP VAE's kernels: encoder hidden layers, the (mean, log_scale)
-  heads, decoder layers; [in, out] each."""
-  enc, dec = params["params"]["encoder"], params["params"]["decoder"]["mlp"]
-  hidden = [enc[f"hidden_{i}"]["kernel"] for i in range(sum(n.startswith("hidden_") for n in enc))]
-  heads = [enc["mean"]["kernel"], enc["log_scale"]["kernel"]]
-  decoder = [dec[f"dense_{i}"]["kernel"] for i in range(len(dec))]
-  return hidden, heads, decoder
-
-
-def matmul_products(x, hidden, heads, decoder) -> list:
-  """The matrix products of one training step; returns the weight gradients.
-
-  x: [B, D]. Forward through the encoder, both heads and the decoder; the
-  output gradient is logits - x (the Bernoulli one has that form); backward
-  through every layer (weight gradients), and input gradients for all but the
-  first layer. The log-scale head's gradient is the mean head's times
-  log_scale, so XLA cannot merge the two heads' products.
-  """
-  acts = [x]
-  for w in hidden:
-    acts.append(acts[-1] @ w)
-  h = acts.pop()                                        # [B, H]
-  mean, log_scale = h @ heads[0], h @ heads[1]          # [B, L]
-  dec_in = [mean + log_scale]
-  for w in decoder:
-    dec_in.append(dec_in[-1] @ w)
-  g = dec_in.pop() - x                                  # [B, D]
-  grads = []
-  for w, a in zip(reversed(decoder), reversed(dec_in)):
-    grads.append(a.T @ g)
-    g = g @ w.T
-  g_scale = g * log_scale
-  grads += [h.T @ g, h.T @ g_scale]
-  g = g @ heads[0].T + g_scale @ heads[1].T
-  for i in reversed(range(len(hidden))):
-    grads.append(acts[i].T @ g)
-    if i:
-      g = g @ hidden[i].T
-  return grads
-
-
-def _flop_per_step(batch_size: int, hidden, heads, decoder) -> int:
-  layers = [w.shape for w in hidden + heads + decoder]
-  forward = sum(2 * batch_size * i * o for i, o in layers)
-  first_in, first_out = hidden[0].shape
-  return 3 * forward - 2 * batch_size * first_in * first_out   # + weight and input gradients
-
-
 def bench_matmul_limit(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict:
   """``steps`` steps' matrix products in one ``fori_loop``."""
   task = tasks.build_task(vae_config.get_config(), ds.image_shape)
-  kernels = _kernels(task.init_params(jax.random.key(0)))
-  x = jnp.asarray(_binarized_batches(ds, batch_size, 1)[0])
+  kernels = step_products.model_kernels(task.init_params(jax.random.key(0)))
+  x = jnp.asarray(step_products.binarized_batches(ds, batch_size, 1)[0])
 
   @functools.partial(jax.jit, static_argnums=3)
   def loop(x, kernels, zero, n):
     def body(_, scale):   # scale stays 1.0, but XLA cannot know: every product is live
-      grads = matmul_products(x * scale, *kernels)
+      grads = step_products.matmul_products(x * scale, *kernels)
       return 1.0 + zero * sum(jnp.sum(g) for g in grads)
     return jax.lax.fori_loop(0, n, body, jnp.ones((), jnp.float32))
 
@@ -360,84 +304,10 @@ def bench_matmul_limit(ds: data_lib.Dataset, batch_size: int, steps: int, repeat
     jax.block_until_ready(compiled(x, kernels, zero))
     times.append((time.perf_counter() - t0) / steps)
   # The best of the repeats: a limit, and the conservative side for the fractions.
-  step_s, flop = min(times), _flop_per_step(batch_size, *kernels)
+  step_s, flop = min(times), step_products.flop_per_step(batch_size, *kernels)
   return {"steps_per_s": 1.0 / step_s, "ms_per_step": step_s * 1e3,
           "flop_per_step": flop, "gflop_per_s": flop / step_s / 1e9,
           "products_per_step": len(re.findall(r"\bdot\(", compiled.as_text()))}
-
-
-class IndependentProducts(NamedTuple):
-  """The step's products, each compiled into a loop of its own (``independent_products``)."""
-  programs: list          # (compiled, (lhs, rhs, zero)) per product
-  shapes: list            # (lhs shape, rhs shape, flop per product)
-  steps: int
-
-
-def independent_products(ds: data_lib.Dataset, batch_size: int, steps: int) -> IndependentProducts:
-  """The stricter limit's programs: each of the step's products on its own.
-
-  The products of ``matmul_products`` (read from its jaxpr: the same
-  ``dot_general``s, shapes and contracting dimensions) each run ``steps``
-  times in a ``fori_loop`` of their own, with nothing else in the program and
-  no data dependence on the others. XLA can then give each product its best
-  schedule, which the chained program (one product waiting for the last)
-  cannot always do, so this limit is faster and the runner's fraction of it
-  lower.
-  """
-  task = tasks.build_task(vae_config.get_config(), ds.image_shape)
-  kernels = _kernels(task.init_params(jax.random.key(0)))
-  x = jnp.asarray(_binarized_batches(ds, batch_size, 1)[0])
-  jaxpr = jax.make_jaxpr(matmul_products)(x, *kernels)
-  dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
-  rng = np.random.default_rng(0)
-  programs, shapes = [], []
-  for e in dots:
-    lhs, rhs = (jnp.asarray(rng.normal(size=v.aval.shape).astype(np.float32) * 0.05)
-                for v in e.invars)
-    dims = e.params["dimension_numbers"]
-
-    scale_lhs = lhs.size <= rhs.size   # the loop's one element-wise op on the smaller operand
-
-    @functools.partial(jax.jit, static_argnums=3)
-    def loop(a, b, zero, n, dims=dims, scale_lhs=scale_lhs):
-      def body(_, acc):   # one operand times (1 + 0 * acc): the product is not loop-invariant
-        s = 1.0 + zero * acc
-        out = jax.lax.dot_general(a * s, b, dims) if scale_lhs else jax.lax.dot_general(
-            a, b * s, dims)
-        return acc + out[(0,) * out.ndim]
-      return jax.lax.fori_loop(0, n, body, jnp.zeros((), jnp.float32))
-
-    zero = jnp.zeros((), jnp.float32)
-    compiled = loop.lower(lhs, rhs, zero, steps).compile()
-    jax.block_until_ready(compiled(lhs, rhs, zero))
-    (contract, _), _ = dims
-    k = int(np.prod([lhs.shape[d] for d in contract]))
-    programs.append((compiled, (lhs, rhs, zero)))
-    shapes.append((list(lhs.shape), list(rhs.shape), 2 * k * int(np.prod(e.outvars[0].aval.shape))))
-  return IndependentProducts(programs, shapes, steps)
-
-
-def time_independent(products: IndependentProducts, repeats: int) -> list[float]:
-  """Seconds per step of each product: the best of ``repeats`` loops of ``steps``."""
-  best = []
-  for compiled, args in products.programs:
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      jax.block_until_ready(compiled(*args))
-      times.append((time.perf_counter() - t0) / products.steps)
-    best.append(min(times))
-  return best
-
-
-def independent_limit(products: IndependentProducts, seconds: list[float]) -> dict:
-  """The limit from each product's time per step: their sum."""
-  step_s = sum(seconds)
-  flop = sum(f for _, _, f in products.shapes)
-  return {"steps_per_s": 1.0 / step_s, "ms_per_step": step_s * 1e3, "flop_per_step": flop,
-          "gflop_per_s": flop / step_s / 1e9, "products_per_step": len(seconds),
-          "products": [{"lhs": lhs, "rhs": rhs, "ms": s * 1e3, "gflop_per_s": f / s / 1e9}
-                       for (lhs, rhs, f), s in zip(products.shapes, seconds)]}
 
 
 def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict | None:
@@ -508,10 +378,10 @@ def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int)
 def bench_batch(ds: data_lib.Dataset, batch_size: int, ks: list[int]) -> dict:
   steps, repeats = _steps_at(batch_size), _REPEATS.value
   limit = bench_matmul_limit(ds, batch_size, steps, repeats)
-  products = independent_products(ds, batch_size, steps)
+  products = step_products.independent_products(ds, batch_size, steps)
   runner = bench_runner(ds, batch_size, steps, ks, repeats, products)
   # The limit: each product's best over every round.
-  independent = independent_limit(products, runner.pop("independent_limit_seconds"))
+  independent = step_products.independent_limit(products, runner.pop("independent_limit_seconds"))
   for row in runner["k"].values():
     row["fraction_of_matmul_limit"] = {
         m: row[f"{m}_steps_per_s"] / limit["steps_per_s"] for m in ("trainer", "wall", "loop")}
