@@ -195,6 +195,7 @@ class Program(NamedTuple):
   state0: trainer.TrainState
   feed_args: tuple
   cost: dict
+  hlo_text: str   # the compiled (optimized) HLO module
 
 
 def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Program:
@@ -220,7 +221,7 @@ def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Prog
     compiled = fn.lower(state, feed_args, binarize_key, jnp.int32(steps)).compile(
         lever.compile_options)
   run = functools.partial(_run, compiled, feed_args=feed_args, binarize_key=binarize_key)
-  return Program(run, state, feed_args, paired.xla_cost(compiled))
+  return Program(run, state, feed_args, paired.xla_cost(compiled), compiled.as_text())
 
 
 def _run(compiled, state, num_steps: int, *, feed_args, binarize_key):

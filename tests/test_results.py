@@ -237,3 +237,25 @@ def test_bench_vae_step_table_says_the_paired_fractions_round_by_round():
   table = results.table_bench_vae_step({"bench_vae_step": r})
   assert (f"k = {k}: each runner call against the independent limit timed just before it, "
           "median of 3 rounds): steady state 60.0% (rounds 55.0%, 60.0%, 65.0%)") in table
+
+
+def test_profile_step_table_lists_the_parts_and_the_products_alone():
+  parts = {"matrix products": (3.0, 0.6), "optimizer (Adam)": (0.5, 0.1),
+           "between operations": (1.5, 0.3)}
+  r = {"name": "profile_step", "command": "python scripts/profile_step.py", "commit": "abc1234",
+       "recorded": "2026-12-01", "machine_measured": "by the benchmark",
+       "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "matmul_gflops": 100.0,
+                   "load_average": [1.5, 1.0, 1.0]},
+       "summary": {"flags": {"steps": 40, "dispatches": 5},
+                   "ms_per_step": {"untraced": 4.0, "traced": 5.0, "trace_window": 5.0},
+                   "parts": {k: {"ms_per_step": ms, "share": share}
+                             for k, (ms, share) in parts.items()},
+                   "products": {"count": 20, "alone_count": 20, "in_step_shared_ms": 3.0,
+                                "in_step_own_ms": 3.4, "alone_ms": 2.5}}}
+  table = results.table_profile_step({"profile_step": r})
+  rows = table.split("\n\n")[0].split("\n")
+  assert rows[2:] == ["| matrix products | 3.00 | 60% |", "| optimizer (Adam) | 0.50 | 10% |",
+                      "| between operations | 1.50 | 30% |"]
+  assert "traced: 5.00 ms per step, against 4.00 ms for the same dispatches untraced" in table
+  assert "cost, 25%" in table and "took 3.00 ms of the step (3.40 ms" in table
+  assert "took 2.50 ms in the same run" in table
