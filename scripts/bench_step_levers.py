@@ -26,7 +26,11 @@ of the two copies, and its verdict needs a median beyond half the larger end
 (in absolute value) of the copies' own interval: the run's noise floor.
 
 The levers (``LEVERS``) are the ones this project tried for the step; each is
-a patch applied while the program is traced, never to the library on disk.
+a patch applied while the program is traced (never to the library on disk) or
+XLA compile options.
+A patch that leaves the compiled program as the baseline's (the step never
+calls what it replaces) stops the run; an option that does is reported as
+``same_hlo``.
 Prints one JSON object.
 """
 
@@ -75,6 +79,24 @@ def _patched(obj, name: str, value) -> Iterator[None]:
     yield
   finally:
     setattr(obj, name, old)
+
+
+def _tree_norm_by_dot(tree, squared: bool = False) -> jax.Array:
+  """``optax.tree_utils.tree_norm`` (the trainer's per-group gradient norms) from
+  ``vdot``s."""
+  total = sum((jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(tree)),
+              jnp.zeros((), jnp.float32))
+  return total if squared else jnp.sqrt(total)
+
+
+def _tree_norm_variadic(tree, squared: bool = False) -> jax.Array:
+  total = jnp.zeros((), jnp.float32)
+  for x in jax.tree_util.tree_leaves(tree):
+    s, m = jax.lax.reduce((x * x, jnp.abs(x)), (np.float32(0), np.float32(0)),
+                          lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])),
+                          tuple(range(x.ndim)))
+    total = total + s + 0.0 * m
+  return total if squared else jnp.sqrt(total)
 
 
 def _stacked(*patches) -> contextlib.ExitStack:
@@ -147,8 +169,17 @@ LEVERS: dict[str, Lever] = {
             (prng, "normal", lambda key, shape=(), dtype=jnp.float32:
              jax.random.normal(key, shape, dtype)))),
     "no_grad_norm": Lever(
-        "no gradient norm: the NaN guard on the loss alone",
-        lambda: _patched(optax, "global_norm", lambda tree: jnp.zeros((), jnp.float32))),
+        "no gradient norm: the NaN guard on the loss alone (the per-group norms, zero)",
+        lambda: _patched(optax.tree_utils, "tree_norm",
+                         lambda tree, squared=False: jnp.zeros((), jnp.float32))),
+    "grad_norm_by_dot": Lever(
+        "the gradient norm's sums of squares as dot products (vdot of each array with "
+        "itself) instead of reductions",
+        lambda: _patched(optax.tree_utils, "tree_norm", _tree_norm_by_dot)),
+    "grad_norm_variadic": Lever(
+        "the gradient norm's sums of squares in a two-output reduction (with the largest "
+        "|g|), which XLA's tree rewrite skips",
+        lambda: _patched(optax.tree_utils, "tree_norm", _tree_norm_variadic)),
     "softplus_shared_exp": Lever(
         "softplus and its derivative sigmoid from one exp",
         lambda: _patched(distributions, "softplus", _softplus_shared_exp)),
@@ -168,6 +199,14 @@ LEVERS: dict[str, Lever] = {
         lambda: _patched(trainer, "_update", _update_without_cond)),
     "xla_ynnpack_off": Lever("XLA:CPU without YNNPACK fusions",
                              compile_options={"xla_cpu_experimental_ynn_fusion_type": ""}),
+    "xla_no_tree_reduction": Lever(
+        "XLA:CPU without its tree-reduction rewrite: every reduction of the program as one "
+        "plain reduction (the gradient norm's, here, instead of 32x32 windows in YNNPACK)",
+        compile_options={"xla_disable_hlo_passes": "tree_reduction_rewriter"}),
+    "xla_ynn_dots_only": Lever(
+        "XLA:CPU's YNNPACK fusions for the products only (no reductions or element-wise "
+        "work)", compile_options={
+            "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}),
     "xla_concurrency_scheduler": Lever(
         "XLA:CPU's concurrency-optimized scheduler",
         compile_options={"xla_cpu_enable_concurrency_optimized_scheduler": True}),
@@ -280,6 +319,13 @@ def bench(levers: list[str], rounds: int, dispatches: int, steps: int) -> dict:
   programs = {"baseline": build(None, config, ds, steps)}
   for name in levers:
     programs[name] = build(LEVERS[name], config, ds, steps)
+  base_hlo = paired.hlo_body(programs["baseline"].hlo_text)
+  same_hlo = {name: paired.hlo_body(programs[name].hlo_text) == base_hlo for name in levers}
+  unapplied = [name for name in levers
+               if same_hlo[name] and name != "baseline_again" and not LEVERS[name].compile_options]
+  if unapplied:   # a patch the traced step never calls would measure the baseline twice
+    raise RuntimeError(f"lever(s) {unapplied} compiled to the baseline's program: "
+                       "their patch does not reach the trainer's step")
   baseline = first_steps(programs["baseline"])
   checks = {name: same_numbers(p, baseline) for name, p in programs.items()
             if name != "baseline"}
@@ -318,6 +364,9 @@ def bench(levers: list[str], rounds: int, dispatches: int, steps: int) -> dict:
                               "baseline's: independent of load",
           "same_numbers": f"loss sum and parameters after {CHECK_STEPS} steps from the same "
                           "state, against the baseline",
+          "same_hlo": "the optimized HLO equals the baseline's but for metadata: an XLA "
+                      "option that acts, if at all, below HLO (a patch that left the "
+                      "program unchanged stops the run)",
       },
       "baseline": {"ms_per_step": float(np.median(ms["baseline"])), "cost": base_cost,
                    "reference": reference,
@@ -328,7 +377,7 @@ def bench(levers: list[str], rounds: int, dispatches: int, steps: int) -> dict:
                  "paired_ms": diffs[name],
                  "cost_vs_baseline": {k: v / base_cost[k] for k, v in programs[name].cost.items()
                                       if base_cost.get(k)},
-                 "same_numbers": checks[name]}
+                 "same_numbers": checks[name], "same_hlo": same_hlo[name]}
           for name in levers},
   }
 

@@ -6,7 +6,8 @@ programs means little unless they alternate: ``interleaved`` runs every
 variant once per round (the order rotated or shuffled), and
 ``paired_differences`` reads each variant against the baseline of the same
 round, with a bootstrap interval of the median difference. ``xla_cost`` is
-what load does not move: XLA's own counts of a compiled program.
+what load does not move: XLA's own counts of a compiled program, and
+``hlo_body`` its code, to tell whether a variant changed it at all.
 
 Imported by the scripts in this folder (``python scripts/X.py`` puts the
 folder on ``sys.path``); not part of the library.
@@ -14,6 +15,7 @@ folder on ``sys.path``); not part of the library.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import jax
@@ -29,6 +31,14 @@ def xla_cost(compiled) -> dict[str, float]:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost   # older JAX: one per program
   return {v: float(cost[k]) for k, v in _COST_KEYS.items() if k in cost}
+
+
+def hlo_body(hlo_text: str) -> str:
+  """A compiled HLO module's computations without their metadata (source
+  locations and name stacks): two programs that compile to the same code
+  compare equal."""
+  start = hlo_text.find("\n%")
+  return re.sub(r", metadata=\{[^}]*\}", "", hlo_text[start:] if start >= 0 else hlo_text)
 
 
 def copy_tree(tree: Any) -> Any:

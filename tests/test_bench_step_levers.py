@@ -73,11 +73,15 @@ def test_levers_build_the_trainers_program_and_report_their_numbers():
   """Compiles the baseline and four levers (about 15 s of CPU): the bit-identical
   ones must be, SGD must not be, and XLA's cost analysis must see Adam's passes."""
   levers = importlib.import_module("bench_step_levers")
-  out = levers.bench(["jax_random_draws", "binarize_bitcast", "data_uint8", "sgd"],
-                     rounds=2, dispatches=1, steps=2)
+  out = levers.bench(["jax_random_draws", "binarize_bitcast", "data_uint8", "no_grad_norm",
+                      "xla_no_tree_reduction", "sgd"], rounds=2, dispatches=1, steps=2)
   got = out["levers"]
-  for name in ("jax_random_draws", "binarize_bitcast", "data_uint8"):
+  for name in ("jax_random_draws", "binarize_bitcast", "data_uint8", "no_grad_norm",
+               "xla_no_tree_reduction"):
     assert got[name]["same_numbers"]["bit_identical"], (name, got[name]["same_numbers"])
+    assert not got[name]["same_hlo"], name    # each changed the program
+  # Without the rewrite, the gradient norm's windows (and their partial sums) are gone.
+  assert got["xla_no_tree_reduction"]["cost_vs_baseline"]["bytes_accessed"] < 1.0
   sgd = got["sgd"]
   assert not sgd["same_numbers"]["bit_identical"]
   assert sgd["same_numbers"]["max_rel_param_diff"] > 1e-6
@@ -92,3 +96,15 @@ def test_levers_build_the_trainers_program_and_report_their_numbers():
     assert r["ms_per_step"] > 0
   with pytest.raises(ValueError, match="unknown lever"):
     levers.bench(["not_a_lever"], rounds=1, dispatches=1, steps=1)
+
+
+@pytest.mark.slow
+def test_a_lever_whose_patch_the_step_never_calls_stops_the_run(monkeypatch):
+  """The trainer computes its gradient norm per group (optax.tree_utils.tree_norm):
+  a lever patching optax.global_norm instead compiles to the baseline's program."""
+  levers = importlib.import_module("bench_step_levers")
+  monkeypatch.setitem(levers.LEVERS, "global_norm_zero", levers.Lever(
+      "patches a function the step does not call",
+      lambda: levers._patched(levers.optax, "global_norm", lambda tree: 0.0)))
+  with pytest.raises(RuntimeError, match=r"\['global_norm_zero'\] compiled to the baseline"):
+    levers.bench(["global_norm_zero"], rounds=1, dispatches=1, steps=1)

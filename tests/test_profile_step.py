@@ -1,6 +1,5 @@
 """scripts/profile_step.py: the step's time by part, from a jax.profiler trace."""
 
-import functools
 import importlib
 import os
 import sys
