@@ -71,6 +71,7 @@ class Op(NamedTuple):
   opcode: str
   op_name: str        # the metadata's name stack ("" when absent)
   root_opcode: str    # for a fusion: its computation's root opcode; else opcode
+  inner_names: tuple = ()   # for a fusion: the name stacks inside it
 
 
 def hlo_ops(hlo_text: str) -> dict[str, Op]:
@@ -78,6 +79,7 @@ def hlo_ops(hlo_text: str) -> dict[str, Op]:
   own, by name: those of the entry computation and of loop and branch bodies,
   not those inside a fusion or a reduction's computation."""
   raw, roots, inner, computation = {}, {}, set(), None
+  names = collections.defaultdict(list)   # computation -> the name stacks in it
   for line in hlo_text.splitlines():
     m = _COMPUTATION.match(line)
     if m and line.rstrip().endswith("{"):
@@ -92,6 +94,8 @@ def hlo_ops(hlo_text: str) -> dict[str, Op]:
     op_name = re.search(r'op_name="([^"]*)"', rest)
     op_name = op_name.group(1) if op_name else ""
     raw[name] = (computation, opcode, op_name, calls.group(1) if calls else None)
+    if op_name:
+      names[computation].append(op_name)
     if root:
       roots[computation] = (opcode, op_name)
   ops = {}
@@ -99,7 +103,8 @@ def hlo_ops(hlo_text: str) -> dict[str, Op]:
     if computation in inner:
       continue
     root_opcode, root_name = roots.get(calls, (opcode, op_name))
-    ops[name] = Op(opcode, op_name or root_name, root_opcode)
+    ops[name] = Op(opcode, op_name or root_name, root_opcode,
+                   tuple(names[calls]) if calls else ())
   return ops
 
 
@@ -109,10 +114,13 @@ def part_of(op: Op) -> str | None:
     return None
   if op.root_opcode == "dot" or op.opcode == "dot":
     return PRODUCTS
-  scopes = op.op_name.split("/")
-  for scope, part in SCOPES.items():
-    if scope in scopes:
-      return part
+  # Its own name stack, else (a fusion whose root carries none, such as
+  # YNNPACK's reduce-windows) the first scoped one inside it.
+  for op_name in (op.op_name, *op.inner_names):
+    scopes = op_name.split("/")
+    for scope, part in SCOPES.items():
+      if scope in scopes:
+        return part
   return ELEMENTWISE
 
 

@@ -41,6 +41,27 @@ def test_ops_are_sorted_into_the_steps_parts_by_opcode_and_named_scope():
   assert sum(p == profile_step.PRODUCTS for p in parts.values()) == 1, parts
 
 
+def test_a_fusion_without_a_name_of_its_own_takes_the_scope_inside_it():
+  hlo = """
+%fused_computation.2 (param_0.3: f32[], param_1.3: f32[200,784]) -> f32[7,25] {
+  %param_1.3 = f32[200,784]{1,0} parameter(1)
+  %square.90 = f32[200,784]{1,0} multiply(%param_1.3, %param_1.3), metadata={op_name="jit(f)/while/body/grad_norm/square"}
+  %param_0.3 = f32[] parameter(0)
+  ROOT %reduce-window.102 = f32[7,25]{1,0} reduce-window(%square.90, %param_0.3), window={size=32x32 stride=32x32 pad=12_12x8_8}, to_apply=%region_31.40
+}
+
+ENTRY %main.1 (g: f32[200,784]) -> f32[7,25] {
+  %g = f32[200,784]{1,0} parameter(0)
+  %constant.690 = f32[] constant(0)
+  ROOT %ynn_fusion.2 = f32[7,25]{1,0} fusion(%constant.690, %g), kind=kCustom, calls=%fused_computation.2, backend_config={"fusion_config":{"kind":"__ynn_fusion"}}
+}
+"""
+  ops = profile_step.hlo_ops(hlo)
+  assert set(ops) == {"g", "constant.690", "ynn_fusion.2"}   # not the fusion's insides
+  assert profile_step.part_of(ops["ynn_fusion.2"]) == "gradient norm"
+  assert ops["ynn_fusion.2"].root_opcode == "reduce-window"
+
+
 @pytest.mark.slow
 def test_profile_attributes_the_trainers_loop_to_every_part():
   """Traces 2 dispatches of 4 steps of the runner's program (about 30 s of CPU):
