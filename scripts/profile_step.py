@@ -114,9 +114,10 @@ def part_of(op: Op) -> str | None:
     return None
   if op.root_opcode == "dot" or op.opcode == "dot":
     return PRODUCTS
-  # Its own name stack, else (a fusion whose root carries none, such as
-  # YNNPACK's reduce-windows) the first scoped one inside it.
-  for op_name in (op.op_name, *op.inner_names):
+  # Its own name stack; a fusion with none at all (YNNPACK's reduce-windows)
+  # takes the first scoped one inside it. A fusion that carries a name keeps
+  # it: the loss's gradient recomputes the binarization inside its fusion.
+  for op_name in (op.op_name,) if op.op_name else op.inner_names:
     scopes = op_name.split("/")
     for scope, part in SCOPES.items():
       if scope in scopes:

@@ -60,6 +60,9 @@ ENTRY %main.1 (g: f32[200,784]) -> f32[7,25] {
   assert set(ops) == {"g", "constant.690", "ynn_fusion.2"}   # not the fusion's insides
   assert profile_step.part_of(ops["ynn_fusion.2"]) == "gradient norm"
   assert ops["ynn_fusion.2"].root_opcode == "reduce-window"
+  # A fusion with a name of its own keeps it, whatever it recomputes inside.
+  named = ops["ynn_fusion.2"]._replace(op_name="jit(f)/while/body/jvp()/sub")
+  assert profile_step.part_of(named) == profile_step.ELEMENTWISE
 
 
 @pytest.mark.slow
