@@ -62,6 +62,7 @@ import re
 import shutil
 import tempfile
 import time
+from typing import Callable, NamedTuple
 
 from absl import app
 from absl import flags
@@ -104,12 +105,18 @@ LIMIT_REPEATS = 2           # loops per product in each round's limit (the best)
 NOTES = {
     "matmul_limit": "The 20 matrix products of one training step (forward, weight and input "
                     "gradients; float32, the model's shapes), N steps in one lax.fori_loop: the "
-                    "machine's limit for this model (the best of the repeats; every other "
-                    "figure is a median). flop_per_step counts 2 per multiply-add.",
+                    "machine's limit for this model (the best of the repeats before the runner "
+                    "and of one loop per runner repeat; every other figure is a median). "
+                    "flop_per_step counts 2 per multiply-add.",
     "independent_products_limit": "The same products, each alone in a fori_loop of its own, "
                                   "the times summed; timed at the start of every repeat of "
                                   "the runner (best of LIMIT_REPEATS loops per product), the "
                                   "reported limit being each product's best over all repeats.",
+    "chained_fraction_of_independent_limit": "Per repeat: the chained products' loop, timed "
+                                             "after the independent limit of the same "
+                                             "repeat, as a fraction of it; median over "
+                                             "repeats: the step's ceiling if it were its "
+                                             "products alone.",
     "paired_fraction_of_independent_limit": "Per repeat: the runner figure times the seconds "
                                             "per step of the limit timed at the start of the "
                                             "same repeat; median over repeats. The target is "
@@ -191,22 +198,27 @@ def _timed_train(config, ds: data_lib.Dataset) -> tuple[float, trainer.TrainResu
 
 
 def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int],
-                 repeats: int, products: step_products.IndependentProducts) -> dict:
+                 repeats: int, products: step_products.IndependentProducts,
+                 chained: ChainedProducts) -> dict:
   """``trainer.train`` for each k; settings interleaved within each repeat.
 
   Each repeat (round) first times the independent products
-  (``LIMIT_REPEATS`` loops each, the best), so every runner figure also has
-  a fraction of a limit measured seconds, not minutes, before it: the
-  ``paired_fraction_of_independent_limit`` of each round, and their median.
+  (``LIMIT_REPEATS`` loops each, the best) and the chained ones (one loop),
+  so every runner figure also has a fraction of a limit measured seconds,
+  not minutes, before it: the ``paired_fraction_of_independent_limit`` of
+  each round, and their median; the chained products get the same fraction
+  (``chained_fraction_of_independent_limit``): what the step would reach if
+  it were its products alone.
   """
   fixed = _config(batch_size, 0, 1)
   configs = {k: _config(batch_size, steps, k) for k in ks}
   for config in [fixed, *configs.values()]:     # compile once, filling the persistent cache
     _timed_train(config, ds)
   fixed_s, secs, rates, evals = [], {k: [] for k in ks}, {k: [] for k in ks}, {}
-  limit_rounds = []
+  limit_rounds, chained_s = [], []
   for _ in range(repeats):
     limit_rounds.append(step_products.time_independent(products, LIMIT_REPEATS))
+    chained_s.append(chained.seconds_per_step())
     fixed_s.append(_timed_train(fixed, ds)[0])
     for k, config in configs.items():
       s, result = _timed_train(config, ds)
@@ -217,7 +229,12 @@ def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int
   limit_s = [sum(r) for r in limit_rounds]     # seconds per step of each round's limit
   out = {"num_steps": steps, "feed": _feed_kind(configs[ks[0]], ds),
          "fixed_cost_s": fixed_cost, "limit_rounds_ms": [t * 1e3 for t in limit_s],
-         "independent_limit_seconds": [min(p) for p in zip(*limit_rounds)], "k": {}}
+         "independent_limit_seconds": [min(p) for p in zip(*limit_rounds)],
+         "chained_limit_seconds": chained_s,
+         "chained_fraction_of_independent_limit": {
+             "median": _median([t / c for t, c in zip(limit_s, chained_s)]),
+             "rounds": [t / c for t, c in zip(limit_s, chained_s)]},
+         "k": {}}
   for k, config in configs.items():
     call = _median(secs[k])
     loop = call - fixed_cost
@@ -282,8 +299,15 @@ def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: in
           "final_loss": float(metrics["loss"])}
 
 
-def bench_matmul_limit(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict:
-  """``steps`` steps' matrix products in one ``fori_loop``."""
+class ChainedProducts(NamedTuple):
+  """The step's products chained in one compiled loop (``chained_products``)."""
+  seconds_per_step: Callable[[], float]   # one timed loop of ``steps`` steps
+  flop_per_step: int
+  products_per_step: int
+
+
+def chained_products(ds: data_lib.Dataset, batch_size: int, steps: int) -> ChainedProducts:
+  """``steps`` steps' matrix products in one ``fori_loop``, compiled and warmed."""
   task = tasks.build_task(vae_config.get_config(), ds.image_shape)
   kernels = step_products.model_kernels(task.init_params(jax.random.key(0)))
   x = jnp.asarray(step_products.binarized_batches(ds, batch_size, 1)[0])
@@ -298,16 +322,24 @@ def bench_matmul_limit(ds: data_lib.Dataset, batch_size: int, steps: int, repeat
   zero = jnp.zeros((), jnp.float32)
   compiled = loop.lower(x, kernels, zero, steps).compile()
   jax.block_until_ready(compiled(x, kernels, zero))
-  times = []
-  for _ in range(repeats):
+
+  def seconds_per_step() -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(compiled(x, kernels, zero))
-    times.append((time.perf_counter() - t0) / steps)
-  # The best of the repeats: a limit, and the conservative side for the fractions.
-  step_s, flop = min(times), step_products.flop_per_step(batch_size, *kernels)
+    return (time.perf_counter() - t0) / steps
+
+  return ChainedProducts(seconds_per_step, step_products.flop_per_step(batch_size, *kernels),
+                         len(re.findall(r"\bdot\(", compiled.as_text())))
+
+
+def matmul_limit(chained: ChainedProducts, seconds: list[float]) -> dict:
+  """The chained limit from its timed loops: the best (a limit, and the
+  conservative side for the fractions)."""
+  step_s = min(seconds)
   return {"steps_per_s": 1.0 / step_s, "ms_per_step": step_s * 1e3,
-          "flop_per_step": flop, "gflop_per_s": flop / step_s / 1e9,
-          "products_per_step": len(re.findall(r"\bdot\(", compiled.as_text()))}
+          "flop_per_step": chained.flop_per_step,
+          "gflop_per_s": chained.flop_per_step / step_s / 1e9,
+          "products_per_step": chained.products_per_step}
 
 
 def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict | None:
@@ -377,9 +409,12 @@ def bench_torch(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int)
 
 def bench_batch(ds: data_lib.Dataset, batch_size: int, ks: list[int]) -> dict:
   steps, repeats = _steps_at(batch_size), _REPEATS.value
-  limit = bench_matmul_limit(ds, batch_size, steps, repeats)
+  chained = chained_products(ds, batch_size, steps)
+  first = [chained.seconds_per_step() for _ in range(repeats)]
   products = step_products.independent_products(ds, batch_size, steps)
-  runner = bench_runner(ds, batch_size, steps, ks, repeats, products)
+  runner = bench_runner(ds, batch_size, steps, ks, repeats, products, chained)
+  # The chained limit: its best over the loops before the runner and in every round.
+  limit = matmul_limit(chained, first + runner.pop("chained_limit_seconds"))
   # The limit: each product's best over every round.
   independent = step_products.independent_limit(products, runner.pop("independent_limit_seconds"))
   for row in runner["k"].values():

@@ -193,8 +193,8 @@ def profile(steps: int, dispatches: int, limit_repeats: int) -> dict:
     events = trace_events(path)
 
   ops = hlo_ops(program.hlo_text)
-  unnamed = [scope for scope in SCOPES
-             if not any(scope in op.op_name.split("/") for op in ops.values())]
+  found = {part_of(op) for op in ops.values()}
+  unnamed = [scope for scope, part in SCOPES.items() if part not in found]
   if unnamed:
     raise RuntimeError(f"no operation of the compiled step is under the named scope(s) "
                        f"{unnamed}: was it loaded from a persistent-cache entry compiled "
@@ -234,8 +234,8 @@ def profile(steps: int, dispatches: int, limit_repeats: int) -> dict:
       },
       "ms_per_step": {"untraced": untraced_s / n * 1e3, "traced": traced_s / n * 1e3,
                       "trace_window": ms(window)},
-      "parts": {part: {"ms_per_step": ms(shares.get(part, 0.0)),
-                       "share": shares.get(part, 0.0) / window} for part in PARTS},
+      "parts": [{"part": part, "ms_per_step": ms(shares.get(part, 0.0)),
+                 "share": shares.get(part, 0.0) / window} for part in PARTS],
       "products": {"count": len(product_names), "in_step_own_ms": ms(products_own),
                    "in_step_shared_ms": ms(shares.get(PRODUCTS, 0.0)),
                    "alone_ms": alone_ms, "alone_count": len(alone.programs)},

@@ -428,6 +428,11 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
       out.append(f"Paired by round (batch {batch}, k = {k}: each runner call against the "
                  f"independent limit timed just before it, median of "
                  f"{len(p['trainer']['rounds'])} rounds): {figures}.")
+    if c := b["vae_jax_runner"].get("chained_fraction_of_independent_limit"):
+      out.append("The step's products alone, chained as the step chains them, paired the "
+                 f"same way: {c['median']:.1%} of the independent limit (rounds "
+                 f"{', '.join(f'{f:.1%}' for f in c['rounds'])}): the ceiling of a step "
+                 "that did nothing else.")
   if fam := r["summary"].get("families"):
     variant = lambda v: "the default config" if v == "(default)" else f"`vae.py:{v}`"
     rows = [f"| {name} ({variant(f['variant'])}) | {f['trainer_steps_per_s']:,.0f} | "
@@ -548,6 +553,8 @@ def table_bench_step_levers(results: dict[str, dict]) -> str:
     lo, hi = d["interval"]
     numbers = ("bit-identical" if same["bit_identical"]
                else f"differ (params {_sci(same['max_rel_param_diff'])} rel.)")
+    if lever.get("same_hlo") and name != "baseline_again":
+      numbers += "; the same optimized HLO"
     rows.append(f"| `{name}`: {lever['description']} | {_signed(d['median'])} "
                 f"({_signed(lo)} to {_signed(hi)}) | {d['verdict']} | "
                 f"{_ratio(lever['cost_vs_baseline']['bytes_accessed'], 2, 3)} | {numbers} |")
@@ -565,7 +572,8 @@ def table_bench_step_levers(results: dict[str, dict]) -> str:
              "a verdict needs a median beyond half the larger end of its interval. " if two
              else "")
           + "Bytes accessed: XLA's cost analysis of the compiled program, which load does not "
-          "move.")
+          "move. \"The same optimized HLO\": an XLA option that left the program as it was "
+          "(it acts, if at all, below HLO).")
   return _markdown(head, rows, [r], text)
 
 
@@ -573,14 +581,13 @@ def table_profile_step(results: dict[str, dict]) -> str:
   """The training step's time by part, from one jax.profiler trace."""
   r = results["profile_step"]
   s = r["summary"]
-  rows = [f"| {part} | {p['ms_per_step']:.2f} | {p['share']:.0%} |"
-          for part, p in s["parts"].items()]
+  rows = [f"| {p['part']} | {p['ms_per_step']:.2f} | {p['share']:.0%} |" for p in s["parts"]]
   head = "| part of the step | ms per step | share |\n| --- | --- | --- |"
   t, prod, f = s["ms_per_step"], s["products"], s["flags"]
   text = (f"{f['dispatches']} dispatches of {f['steps']} steps of the trainer's compiled loop, "
           f"traced: {t['traced']:.2f} ms per step, against {t['untraced']:.2f} ms for the same "
-          f"dispatches untraced (the profiler's own cost, {t['traced'] / t['untraced'] - 1:.0%}, "
-          "falls mostly on the many short operations). Each instant is shared equally among "
+          f"dispatches untraced (the profiler's own cost: {t['traced'] / t['untraced'] - 1:.0%}"
+          "). Each instant is shared equally among "
           "the operations running in it, so the parts add up to the step. The "
           f"{prod['count']} products took {prod['in_step_shared_ms']:.2f} ms of the step "
           f"({prod['in_step_own_ms']:.2f} ms adding their own durations, two at once counting "

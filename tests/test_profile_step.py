@@ -71,12 +71,13 @@ def test_profile_attributes_the_trainers_loop_to_every_part():
   every named part of the step shows up, the parts add up to the traced window,
   and all 20 products are found in the step and alone."""
   out = profile_step.profile(steps=4, dispatches=2, limit_repeats=1)
-  parts = {k: v["ms_per_step"] for k, v in out["parts"].items()}
+  parts = {p["part"]: p["ms_per_step"] for p in out["parts"]}
+  assert list(parts) == list(profile_step.PARTS)
   for part in ("matrix products", "loss and gradient, element-wise", "batch gather",
                "binarization", "gradient norm", "optimizer (Adam)"):
     assert parts[part] > 0, (part, parts)
   assert sum(parts.values()) == pytest.approx(out["ms_per_step"]["trace_window"], rel=1e-9)
-  assert sum(v["share"] for v in out["parts"].values()) == pytest.approx(1.0)
+  assert sum(p["share"] for p in out["parts"]) == pytest.approx(1.0)
   assert out["products"]["count"] == out["products"]["alone_count"] == 20
   assert out["products"]["in_step_own_ms"] >= out["products"]["in_step_shared_ms"] > 0
   assert out["top_operations"][0]["part"] == "matrix products"

@@ -213,7 +213,9 @@ def _levers_record() -> dict:
                       "baseline": {"ms_per_step": 4.7, "reference": "baseline_mean"},
                       "levers": {"baseline_again": lever(0.01, -0.05, 0.06, "no change measured",
                                                          1.0, True),
-                                 "sgd": lever(-0.3, -0.4, -0.2, "faster", 0.766, False)}}}
+                                 "sgd": lever(-0.3, -0.4, -0.2, "faster", 0.766, False),
+                                 "xla_option": {**lever(0.02, -0.1, 0.1, "no change measured",
+                                                        1.0, True), "same_hlo": True}}}}
 
 
 def test_bench_step_levers_table_reads_each_lever_against_the_noise_floor():
@@ -223,6 +225,8 @@ def test_bench_step_levers_table_reads_each_lever_against_the_noise_floor():
                      "no change measured | 1.00 | bit-identical |")
   assert rows[3] == ("| `sgd`: what it changes | −0.30 (−0.40 to −0.20) | faster | 0.77 | "
                      "differ (params 2.2e-4 rel.) |")
+  assert rows[4] == ("| `xla_option`: what it changes | +0.02 (−0.10 to +0.10) | "
+                     "no change measured | 1.00 | bit-identical; the same optimized HLO |")
   assert "4.70 ms per step" in table and "30 rounds" in table
   assert "mean of the baseline's two copies" in table
   assert table.endswith("load average 1.5 at its start")
@@ -234,9 +238,13 @@ def test_bench_vae_step_table_says_the_paired_fractions_round_by_round():
   k = next(iter(runner))
   runner[k]["paired_fraction_of_independent_limit"] = {
       m: {"median": 0.6, "rounds": [0.55, 0.6, 0.65]} for m in ("trainer", "loop", "wall")}
+  next(iter(r["summary"]["results"].values()))["vae_jax_runner"][
+      "chained_fraction_of_independent_limit"] = {"median": 0.7, "rounds": [0.65, 0.7, 0.75]}
   table = results.table_bench_vae_step({"bench_vae_step": r})
   assert (f"k = {k}: each runner call against the independent limit timed just before it, "
           "median of 3 rounds): steady state 60.0% (rounds 55.0%, 60.0%, 65.0%)") in table
+  assert ("paired the same way: 70.0% of the independent limit (rounds 65.0%, 70.0%, "
+          "75.0%)") in table
 
 
 def test_profile_step_table_lists_the_parts_and_the_products_alone():
@@ -248,8 +256,8 @@ def test_profile_step_table_lists_the_parts_and_the_products_alone():
                    "load_average": [1.5, 1.0, 1.0]},
        "summary": {"flags": {"steps": 40, "dispatches": 5},
                    "ms_per_step": {"untraced": 4.0, "traced": 5.0, "trace_window": 5.0},
-                   "parts": {k: {"ms_per_step": ms, "share": share}
-                             for k, (ms, share) in parts.items()},
+                   "parts": [{"part": k, "ms_per_step": ms, "share": share}
+                             for k, (ms, share) in parts.items()],
                    "products": {"count": 20, "alone_count": 20, "in_step_shared_ms": 3.0,
                                 "in_step_own_ms": 3.4, "alone_ms": 2.5}}}
   table = results.table_profile_step({"profile_step": r})
@@ -257,5 +265,5 @@ def test_profile_step_table_lists_the_parts_and_the_products_alone():
   assert rows[2:] == ["| matrix products | 3.00 | 60% |", "| optimizer (Adam) | 0.50 | 10% |",
                       "| between operations | 1.50 | 30% |"]
   assert "traced: 5.00 ms per step, against 4.00 ms for the same dispatches untraced" in table
-  assert "cost, 25%" in table and "took 3.00 ms of the step (3.40 ms" in table
+  assert "cost: 25%" in table and "took 3.00 ms of the step (3.40 ms" in table
   assert "took 2.50 ms in the same run" in table
