@@ -25,6 +25,8 @@ size, in one process on the same machine:
   not counted. Every product feeds the next step's input (through a scalar,
   zero at run time), so XLA can neither hoist nor drop any; the glue around
   them is O(B*D) element-wise work and one sum over each weight gradient.
+  Timed ``--repeats`` times before the runner and once in every repeat of it
+  (after that repeat's independent limit); the limit is the best of them.
 * ``torch_eager``: a plain PyTorch eager loop of the same model and optimizer
   that also draws each step's rows (a permutation per epoch) and binarizes
   them (``torch.bernoulli``) on the host, reading the loss every 100 steps;
@@ -42,7 +44,9 @@ and of ``independent_products_limit``. The runner's figures also appear as
 ``paired_fraction_of_independent_limit``: per repeat, its rate over the limit
 of the same repeat, and the median over repeats (this VM's speed drifts by
 10-20% within minutes, which moves a ratio of two figures measured minutes
-apart). ``target`` checks the issue's goal on those paired medians: the runner
+apart); the chained products get the same per-repeat fraction,
+``chained_fraction_of_independent_limit``: the ceiling of a step that did
+nothing but its products. ``target`` checks the issue's goal on those paired medians: the runner
 loop at >= 60% of the independent-products limit at batch 100, with the
 largest k, for each of the three runner figures.
 
