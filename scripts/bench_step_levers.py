@@ -90,6 +90,9 @@ def _tree_norm_by_dot(tree, squared: bool = False) -> jax.Array:
 
 
 def _tree_norm_variadic(tree, squared: bool = False) -> jax.Array:
+  """``optax.tree_utils.tree_norm`` from two-output reductions (sum of squares and
+  the largest |x|), which XLA's tree-reduction rewrite leaves alone; the largest
+  |x| enters as 0 * m so that XLA keeps both outputs (and an inf still shows)."""
   total = jnp.zeros((), jnp.float32)
   for x in jax.tree_util.tree_leaves(tree):
     s, m = jax.lax.reduce((x * x, jnp.abs(x)), (np.float32(0), np.float32(0)),
