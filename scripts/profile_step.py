@@ -149,15 +149,11 @@ def attribute(intervals: Iterable[tuple[int, int, str]]) -> dict[str, float]:
   return dict(out)
 
 
-def trace_events(path: str) -> list[tuple[int, int, str, str]]:
-  """(start_ns, end_ns, name, thread) of every event on the host's XLA threads."""
+def trace_events(path: str) -> list[tuple[int, int, str]]:
+  """(start_ns, end_ns, name) of every event of a saved trace, every plane and thread."""
   data = jax.profiler.ProfileData.from_file(path)
-  events = []
-  for plane in data.planes:
-    for line in plane.lines:
-      for e in line.events:
-        events.append((e.start_ns, e.end_ns, e.name, line.name))
-  return events
+  return [(e.start_ns, e.end_ns, e.name)
+          for plane in data.planes for line in plane.lines for e in line.events]
 
 
 def profile(steps: int, dispatches: int, limit_repeats: int) -> dict:
@@ -193,25 +189,25 @@ def profile(steps: int, dispatches: int, limit_repeats: int) -> dict:
     events = trace_events(path)
 
   ops = hlo_ops(program.hlo_text)
-  found = {part_of(op) for op in ops.values()}
-  unnamed = [scope for scope, part in SCOPES.items() if part not in found]
+  part = {name: part_of(op) for name, op in ops.items()}   # None: not timed on its own
+  unnamed = [scope for scope, p in SCOPES.items() if p not in part.values()]
   if unnamed:
     raise RuntimeError(f"no operation of the compiled step is under the named scope(s) "
                        f"{unnamed}: was it loaded from a persistent-cache entry compiled "
                        "before vae_jax named them? (the cache key ignores names)")
   n = steps * dispatches
-  timed = [(s, e, name) for s, e, name, _ in events if name in ops and part_of(ops[name])]
+  timed = [(s, e, name) for s, e, name in events if part.get(name)]
   if not timed:
     raise RuntimeError("the trace has no event named after an operation of the program")
   window = max(e for _, e, _ in timed) - min(s for s, _, _ in timed)
-  shares = attribute((s, e, part_of(ops[name])) for s, e, name in timed)
+  shares = attribute((s, e, part[name]) for s, e, name in timed)
   busy = sum(shares.values())
   shares[BETWEEN] = window - busy
   own = collections.Counter()   # each operation's own duration, not shared
   for s, e, name in timed:
     own[name] += e - s
-  products_own = sum(v for name, v in own.items() if part_of(ops[name]) == PRODUCTS)
-  product_names = sorted(name for name in own if part_of(ops[name]) == PRODUCTS)
+  product_names = [name for name in own if part[name] == PRODUCTS]
+  products_own = sum(own[name] for name in product_names)
 
   alone = step_products.independent_products(ds, bench_step_levers.BATCH_SIZE, 200)
   alone_ms = sum(step_products.time_independent(alone, limit_repeats)) * 1e3
@@ -240,7 +236,7 @@ def profile(steps: int, dispatches: int, limit_repeats: int) -> dict:
                    "in_step_shared_ms": ms(shares.get(PRODUCTS, 0.0)),
                    "alone_ms": alone_ms, "alone_count": len(alone.programs)},
       "top_operations": [
-          {"name": name, "part": part_of(ops[name]), "own_ms_per_step": ms(v)}
+          {"name": name, "part": part[name], "own_ms_per_step": ms(v)}
           for name, v in own.most_common(12)],
   }
 
