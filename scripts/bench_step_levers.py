@@ -58,6 +58,7 @@ from vae_jax import tasks
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import optim
 from vae_jax.training import sharding
+from vae_jax.training import step as step_lib
 from vae_jax.training import trainer
 import machine  # scripts/machine.py: this folder is on sys.path
 import paired  # scripts/paired.py
@@ -199,13 +200,13 @@ LEVERS: dict[str, Lever] = {
         lambda: _patched(feed_lib.DeviceFeed, "batch", _uint8_batch), uint8_data=True),
     "update_without_cond": Lever(
         "Adam's update without the lax.cond of the NaN guard (not a guard; for scale)",
-        lambda: _patched(trainer, "_update", _update_without_cond)),
+        lambda: _patched(step_lib, "_update", _update_without_cond)),
     "xla_ynnpack_off": Lever("XLA:CPU without YNNPACK fusions",
                              compile_options={"xla_cpu_experimental_ynn_fusion_type": ""}),
-    "xla_no_tree_reduction": Lever(
-        "XLA:CPU without its tree-reduction rewrite: every reduction of the program as one "
-        "plain reduction (the gradient norm's, here, instead of 32x32 windows in YNNPACK)",
-        compile_options={"xla_disable_hlo_passes": "tree_reduction_rewriter"}),
+    "xla_tree_reduction": Lever(
+        "XLA:CPU's tree-reduction rewrite back on (the trainer turns it off on CPU): the "
+        "gradient norm's long reductions as 32x32 windows in YNNPACK",
+        compile_options={"xla_disable_hlo_passes": ""}),
     "xla_ynn_dots_only": Lever(
         "XLA:CPU's YNNPACK fusions for the products only (no reductions or element-wise "
         "work)", compile_options={
@@ -257,8 +258,8 @@ def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Prog
   with lever.patch():
     task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
     state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
-    fn = jax.jit(functools.partial(trainer.train_steps, task=task, tx=tx,
-                                   feed_batch=feed.batch, binarize=True), donate_argnums=0)
+    fn = step_lib.jit_train_steps(task, tx, feed.batch, True,
+                                 step_lib.step_compiler_options(config.train))
     binarize_key = jax.random.key_data(jax.random.key(2))
     compiled = fn.lower(state, feed_args, binarize_key, jnp.int32(steps)).compile(
         lever.compile_options)

@@ -16,7 +16,7 @@ size, in one process on the same machine:
   ``TrainResult.steps_per_s``; the wall clock of the whole call; and the
   loop's marginal rate, the steps over the call's seconds less those of the
   same call with ``num_steps=0`` (setup, checkpoint, final evaluation).
-* ``vae_jax_step_fn``: the jitted ``trainer.train_step`` alone, one step per
+* ``vae_jax_step_fn``: the jitted ``vae_jax.training.step.train_step`` alone, one step per
   dispatch, on batches binarized once and uploaded beforehand.
 * ``matmul_limit``: the machine's limit for this model: the 20 matrix products
   of one training step (forward 7, weight gradients 7, input gradients 6:
@@ -79,6 +79,7 @@ from vae_jax import data as data_lib
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import optim
 from vae_jax.training import sharding
+from vae_jax.training import step as step_lib
 from vae_jax import tasks
 from vae_jax.training import trainer
 import machine  # scripts/machine.py: this folder is on sys.path
@@ -137,7 +138,7 @@ NOTES = {
                       "cut at log, eval, checkpoint and epoch boundaries. final_eval_neg_elbo: "
                       "the run's final evaluation, equal for every k (the trainer runs the "
                       "same steps whatever k).",
-    "vae_jax_step_fn": "The jitted trainer.train_step alone, one step per dispatch, on 8 "
+    "vae_jax_step_fn": "The jitted vae_jax.training.step.train_step alone, one step per dispatch, on 8 "
                        "batches binarized once and uploaded beforehand (no feed, no "
                        "binarization, no logging).",
     "torch_eager": "PyTorch eager: the same model and Adam, with per-step row selection "
@@ -281,12 +282,12 @@ def bench_families(ds: data_lib.Dataset, families: list[str], steps: int, k: int
 
 
 def bench_step_fn(ds: data_lib.Dataset, batch_size: int, steps: int, repeats: int) -> dict:
-  """The jitted ``trainer.train_step``, one step per dispatch."""
+  """The jitted ``step_lib.train_step`` (vae_jax.training.step), one step per dispatch."""
   config = _config(batch_size, steps, 1)
   task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
   tx = optim.make_optimizer(config.train, trainer.steps_per_epoch(ds, batch_size))
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
-  step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), donate_argnums=0)
+  step = jax.jit(functools.partial(step_lib.train_step, task=task, tx=tx), donate_argnums=0)
   batches = [jnp.asarray(b) for b in step_products.binarized_batches(ds, batch_size)]
   t0 = time.perf_counter()
   state, metrics = step(state, batches[0])

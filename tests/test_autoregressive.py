@@ -14,6 +14,7 @@ from scipy import stats
 from tests.conftest import get_config
 from vae_jax import autoregressive as ar
 from vae_jax import optim, tasks, trainer
+from vae_jax.training import step as step_lib
 
 
 def _random_params(model, num_dims, seed, scale=1.0):
@@ -126,7 +127,7 @@ def test_mle_reaches_the_entropy_of_a_markov_chain():
   task = tasks.made_task(config, (d, 1, 1))
   model, tx = task.model, optim.make_optimizer(config.train)
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
-  step = functools.partial(trainer.train_step, task=task, tx=tx)
+  step = functools.partial(step_lib.train_step, task=task, tx=tx)
   xj = jnp.asarray(x)
 
   @jax.jit

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import get_config
 from vae_jax import checkpointing, data, feed, sharding, tasks, trainer, workdir as wd
 from vae_jax.errors import UserError
+from vae_jax.training import step as step_lib
 
 
 def _stream(n=103, d=5, batch=10, seed=3):
@@ -104,11 +105,11 @@ def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
   f = feed.make_feed("device", stream, sharding.make_shardings({"b": 50}), 1)
   bkey = jax.random.key(5)
   fresh = lambda: trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
-  fused = jax.jit(functools.partial(trainer.train_steps, task=task, tx=tx,
+  fused = jax.jit(functools.partial(step_lib.train_steps, task=task, tx=tx,
                                     feed_batch=f.batch, binarize=True))
   state, sums = fused(fresh(), f.args(0, 3), jax.random.key_data(bkey), 3)
   ref = fresh()
-  step = jax.jit(functools.partial(trainer.train_step, task=task, tx=tx))
+  step = jax.jit(functools.partial(step_lib.train_step, task=task, tx=tx))
   losses = []
   for t in range(3):
     grey = ds.train_x[stream.indices(t)]
@@ -121,7 +122,7 @@ def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
   for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(ref.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
   # Grey batches give another loss: the binarization is not a no-op.
-  _, grey_sums = jax.jit(functools.partial(trainer.train_steps, task=task, tx=tx,
+  _, grey_sums = jax.jit(functools.partial(step_lib.train_steps, task=task, tx=tx,
                                            feed_batch=f.batch, binarize=False))(
       fresh(), f.args(0, 3), jax.random.key_data(bkey), 3)
   assert abs(float(grey_sums["loss"]) - sum(losses)) > 1.0

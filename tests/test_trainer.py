@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import get_config
 from vae_jax import data, optim, tasks, trainer
 from vae_jax.errors import UserError
+from vae_jax.training import step as step_lib
 
 
 def _setup(config):
@@ -23,7 +25,7 @@ def _setup(config):
 
 
 def _step_fn(task, tx, **jit_kw):
-  return jax.jit(functools.partial(trainer.train_step, task=task, tx=tx), **jit_kw)
+  return jax.jit(functools.partial(step_lib.train_step, task=task, tx=tx), **jit_kw)
 
 
 def _moved(a, b):
@@ -185,6 +187,55 @@ def test_resume_and_extension_are_bit_exact(tmp_path, name):
   assert ra.final_eval == rb.final_eval
 
 
+def test_the_cpu_tree_reduction_rewrite_is_off_unless_asked(tiny_vae):
+  t = tiny_vae.train
+  assert t.xla_cpu_tree_reduction is False      # the default, from the config files
+  assert step_lib.step_compiler_options(t, "cpu") == {
+      "xla_disable_hlo_passes": "tree_reduction_rewriter"}
+  assert step_lib.step_compiler_options(t, "gpu") == {}
+  t.xla_cpu_tree_reduction = True
+  assert step_lib.step_compiler_options(t, "cpu") == {}
+
+
+def test_a_non_boolean_tree_reduction_setting_is_refused(tiny_vae, tmp_path):
+  ds, task, _, _ = _setup(tiny_vae)
+  with tiny_vae.ignore_type():
+    tiny_vae.train.xla_cpu_tree_reduction = "no"
+  with pytest.raises(UserError, match="xla_cpu_tree_reduction must be True or False"):
+    trainer.train(task, tiny_vae, ds, str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
+def test_the_tree_reduction_setting_changes_the_program_not_the_result(tiny_vae, tmp_path):
+  """The option reaches the step's compiled program (its HLO differs with the
+  rewrite on and off) and changes only the order of its sums: 60 steps of the tiny
+  VAE either way agree to float32 round-off amplified by training."""
+  ds, task, tx, state = _setup(tiny_vae)
+  stream = data.BatchStream(ds.train_x, int(tiny_vae.train.batch_size), 0)
+  feed = trainer.feed_lib.make_feed("device", stream, trainer.sharding.make_shardings(
+      {"config.train.batch_size": int(tiny_vae.train.batch_size)}), 2)
+  key = jax.random.key_data(jax.random.key(2))
+  programs, results = [], []
+  for on in (False, True):
+    tiny_vae.train.xla_cpu_tree_reduction = on
+    fn = step_lib.jit_train_steps(task, tx, feed.batch, False,
+                                 step_lib.step_compiler_options(tiny_vae.train))
+    programs.append(fn.lower(state, feed.args(0, 2), key, 2).compile().as_text())
+    results.append(trainer.train(task, tiny_vae, ds, str(tmp_path / str(on))))
+  body = lambda text: re.sub(r", metadata=\{[^}]*\}", "", text[text.find("\n%"):])
+  assert body(programs[0]) != body(programs[1])
+  off, on = (jax.tree_util.tree_leaves(r.state.params) for r in results)
+  # train() compiles with the setting: some of the tiny VAE's sums that reach its
+  # parameters are ones the rewrite splits, so the two runs are not bit-identical
+  # (if a new XLA stops splitting them, pick a config whose numbers it changes).
+  assert any(not np.array_equal(a, b) for a, b in zip(off, on))
+  for a, b in zip(off, on, strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-4)
+  assert results[0].final_eval["neg_elbo"] == pytest.approx(results[1].final_eval["neg_elbo"],
+                                                            rel=1e-3)
+
+
 def test_zero_steps_evaluates_the_initialization(tiny_vae, tmp_path):
   tiny_vae.train.num_steps = 0
   ds, task, _, _ = _setup(tiny_vae)
@@ -293,7 +344,7 @@ def test_bfloat16_computes_in_bf16_and_trains_like_float32(tiny_vae, tmp_path):
     config = tiny_vae.copy_and_resolve_references()
     config.train.compute_dtype = name
     ds, task, tx, state = _setup(config)
-    jaxpr = str(jax.make_jaxpr(functools.partial(trainer.train_step, task=task, tx=tx))(
+    jaxpr = str(jax.make_jaxpr(functools.partial(step_lib.train_step, task=task, tx=tx))(
         state, jnp.asarray(ds.train_x[:50])))
     assert ("bf16" in jaxpr) == (name == "bfloat16")
     result = trainer.train(task, config, ds, str(tmp_path / name))

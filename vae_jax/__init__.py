@@ -11,7 +11,8 @@ The library (experiments live in ``experiments/``), by what a reader looks for:
   (the streamed IWAE bound), ``estimators`` (score function, reparametrization,
   VIMCO, DReG, STL and their statistics), ``amortization`` (per-example q*,
   the gaps), ``evaluation``.
-* ``training/``    the one ``trainer`` and its parts: ``feed``, ``sharding``,
+* ``training/``    the one ``trainer`` and its parts: ``step`` (the jitted
+  train step), ``feed``, ``sharding``,
   ``distributed``, ``checkpointing``, ``workdir`` (run files), ``progress``,
   ``optim``.
 * ``classical/``   exact models: ``bayes`` (conjugate: MLE, MAP, posterior,
@@ -35,7 +36,8 @@ from vae_jax.errors import UserError
 from vae_jax.models import VAE, make_vae
 from vae_jax.inference.objectives import elbo, iwae_bound, reconstruct, sample_prior
 from vae_jax.data import Dataset, load_arrays
-from vae_jax.training.trainer import Task, TrainState, create_train_state, train, train_step
+from vae_jax.training.step import train_step
+from vae_jax.training.trainer import Task, TrainState, create_train_state, train
 from vae_jax.tasks import build_task, load_checkpoint, load_data
 from vae_jax import families, keys, models, prng, tasks
 from vae_jax.classical import bayes, gmm, ppca
