@@ -178,8 +178,8 @@ _NO_TREE_REDUCTION = {"xla_disable_hlo_passes": "tree_reduction_rewriter"}
 def step_compiler_options(train_config, platform: str | None = None) -> dict[str, str]:
   """The XLA options the train-step program is compiled with on ``platform``
   (default: JAX's default backend): on CPU, the tree-reduction rewrite off
-  unless ``train_config.xla_cpu_tree_reduction``; none elsewhere (GPU
-  reductions rely on their tree rewrite)."""
+  unless ``train_config.xla_cpu_tree_reduction``; none elsewhere (measured on
+  XLA:CPU only; GPU and TPU compile their reductions their own way)."""
   if (platform or jax.default_backend()) != "cpu" or train_config.xla_cpu_tree_reduction:
     return {}
   return dict(_NO_TREE_REDUCTION)
