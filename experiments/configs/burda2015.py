@@ -75,9 +75,6 @@ def _cpu(config):
   steps_per_epoch = 9000 // config.train.batch_size
   config.train.update(num_steps=CPU_EPOCHS * steps_per_epoch, eval_every=5 * steps_per_epoch,
                       checkpoint_every=5 * steps_per_epoch, log_every=steps_per_epoch)
-  # results/burda2015_cpu.json was recorded with XLA:CPU's tree-reduction rewrite,
-  # before the trainer turned it off: kept, so the recipes reproduce their table.
-  config.train.xla_cpu_tree_reduction = True
 
 
 VARIANTS = {name: _recipe(name) for name in PAPER}
