@@ -42,7 +42,4 @@ def get_config(arg=None):
       examples=200, local_steps=1000, local_lr=1e-2, eval_samples=1000, iw_samples=1000,
       posteriors=("gaussian", "planar", "iaf"),   # one VAE per family (Cremer et al.)
       flow_steps=2))                               # maps of each flow family
-  # results/amortization*.json were recorded with XLA:CPU's tree-reduction
-  # rewrite, before the trainer turned it off: kept, so they reproduce.
-  config.train.xla_cpu_tree_reduction = True
   return common.apply_variants(config, arg, VARIANTS)
