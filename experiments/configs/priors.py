@@ -43,9 +43,6 @@ def _cpu(config):
                       checkpoint_every=5 * steps_per_epoch, log_every=steps_per_epoch)
   config.objective.kl_warmup_steps = 5 * steps_per_epoch
   config.priors.eval_examples = 500
-  # results/priors_cpu.json was recorded with XLA:CPU's tree-reduction rewrite,
-  # before the trainer turned it off: kept, so the recipe reproduces its table.
-  config.train.xla_cpu_tree_reduction = True
 
 
 def _tiny(config):
