@@ -124,7 +124,7 @@ def get_config(arg=None):
   # device (the split on device, batches gathered and binarized there) | host;
   # xla_cpu_tree_reduction: XLA:CPU's tree-reduction rewrite in the train step
   # (False: off, about 0.3-0.5 ms faster a step here; True: the summation order of
-  # runs recorded before vae_jax turned it off, which priors.py:cpu pins).
+  # runs recorded before vae_jax turned it off, on 2026-12-02).
   config.train = common.train_section()
   # Several processes (one per host; vae_jax.distributed): process 0's host:port
   # ("" = one process), how many, this one's id, and the wait for the others.

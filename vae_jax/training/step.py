@@ -169,9 +169,9 @@ def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
 # than the plain reductions they replace: 0.3-0.5 ms of the default VAE's
 # ~4.5 ms step (scripts/bench_step_levers.py, lever xla_tree_reduction).
 # Without it only the order of those sums changes: some models' parameters
-# then differ from the rewrite's in the last bits, which training amplifies,
-# so ``train.xla_cpu_tree_reduction=True`` keeps it (the recipes recorded
-# with it pin it, to reproduce their tables).
+# then differ from the rewrite's in the last bits, which training amplifies;
+# ``train.xla_cpu_tree_reduction=True`` keeps it, to reproduce a run recorded
+# with it.
 _NO_TREE_REDUCTION = {"xla_disable_hlo_passes": "tree_reduction_rewriter"}
 
 
