@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import get_config
 from vae_jax import data, optim, tasks, trainer
 from vae_jax.errors import UserError
+from vae_jax.training import feed as feed_lib
+from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
 
 
@@ -213,7 +215,7 @@ def test_the_tree_reduction_setting_changes_the_program_not_the_result(tiny_vae,
   VAE either way agree to float32 round-off amplified by training."""
   ds, task, tx, state = _setup(tiny_vae)
   stream = data.BatchStream(ds.train_x, int(tiny_vae.train.batch_size), 0)
-  feed = trainer.feed_lib.make_feed("device", stream, trainer.sharding.make_shardings(
+  feed = feed_lib.make_feed("device", stream, sharding.make_shardings(
       {"config.train.batch_size": int(tiny_vae.train.batch_size)}), 2)
   key = jax.random.key_data(jax.random.key(2))
   programs, results = [], []
