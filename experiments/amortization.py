@@ -6,7 +6,7 @@ family is trained (or resumed) by ``experiments.vae.train`` in
 ``WORKDIR/vae_<f>`` (the VAE's checkpoints, figures and summary there), on
 the same data, seed and settings; then the first ``amortization.examples``
 held-out examples get a per-example q* of the same family optimized from the
-encoder's output (``vae_jax.amortization.gaps``).
+encoder's output (``vae_jax.inference.amortization.gaps``).
 
 summary.json (averages over the examples, nats): ``families[f]`` holds
 ``amortized_elbo``, ``optimized_elbo``, ``log_likelihood_iw`` (with

@@ -1,6 +1,6 @@
 """MADE, the exact-likelihood baseline: maximum likelihood and ancestral sampling.
 
-``run(config, workdir)`` trains through ``vae_jax.trainer`` and writes
+``run(config, workdir)`` trains through ``vae_jax.training.trainer`` and writes
 ``summary.json`` (the exact held-out NLL in nats and bits/dim, the number of
 parameters and of unmasked ones) and figures:
 
@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from experiments.discrete_vae import check_binary
-from vae_jax import autoregressive
+from vae_jax.models import made as autoregressive
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks

@@ -1,6 +1,6 @@
 """Conjugate posteriors on simulated data (``config.experiment = "bayes"``).
 
-For each conjugate model of ``vae_jax.bayes`` (known true parameters, fixed
+For each conjugate model of ``vae_jax.classical.bayes`` (known true parameters, fixed
 priors, see ``default_settings``), ``config.bayes.trials`` independent training
 streams of length max(sizes) and held-out sets of size ``config.bayes.heldout``
 are drawn from the true p(x | theta*); the training set of size n is the first
@@ -65,7 +65,7 @@ class Setting(NamedTuple):
   """One simulated problem: a conjugate model (its prior) and the true parameter."""
   name: str
   label: str
-  model: Any          # a vae_jax.bayes model
+  model: Any          # a vae_jax.classical.bayes model
   truth: Any          # theta*: [] or [K]
   num_params: int     # free parameters d, for the d / (2n) excess-loss reference
   prior: dict         # the hyperparameters, for summary.json
@@ -125,7 +125,7 @@ def _posteriors(model, x_all: jax.Array, sizes) -> tuple:
   """The data-dependent part for every n: posterior, MLE and log evidence.
 
   Args:
-    model: the prior (a vae_jax.bayes model).
+    model: the prior (a vae_jax.classical.bayes model).
     x_all: [T, n_max] training streams; size n uses the first n points of each,
       so the training sets grow as nested prefixes.
     sizes: the training sizes.

@@ -1,6 +1,6 @@
 """The discrete-latent VAE: Bernoulli codes trained with score-function estimators.
 
-``run(config, workdir)`` trains through ``vae_jax.trainer`` and writes
+``run(config, workdir)`` trains through ``vae_jax.training.trainer`` and writes
 ``summary.json`` (the Monte-Carlo -ELBO and, for L <= 12, the exact -ELBO and
 -log p(x) by enumerating the 2^L codes, also at step 0; the last encoder
 gradient variance when ``train.grad_stats_every`` > 0) and figures:
@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments.vae import spread_rows
 from vae_jax import data as data_lib
-from vae_jax import discrete_vae
+from vae_jax.models import discrete_vae
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks

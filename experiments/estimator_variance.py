@@ -1,6 +1,6 @@
 """The lecture's claim, measured: gradient variance of every estimator vs S and step.
 
-One VAE is trained with the reparametrized ELBO through ``vae_jax.trainer`` in
+One VAE is trained with the reparametrized ELBO through ``vae_jax.training.trainer`` in
 ``WORKDIR/vae``, stopping (checkpointed) at each of ``variance.steps``. At each
 stop, on one fixed held-out batch, every estimator's encoder gradient is drawn
 R = ``variance.draws`` times and its total variance (trace of the covariance)

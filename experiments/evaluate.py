@@ -13,7 +13,7 @@ writes into ``workdir``:
     objective), ``kl_per_dim`` (a list of L numbers) and ``active_units``
     (Cov_x(E_q[z_u]) > 0.01) for the VAE;
   - ``num_examples``, ``iw_samples``, ``seconds`` and ``examples_per_s``;
-* the run files every experiment writes (``vae_jax.workdir``): ``config.json``;
+* the run files every experiment writes (``vae_jax.training.workdir``): ``config.json``;
   ``summary.json``, the same numbers as evaluation.json; ``metrics.jsonl`` and
   ``tensorboard/``: one record of the numbers at the checkpoint's step, split
   ``config.split`` (tags ``eval/nll``, ``eval/elbo``, ...), and for a VAE with

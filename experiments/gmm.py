@@ -1,6 +1,6 @@
 """Gaussian mixture by EM (``config.experiment = "gmm"``).
 
-Fits a GMM with ``vae_jax.gmm`` in float64 (``jax.enable_x64``, so the EM
+Fits a GMM with ``vae_jax.classical.gmm`` in float64 (``jax.enable_x64``, so the EM
 invariants hold to round-off), either to 2-D points from a known 5-component
 mixture (``config.gmm.data = "toy2d"``) or to ``config.data.dataset`` images
 projected on their top ``config.gmm.pca_dim`` principal components

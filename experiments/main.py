@@ -32,6 +32,10 @@ Config files (experiments/configs/) and their variants; each documents its keys:
 
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()   # the run's clock: imports are part of a user's wait
+
 import importlib
 import logging as std_logging
 import os
@@ -157,11 +161,13 @@ def main(argv):
   except OSError as e:  # the config file could not be loaded
     fail(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}")
   module = experiment_module(experiment)
+  from vae_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import workdir as wd  # pylint: disable=g-import-not-at-top
   # JAX logs at INFO each platform it probes and cannot open (libtpu.so on
   # every machine without a TPU): noise in every run. Its warnings stay.
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
-  from vae_jax import distributed  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import distributed  # pylint: disable=g-import-not-at-top
   try:
     # Before anything touches a device: several processes meet here.
     section = config.get("distributed")
@@ -171,8 +177,13 @@ def main(argv):
     if distributed.initialize(section, on_timeout=fail_now):
       logging.info("process %d of %d, %d devices in all", jax.process_index(),
                    jax.process_count(), jax.device_count())
-    logging.info("experiment %s, workdir %s", config.experiment, FLAGS.workdir)
+    cache = compilation_cache.enable(config.get("compilation_cache", "default"))
+    logging.info("experiment %s, workdir %s, compilation cache %s", config.experiment,
+                 FLAGS.workdir, cache or "off")
+    imports_s = time.perf_counter() - STARTED
     summary = module.run(config, FLAGS.workdir)
+    wd.add_to_summary(FLAGS.workdir, compilation_cache=compilation_cache.stats(), timings_s={
+        "imports": round(imports_s, 3), "total": round(time.perf_counter() - STARTED, 3)})
   except UserError as e:
     fail(str(e))
   headline = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}

@@ -1,6 +1,6 @@
 """Probabilistic PCA: closed form vs EM (``config.experiment = "ppca"``).
 
-Fits ``vae_jax.ppca`` to ``config.data.dataset`` (grey levels) in float64:
+Fits ``vae_jax.classical.ppca`` to ``config.data.dataset`` (grey levels) in float64:
 the closed-form maximum-likelihood solution, EM from a random W against it,
 PCA-EM (sigma^2 -> 0) against the eigenvector subspace, and the exact
 posterior of the held-out images.

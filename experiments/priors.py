@@ -4,7 +4,7 @@ For each prior of ``priors.priors`` (``standard``, ``mog``, ``vamp``) a VAE
 is trained (or resumed) by ``experiments.vae.train`` in ``WORKDIR/vae_<prior>``
 with ``priors.components`` mixture components and everything else equal;
 then the first ``priors.eval_examples`` held-out images are scored by the
-IWAE bound with ``priors.iw_samples`` draws (``vae_jax.iwae.evaluate_iwae``,
+IWAE bound with ``priors.iw_samples`` draws (``vae_jax.inference.iwae.evaluate_iwae``,
 the same key for every prior).
 
 summary.json: ``table[prior]`` = ``log_px`` (IWAE-K, nats per image, with

@@ -1,6 +1,6 @@
 """The VAE: train with the chosen estimator, evaluate, sample from the prior.
 
-``run(config, workdir)`` trains through ``vae_jax.trainer`` (checkpoints and
+``run(config, workdir)`` trains through ``vae_jax.training.trainer`` (checkpoints and
 resume in ``workdir``), then writes ``summary.json`` (final eval -ELBO, recon,
 KL, bits/dim, the K = ``eval.iw_samples`` IWAE estimate of -log p(x),
 throughput) and three figures:
@@ -13,6 +13,7 @@ throughput) and three figures:
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -34,16 +35,19 @@ def spread_rows(x: np.ndarray, n: int = 50) -> np.ndarray:
 
 def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
   """samples.png, reconstructions.png and training_curves.png."""
-  params = jax.device_get(params)
   key = keys.stream(keys.root(config.seed), "figures")
-  dec = objectives.sample_prior(key, params, model=model, num_samples=100)
+  x = spread_rows(ds.eval_x)
+
+  @jax.jit   # one program for both figures' decodes
+  def decode(params, key, x):
+    dec = objectives.sample_prior(key, params, model=model, num_samples=100)
+    return objectives.decoder_mean(dec), objectives.reconstruct(params, x, model=model)
+
+  samples, recon = jax.device_get(decode(params, key, jnp.asarray(x)))
   prior = {"standard": "N(0, I)", "mog": "the learned mixture prior",
            "vamp": "the VampPrior"}[config.model.prior]
-  plots.save_image_grid(os.path.join(workdir, "samples.png"),
-                        np.asarray(objectives.decoder_mean(dec)), ds.image_shape,
-                        title=f"decoder means E[x|z], z ~ {prior} (step {step})")
-  x = spread_rows(ds.eval_x)
-  recon = objectives.reconstruct(params, jnp.asarray(x), model=model)
+  plots.save_image_grid(os.path.join(workdir, "samples.png"), np.asarray(samples),
+                        ds.image_shape, title=f"decoder means E[x|z], z ~ {prior} (step {step})")
   plots.save_reconstructions(os.path.join(workdir, "reconstructions.png"), x,
                              np.asarray(recon), ds.image_shape)
   curves = plots.metric_curves(wd.read_metrics(workdir), {
@@ -61,15 +65,20 @@ def train(config, workdir: str):
     (summary, task, result, ds): the summary also written to summary.json, the
     trainer task (``task.model``), the ``trainer.TrainResult`` and the data.
   """
+  started = time.perf_counter()
   ds = tasks.load_data(config)
   tasks.validate_vae_data(ds, config)
+  timings = {"data": time.perf_counter() - started}
   task = tasks.vae_task(config, ds.image_shape, len(ds.train_x))
   result = trainer.train(task, config, ds, workdir)
-  extra = {"estimator": config.objective.estimator}
+  started = time.perf_counter()
+  write_figures(workdir, config, ds, task.model, result.state.params, int(result.state.step))
+  timings = {**timings, **result.timings, "figures": time.perf_counter() - started}
+  extra = {"estimator": config.objective.estimator,
+           "timings_s": {k: round(v, 3) for k, v in timings.items()}}
   if "neg_log_likelihood_iw" in result.final_eval:
     extra["eval_iw_samples"] = int(config.eval.iw_samples)
   summary = trainer.run_summary(workdir, result, ds, config, **extra)
-  write_figures(workdir, config, ds, task.model, result.state.params, int(result.state.step))
   return summary, task, result, ds
 
 

@@ -1,4 +1,4 @@
-r"""EM for a full-covariance GMM: vae_jax.gmm vs scikit-learn, same run, same init.
+r"""EM for a full-covariance GMM: vae_jax.classical.gmm vs scikit-learn, same run, same init.
 
 Both fit the same data (N x D, K well-separated random Gaussians) for a fixed
 number of EM iterations (tol = 0, so every iteration runs) from the same
@@ -45,7 +45,7 @@ def main(argv):
   del argv
   jax.config.update("jax_enable_x64", True)
   from sklearn.mixture import GaussianMixture  # pylint: disable=g-import-not-at-top
-  from vae_jax import gmm  # pylint: disable=g-import-not-at-top
+  from vae_jax.classical import gmm  # pylint: disable=g-import-not-at-top
 
   n, d, k, iters = _N.value, _D.value, _K.value, _ITERS.value
   x = make_data(n, d, k, _SEED.value)

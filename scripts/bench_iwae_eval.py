@@ -4,7 +4,7 @@ Times three ways of computing the same per-image estimate
 log (1/K) sum_k p(x, z_k) / q(z_k|x) for the default MLP VAE (784-200-200-50,
 Bernoulli), in one process on the same CPU:
 
-* ``streamed``: ``vae_jax.iwae.evaluate_iwae``, K drawn and reduced in chunks
+* ``streamed``: ``vae_jax.inference.iwae.evaluate_iwae``, K drawn and reduced in chunks
   inside one jitted loop, the encoder run once per batch of images;
 * ``reference``: a copy of the project's ``objectives.iwae_bound`` as it was
   before the streamed path (it materializes the [K, B, D] decoder outputs, and

@@ -131,7 +131,7 @@ def worker(args) -> None:
   import vae_jax  # pylint: disable=g-import-not-at-top
   from experiments.configs import vae as vae_config  # pylint: disable=g-import-not-at-top
   from vae_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from vae_jax import iwae  # pylint: disable=g-import-not-at-top
+  from vae_jax.inference import iwae  # pylint: disable=g-import-not-at-top
   from vae_jax import tasks  # pylint: disable=g-import-not-at-top
   files = {"vae_jax": os.path.realpath(vae_jax.__file__),
            "experiments": os.path.realpath(experiments.__file__),
@@ -428,7 +428,7 @@ def driver(args) -> None:
     w = results["worker"]
     quantities["iwae5000_ms_per_image"] = compare_time(
         w, "iwae_ms_per_image",
-        f"vae_jax.iwae.evaluate_iwae, K=5000, {args.iwae_images} mnist_5k eval images, "
+        f"vae_jax.inference.iwae.evaluate_iwae, K=5000, {args.iwae_images} mnist_5k eval images, "
         "after one warm-up call")
     quantities["grad_ms_context"] = compare_time(
         w, "grad_ms", "jitted value_and_grad of task.loss_fn, batch 100 (no optimizer)")

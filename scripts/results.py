@@ -355,9 +355,9 @@ def table_bench_gmm(results: dict[str, dict]) -> str:
   head = (f"| N = {s['n']:,}, D = {s['d']}, K = {s['k']}, {s['iters']} iterations, "
           f"{s['dtype']} | seconds | speed-up over scikit-learn |\n| --- | --- | --- |")
   rows = [f"| scikit-learn `GaussianMixture` | {s['sklearn_s']:.2f} | 1x |",
-          f"| `vae_jax.gmm`, compiled (median) | {s['vae_jax_compiled_s']:.2f} | "
+          f"| `vae_jax.classical.gmm`, compiled (median) | {s['vae_jax_compiled_s']:.2f} | "
           f"**{s['speedup_compiled']:.1f}x** |",
-          f"| `vae_jax.gmm`, first call incl. tracing and XLA compilation | "
+          f"| `vae_jax.classical.gmm`, first call incl. tracing and XLA compilation | "
           f"{s['vae_jax_first_call_s']:.2f} | **{s['speedup_including_compile']:.1f}x** |"]
   text = (f"Final average log-likelihoods agree to "
           f"{s['abs_log_likelihood_difference']:.1e}.")
@@ -370,7 +370,7 @@ def table_bench_iwae_eval(results: dict[str, dict]) -> str:
   limit = s["matmul_limit"]["jax_jit"]
   streamed = s["paths"]["streamed"]["ms_per_image"]
   labels = {
-      "streamed": (f"`vae_jax.iwae` streamed (chunks of {s['paths']['streamed']['chunk_size']} "
+      "streamed": (f"`vae_jax.inference.iwae` streamed (chunks of {s['paths']['streamed']['chunk_size']} "
                    f"samples x {s['paths']['streamed']['batch_size']} images in one `scan`)"),
       "reference": ("the old `objectives.iwae_bound` path (all K decoder outputs at once, "
                     "`jax.nn.softplus`)"),

@@ -5,7 +5,7 @@ posterior p(z|x) = N(M^-1 W^T (x - mu), sigma^2 M^-1) with a diagonal
 covariance (the closed-form W has orthogonal columns). So both a per-example
 diagonal Gaussian q and a linear encoder can reach log p(x) exactly: the
 approximation and amortization gaps must vanish. Exact values come from
-vae_jax.ppca (closed-form ELBO and log p(x)), and from the analytic ELBO of
+vae_jax.classical.ppca (closed-form ELBO and log p(x)), and from the analytic ELBO of
 any Gaussian q written out below in NumPy, with log p(x) from SciPy,
 independently of the Monte-Carlo code under test.
 """
@@ -19,7 +19,10 @@ import optax
 import pytest
 from scipy import special, stats
 
-from vae_jax import amortization, data, models, objectives, ppca
+from vae_jax import data, models
+from vae_jax.inference import amortization
+from vae_jax.inference import objectives
+from vae_jax.classical import ppca
 from vae_jax.families.normal import DiagNormal
 from vae_jax.errors import UserError
 

@@ -12,8 +12,10 @@ import pytest
 from scipy import stats
 
 from tests.conftest import get_config
-from vae_jax import autoregressive as ar
-from vae_jax import optim, tasks, trainer
+from vae_jax.models import made as ar
+from vae_jax import tasks
+from vae_jax.training import optim
+from vae_jax.training import trainer
 from vae_jax.training import step as step_lib
 
 

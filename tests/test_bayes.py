@@ -1,4 +1,4 @@
-"""Conjugate models (vae_jax.bayes) against SciPy and numerical integration.
+"""Conjugate models (vae_jax.classical.bayes) against SciPy and numerical integration.
 
 Every closed form is checked against an independent reference: scipy.stats /
 scipy.special densities, quadrature of prior x likelihood (``quad``,
@@ -15,7 +15,7 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from vae_jax.bayes import BetaBernoulli, DirichletCategorical, NormalNormal
+from vae_jax.classical.bayes import BetaBernoulli, DirichletCategorical, NormalNormal
 from vae_jax.errors import UserError
 
 X_BIN = np.array([1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1])      # k = 8 ones, N = 12

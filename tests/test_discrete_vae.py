@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from vae_jax import discrete_vae as dv
+from vae_jax.models import discrete_vae as dv
 from vae_jax import distributions as D
-from vae_jax import estimators
+from vae_jax.inference import estimators
 from vae_jax.errors import UserError
 
 L, DIM, BATCH = 3, 6, 4

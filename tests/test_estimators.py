@@ -16,8 +16,9 @@ import pytest
 from scipy import special, stats
 
 from tests.conftest import get_config
-from vae_jax import estimators as E
-from vae_jax import models, objectives
+from vae_jax.inference import estimators as E
+from vae_jax import models
+from vae_jax.inference import objectives
 from vae_jax.errors import UserError
 
 R = 20000
@@ -344,8 +345,9 @@ def test_running_baseline_state_updates(tiny_vae):
 @pytest.mark.slow
 def test_training_with_score_estimators_and_grad_stats(tmp_path):
   # The running baseline's state and the multi-sample estimators through the trainer.
-  from vae_jax import tasks, trainer  # pylint: disable=g-import-not-at-top
-  from vae_jax import workdir as wd  # pylint: disable=g-import-not-at-top
+  from vae_jax import tasks  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import workdir as wd  # pylint: disable=g-import-not-at-top
   for est, s in (("score_baseline", 1), ("vimco", 2)):
     config = get_config("vae", "tiny")
     config.objective.update(estimator=est, num_samples=s)

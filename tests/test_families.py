@@ -27,7 +27,9 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import special, stats
 
-from vae_jax import estimators, models, objectives
+from vae_jax import models
+from vae_jax.inference import estimators
+from vae_jax.inference import objectives
 from vae_jax.families import DiagNormal, DiagNormalMixture, FlowPosterior, StandardNormal
 from vae_jax.families import flows
 
@@ -623,7 +625,7 @@ def test_iaf_context_reaches_every_coordinate():
 def test_active_units_of_a_flow_ignore_monte_carlo_noise(posterior):
   """A flow's E_q[z|x] is a Monte-Carlo mean; with an encoder blind to x (its first
   kernel zero) every unit is inactive, and the estimate's noise must not say otherwise."""
-  from vae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from vae_jax.inference import evaluation  # pylint: disable=g-import-not-at-top
   model = models.make_vae(image_shape=(8, 8, 1), latent_dim=3, hidden_dims=(16,),
                           posterior=posterior, flow_steps=2)
   params = model.init(jax.random.key(0), jnp.zeros((1, 64)))

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import get_config
-from vae_jax import checkpointing, data, feed, sharding, tasks, trainer, workdir as wd
+from vae_jax import data, tasks
+from vae_jax.training import checkpointing
+from vae_jax.training import feed
+from vae_jax.training import sharding
+from vae_jax.training import trainer
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 from vae_jax.training import step as step_lib
 
@@ -95,7 +100,7 @@ def test_results_do_not_depend_on_steps_per_jit_or_the_feed(tmp_path):
 def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
   # train_steps on the device feed == train_step on the batch binarized here.
   import functools
-  from vae_jax import optim
+  from vae_jax.training import optim
   config = get_config("vae")
   config.data.binarize = "dynamic"
   ds = tasks.load_data(config)

@@ -20,7 +20,7 @@ import pytest
 from scipy import special, stats
 from sklearn.mixture import GaussianMixture
 
-from vae_jax import gmm
+from vae_jax.classical import gmm
 from vae_jax.errors import UserError
 
 K, D = 3, 3

@@ -21,7 +21,8 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import special, stats
 
-from vae_jax import UserError, iwae, models
+from vae_jax import UserError, models
+from vae_jax.inference import iwae
 
 D_X, L = 6, 3
 

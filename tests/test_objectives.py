@@ -23,7 +23,8 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import special, stats
 
-from vae_jax import models, objectives
+from vae_jax import models
+from vae_jax.inference import objectives
 
 D_X, L = 6, 2
 

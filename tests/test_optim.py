@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax import optim
+from vae_jax.training import optim
 from vae_jax.errors import UserError
 
 

@@ -19,7 +19,7 @@ import pytest
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from vae_jax import ppca
+from vae_jax.classical import ppca
 from vae_jax.errors import UserError
 
 N, D, M = 400, 8, 3

@@ -17,7 +17,9 @@ from scipy import stats
 from sklearn.decomposition import PCA
 
 from tests.conftest import get_config
-from vae_jax import data, objectives, tasks, trainer
+from vae_jax import data, tasks
+from vae_jax.inference import objectives
+from vae_jax.training import trainer
 
 
 @pytest.mark.parametrize("latent_dim", [4])

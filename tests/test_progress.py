@@ -1,4 +1,4 @@
-"""vae_jax.progress.CountMeter: the rate, ETA and line schedule of a counted loop."""
+"""vae_jax.training.progress.CountMeter: the rate, ETA and line schedule of a counted loop."""
 
 import math
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import get_config
-from vae_jax import autoregressive, discrete_vae, models, tasks, trainer
+from vae_jax import models, tasks
+from vae_jax.models import made as autoregressive
+from vae_jax.models import discrete_vae
+from vae_jax.training import trainer
 from vae_jax.errors import UserError
 
 

@@ -11,7 +11,9 @@ import optax
 import pytest
 
 from tests.conftest import get_config
-from vae_jax import data, optim, tasks, trainer
+from vae_jax import data, tasks
+from vae_jax.training import optim
+from vae_jax.training import trainer
 from vae_jax.errors import UserError
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import sharding
@@ -252,7 +254,7 @@ def test_grad_stats_are_logged_per_group(tiny_vae, tmp_path):
   tiny_vae.train.update(grad_stats_every=30, grad_stats_draws=4)
   ds, task, _, _ = _setup(tiny_vae)
   trainer.train(task, tiny_vae, ds, str(tmp_path))
-  from vae_jax import workdir as wd  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import workdir as wd  # pylint: disable=g-import-not-at-top
   rows = [r for r in wd.read_metrics(str(tmp_path)) if r["split"] == "grad_stats"]
   assert [r["step"] for r in rows] == [30, 60]
   for r in rows:

@@ -19,7 +19,10 @@ from scipy import stats
 from experiments.configs import vae as vae_config
 import optax
 
-from vae_jax import estimators, iwae, models, objectives, tasks
+from vae_jax import models, tasks
+from vae_jax.inference import estimators
+from vae_jax.inference import iwae
+from vae_jax.inference import objectives
 from vae_jax.errors import UserError
 from vae_jax.families import hierarchical
 

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from tests.conftest import get_config
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 

@@ -12,50 +12,67 @@ The library (experiments live in ``experiments/``), by what a reader looks for:
   VIMCO, DReG, STL and their statistics), ``amortization`` (per-example q*,
   the gaps), ``evaluation``.
 * ``training/``    the one ``trainer`` and its parts: ``step`` (the jitted
-  train step), ``feed``, ``sharding``,
-  ``distributed``, ``checkpointing``, ``workdir`` (run files), ``progress``,
-  ``optim``.
+  train step), ``feed``, ``sharding``, ``distributed``, ``checkpointing``,
+  ``workdir`` (run files), ``progress``, ``optim``.
 * ``classical/``   exact models: ``bayes`` (conjugate: MLE, MAP, posterior,
   evidence, predictive), ``gmm`` and ``ppca`` (EM, posterior, ELBO identity).
 * ``distributions`` the densities and KLs written out; ``data`` datasets and
   binarization; ``keys`` the run's named random streams; ``prng`` jax.random's
-  threefry draws, unrolled for XLA:CPU; ``tasks`` a run's
-  data and task from its config, ``load_checkpoint``; ``plots`` figures (the
-  only module that imports matplotlib; not imported here); ``errors``.
+  threefry draws, unrolled for XLA:CPU; ``tasks`` a run's data and task from
+  its config, ``load_checkpoint``; ``compilation_cache`` JAX's persistent
+  cache of compiled programs; ``plots`` figures (the only module that imports
+  matplotlib); ``errors``.
 
-Every module is also importable under its flat name of earlier versions
-(``vae_jax.trainer``, ``vae_jax.gmm``, ``vae_jax.autoregressive``, ...).
+``import vae_jax`` imports nothing heavy: each name below loads its module on
+first use, so a run pays only for the modules its experiment uses. It turns
+on JAX's persistent compilation cache (``vae_jax.compilation_cache``: a
+re-run compiles nothing; ``VAE_JAX_COMPILATION_CACHE=off`` turns it off).
 """
 
-import sys as _sys
+import importlib as _importlib
 
-from vae_jax.distributions import (bernoulli_log_prob, bernoulli_sample,
-                                   kl_normal_normal, kl_normal_std_normal,
-                                   normal_log_prob, normal_sample)
+from vae_jax import compilation_cache as _compilation_cache
 from vae_jax.errors import UserError
-from vae_jax.models import VAE, make_vae
-from vae_jax.inference.objectives import elbo, iwae_bound, reconstruct, sample_prior
-from vae_jax.data import Dataset, load_arrays
-from vae_jax.training.step import train_step
-from vae_jax.training.trainer import Task, TrainState, create_train_state, train
-from vae_jax.tasks import build_task, load_checkpoint, load_data
-from vae_jax import families, keys, models, prng, tasks
-from vae_jax.classical import bayes, gmm, ppca
-from vae_jax.inference import (amortization, estimators, evaluation, iwae, likelihoods,
-                               objectives)
-from vae_jax.models import discrete_vae
-from vae_jax.models import made as autoregressive
-from vae_jax.training import (checkpointing, distributed, feed, optim, progress, sharding,
-                              trainer, workdir)
-
-# Every module under the flat name it had before the subpackages (old imports work).
-for _name, _module in dict(
-    discrete_vae=discrete_vae, autoregressive=autoregressive, bayes=bayes, gmm=gmm,
-    ppca=ppca, amortization=amortization, estimators=estimators, evaluation=evaluation,
-    iwae=iwae, likelihoods=likelihoods, objectives=objectives, checkpointing=checkpointing,
-    distributed=distributed, feed=feed, optim=optim, progress=progress, sharding=sharding,
-    trainer=trainer, workdir=workdir).items():
-  _sys.modules[f"vae_jax.{_name}"] = _module
-del _name, _module
 
 __version__ = "0.1.0"
+
+# The top-level API: name -> the module that defines it (imported on first use).
+_API = {
+    "bernoulli_log_prob": "vae_jax.distributions",
+    "bernoulli_sample": "vae_jax.distributions",
+    "kl_normal_normal": "vae_jax.distributions",
+    "kl_normal_std_normal": "vae_jax.distributions",
+    "normal_log_prob": "vae_jax.distributions",
+    "normal_sample": "vae_jax.distributions",
+    "VAE": "vae_jax.models.networks",
+    "make_vae": "vae_jax.models.networks",
+    "elbo": "vae_jax.inference.objectives",
+    "iwae_bound": "vae_jax.inference.objectives",
+    "reconstruct": "vae_jax.inference.objectives",
+    "sample_prior": "vae_jax.inference.objectives",
+    "Dataset": "vae_jax.data",
+    "load_arrays": "vae_jax.data",
+    "train_step": "vae_jax.training.step",
+    "Task": "vae_jax.training.trainer",
+    "TrainState": "vae_jax.training.trainer",
+    "create_train_state": "vae_jax.training.trainer",
+    "train": "vae_jax.training.trainer",
+    "build_task": "vae_jax.tasks",
+    "load_checkpoint": "vae_jax.tasks",
+    "load_data": "vae_jax.tasks",
+}
+
+
+def __getattr__(name):
+  if name in _API:
+    value = getattr(_importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'vae_jax' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_API))
+
+
+_compilation_cache.enable_default()

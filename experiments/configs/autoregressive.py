@@ -22,6 +22,9 @@ VARIANTS = {"tiny": _tiny}
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "autoregressive"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0
   config.data = common.data_section()
   config.model = ml_collections.ConfigDict(dict(name="made", hidden_dims=(500,)))

@@ -25,6 +25,9 @@ VARIANTS = {"tiny": _tiny}
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "bayes"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0  # the root of every key of the run (vae_jax.keys)
   config.bayes = ml_collections.ConfigDict(dict(
       # Training-set sizes n; trial t's training set of size n is the first n

@@ -38,7 +38,7 @@ def train_section(**overrides) -> ml_collections.ConfigDict:
 
 def distributed_section() -> ml_collections.ConfigDict:
   """``distributed``: several processes (hosts) via ``jax.distributed``; see
-  ``vae_jax.distributed``. An empty coordinator_address runs one process."""
+  ``vae_jax.training.distributed``. An empty coordinator_address runs one process."""
   return ml_collections.ConfigDict(dict(
       coordinator_address="",   # process 0's "host:port"; "" = one process
       num_processes=1,          # processes taking part (one per host)

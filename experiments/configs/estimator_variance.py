@@ -41,6 +41,9 @@ VARIANTS = {"digits": _digits, "tiny": _tiny}
 def get_config(arg=None):
   config = vae.get_config()
   config.experiment = "estimator_variance"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.variance = ml_collections.ConfigDict(dict(
       estimators=("reparam", "score", "score_baseline", "score_loo", "stl", "iwae",
                   "vimco", "dreg"),

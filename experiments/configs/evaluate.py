@@ -28,6 +28,9 @@ VARIANTS = {"tiny": _tiny}
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "evaluate"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0                  # the evaluation's own keys (vae_jax.keys "eval" stream)
   config.checkpoint = ""           # the workdir of the run to evaluate (required)
   config.step = config_dict.placeholder(int)   # its checkpoint step; the newest when None
@@ -35,7 +38,7 @@ def get_config(arg=None):
   config.estimate = "auto"         # auto (exact where there is one, else iwae) | iwae | exact
   config.iw_samples = 5000         # K of the IWAE estimate
   config.chunk_size = config_dict.placeholder(int)  # IWAE samples per chunk (memory);
-                                   # None: about 2,000 decoded rows per chunk (vae_jax.iwae)
+                                   # None: about 2,000 decoded rows per chunk (vae_jax.inference.iwae)
   config.batch_size = 20           # examples per jitted IWAE call
   config.elbo_samples = 10         # samples of the ELBO's reconstruction term (analytic KL)
   config.max_examples = 0          # evaluate the first N examples of the split (0: all)

@@ -36,6 +36,9 @@ VARIANTS = {"mnist_pca": _mnist_pca, "tiny": _tiny}
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "gmm"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0  # the root of every key of the run (vae_jax.keys)
   # The images of gmm.data = "dataset" (grey levels; unused for toy2d).
   config.data = ml_collections.ConfigDict(dict(

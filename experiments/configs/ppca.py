@@ -27,6 +27,9 @@ VARIANTS = {"tiny": _tiny}
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "ppca"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0  # the root of every key of the run (vae_jax.keys)
   config.data = ml_collections.ConfigDict(dict(
       dataset="mnist_5k", data_dir=config_dict.placeholder(str)))  # grey levels

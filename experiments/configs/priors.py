@@ -59,6 +59,9 @@ VARIANTS = {"cpu": _cpu, "tiny": _tiny}
 def get_config(arg=None):
   config = vae.get_config()
   config.experiment = "priors"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.data.update(dataset="mnist", binarize="dynamic")
   config.model.update(latent_dim=40, hidden_dims=(300, 300))
   config.objective.kl_warmup_steps = 100 * MNIST_TRAIN // 100     # 100 epochs, as the paper

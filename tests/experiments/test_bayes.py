@@ -12,7 +12,7 @@ import pytest
 from experiments import bayes
 from experiments.configs import bayes as bayes_config
 from tests.test_workdir import read_tensorboard_scalars
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 

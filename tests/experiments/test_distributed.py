@@ -266,7 +266,7 @@ def test_a_batch_that_does_not_divide_over_the_processes_stops_both(tmp_path):
 
 
 def test_validate_reads_the_section():
-  from vae_jax import distributed
+  from vae_jax.training import distributed
   assert distributed.validate({"coordinator_address": "", "num_processes": 1,
                                "process_id": 0}) == ("", 1, 0, 120.0)
   assert distributed.validate({"coordinator_address": "[::1]:99", "num_processes": 4,

@@ -10,7 +10,7 @@ from experiments import estimator_variance
 from tests.conftest import get_config
 from tests.test_workdir import read_tensorboard_scalars
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 

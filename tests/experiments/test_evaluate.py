@@ -11,7 +11,8 @@ import pytest
 from experiments import autoregressive, discrete_vae, evaluate, vae
 from tests.conftest import config_path, failure_report, get_config, run_main
 from tests.test_workdir import read_tensorboard_scalars
-from vae_jax import evaluation, tasks
+from vae_jax import tasks
+from vae_jax.inference import evaluation
 from vae_jax.errors import UserError
 
 

@@ -13,7 +13,7 @@ from sklearn.mixture import GaussianMixture
 from experiments import gmm
 from experiments.configs import gmm as gmm_config
 from vae_jax import keys
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ from experiments import ppca
 from experiments.configs import ppca as ppca_config
 from vae_jax import data
 from vae_jax import plots
-from vae_jax import workdir as wd
+from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -21,9 +21,19 @@ The encoder builds q (``vae_jax.models.posterior_head``) and the VAE module
 builds p (``VAE.prior_distribution``).
 """
 
-from vae_jax.families.flows import FlowPosterior, IAFStep, PlanarMap
 from vae_jax.families.mixture import DiagNormalMixture
 from vae_jax.families.normal import DiagNormal, StandardNormal
+
+_FLOW_NAMES = ("FlowPosterior", "PlanarMap", "IAFStep")
+
+
+def __getattr__(name):
+  # The flows are distrax bijectors: distrax and TensorFlow Probability cost
+  # seconds to import, so they load only when a flow is asked for.
+  if name in _FLOW_NAMES:
+    from vae_jax.families import flows  # pylint: disable=g-import-not-at-top
+    return getattr(flows, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["DiagNormal", "StandardNormal", "DiagNormalMixture", "FlowPosterior", "PlanarMap",
            "IAFStep"]

@@ -15,7 +15,7 @@ their negated mean, reduced last.
 
 ``iwae_bound`` is the importance-weighted bound of Burda et al. (2015),
 log (1/K) sum_k p(x, z_k) / q(z_k|x), which tends to log p(x) as K grows: the
-streamed one of ``vae_jax.iwae`` with every sample in one chunk.
+streamed one of ``vae_jax.inference.iwae`` with every sample in one chunk.
 """
 
 from __future__ import annotations

@@ -28,17 +28,26 @@ The Flax networks of the VAE (``networks``) are re-exported here, so
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 from typing import Sequence
 
 from vae_jax.errors import UserError
-from vae_jax.models import discrete_vae, made, vae
 from vae_jax.models.networks import (ACTIVATIONS, GAUSSIAN_SCALES, LIKELIHOODS, POSTERIORS,
                                      PRIORS, VAE, ConvDecoder, ConvEncoder, LikelihoodHead, MLP,
                                      MLPDecoder, MLPEncoder, PriorParameters, activation_fn,
                                      make_vae, posterior_head)
 
-MODELS: dict[str, ModuleType] = {"vae": vae, "discrete_vae": discrete_vae, "made": made}
+# model.name -> its module, vae_jax.models.<name> (imported when a run asks for it).
+MODELS: tuple[str, ...] = ("vae", "discrete_vae", "made")
+
+
+def module(name: str) -> ModuleType:
+  """The module of the model ``name`` (one of ``MODELS``)."""
+  if name not in MODELS:
+    raise UserError(f"config.model.name={name!r} is not a model; the trained models are "
+                    f"{', '.join(MODELS)}.")
+  return importlib.import_module(f"vae_jax.models.{name}")
 
 
 def get(config) -> ModuleType:
@@ -47,7 +56,7 @@ def get(config) -> ModuleType:
   if name not in MODELS:
     raise UserError(f"this config trains no model (config.model.name={name!r}); the "
                     f"trained models are {', '.join(MODELS)}.")
-  return MODELS[name]
+  return module(name)
 
 
 def build_task(config, image_shape: Sequence[int], num_train: int | None = None):

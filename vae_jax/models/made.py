@@ -165,7 +165,7 @@ def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array | None 
   """x: [B, D] (zero-padded), mask: [B] -> {"nll": sum of -log p(x), "count"}.
 
   ``key`` is unused (the likelihood is exact); it makes the signature the one
-  ``vae_jax.evaluation.evaluate`` calls.
+  ``vae_jax.inference.evaluation.evaluate`` calls.
   """
   del key
   lp = log_prob(params, x, model=model)

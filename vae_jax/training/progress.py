@@ -6,19 +6,47 @@ the first dispatch (which compiles), leaving out the host work at the
 boundaries (logging, evaluation, checkpoints). ``CountMeter`` does the same
 timing for a loop over a known number of items (the examples of an
 evaluation) and says when a progress line is due. Neither prints: the
-experiment that holds one writes the line.
+experiment that holds one writes the line, with ``info``.
+
+``info`` is where the library's progress and result lines go: absl's INFO log
+under the runner (``app.run``: formatted and filtered as every other line),
+and stderr everywhere else (a notebook, a script, the README's library
+example), where absl would drop them. Turn them off with
+``set_verbose(False)`` or the environment variable ``VAE_JAX_QUIET=1``.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from typing import Any, Callable
 
+from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 
 from vae_jax.errors import UserError
+
+
+_verbose = os.environ.get("VAE_JAX_QUIET", "").strip().lower() in ("", "0", "false", "no")
+
+
+def set_verbose(on: bool) -> None:
+  """Shows (True, the default) or hides the progress lines outside the runner."""
+  global _verbose
+  _verbose = bool(on)
+
+
+def info(message: str, *args) -> None:
+  """One progress or result line, ``message % args``: absl's INFO log under the
+  runner, stderr elsewhere (unless ``set_verbose(False)``)."""
+  if flags.FLAGS.is_parsed():
+    logging.info(message, *args)
+  elif _verbose:
+    print(message % args if args else message, file=sys.stderr, flush=True)
 
 
 class NonFiniteLossError(UserError):

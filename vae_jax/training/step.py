@@ -139,7 +139,7 @@ def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
 
   Args:
     state: the train state (donated).
-    feed_args: the feed's device input for this dispatch (``vae_jax.feed``).
+    feed_args: the feed's device input for this dispatch (``vae_jax.training.feed``).
     binarize_key: [2] uint32 key data of the ``binarize`` stream.
     num_steps: [] int, how many steps to run.
 

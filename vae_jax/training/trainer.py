@@ -10,15 +10,15 @@ once for every model:
   with the NaN guard, gradient and parameter norms, and variational-EM phases
   over parameter groups, run ``train.steps_per_jit`` at a time in one device
   loop (``train_steps``) fed
-  by ``vae_jax.feed`` (batches gathered and binarized on device when the
+  by ``vae_jax.training.feed`` (batches gathered and binarized on device when the
   training split fits there);
-* data parallelism over the local devices (``vae_jax.sharding``);
-* orbax checkpoints (``vae_jax.checkpointing``) and bit-exact resume: the
+* data parallelism over the local devices (``vae_jax.training.sharding``);
+* orbax checkpoints (``vae_jax.training.checkpointing``) and bit-exact resume: the
   batch of step t, its dynamic binarization and the noise key
   ``fold_in(noise, t)`` are pure functions of (seed, t), whatever the feed,
   the steps per dispatch or the number of devices;
 * the NaN stop, which keeps the last good checkpoint;
-* ``metrics.jsonl`` and TensorBoard events (``vae_jax.workdir``), a progress
+* ``metrics.jsonl`` and TensorBoard events (``vae_jax.training.workdir``), a progress
   line with steps/s and ETA, periodic evaluation and gradient statistics;
 * the refusal to resume a workdir whose run has other data, model or objective.
 
@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import json
 import os
+import time
 from typing import Any, Callable, Mapping
 
 from absl import logging
@@ -49,6 +50,7 @@ from vae_jax.inference import evaluation
 from vae_jax.training import feed as feed_lib
 from vae_jax import keys
 from vae_jax.training import optim
+from vae_jax.training import progress
 from vae_jax.training.progress import NonFiniteLossError, StepMeter, format_eta  # pylint: disable=unused-import
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
@@ -128,18 +130,25 @@ class TrainResult:
   initial_eval: dict | None
   steps_per_s: float | None
   resumed_from: int | None
+  # Wall seconds: setup (state, checkpoints, feed), first_step (its dispatch:
+  # compiling the step, or reading it from the cache), train (the other
+  # steps with their logging, evaluations and checkpoints), final_eval.
+  timings: dict = dataclasses.field(default_factory=dict)
 
 
 def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
                        tx: optax.GradientTransformation) -> TrainState:
-  """Initializes parameters and optimizer state(s)."""
-  params = jax.jit(task.init_params)(init_key)   # one compilation, not one per op
-  if task.groups:
-    opt_state = {g: tx.init(params["params"][g]) for g in task.groups}
-  else:
-    opt_state = tx.init(params)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                    est_state=task.est_state, key=jax.random.key_data(noise_key))
+  """Initializes parameters and optimizer state(s), in one compiled program."""
+  @jax.jit
+  def init(init_key, noise_key):
+    params = task.init_params(init_key)
+    if task.groups:
+      opt_state = {g: tx.init(params["params"][g]) for g in task.groups}
+    else:
+      opt_state = tx.init(params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                      est_state=task.est_state, key=jax.random.key_data(noise_key))
+  return init(init_key, noise_key)
 
 
 def logged_eval(workdir: str, step: int) -> dict | None:
@@ -198,6 +207,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
     UserError: bad settings, a workdir of another run, a NaN loss (after the
       last good checkpoint), or checkpoints that cannot be restored.
   """
+  started = time.perf_counter()
   validate_train_config(config)
   wd.prepare(workdir, config)
   tc = config.train
@@ -233,7 +243,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
       logging.warning("Resumed from the newest intact checkpoint (step %d).", resumed_from)
     stream.restore(meta["data"])
     writer.truncate_after(resumed_from)
-    logging.info("Resumed from checkpoint at step %d in %s", resumed_from, workdir)
+    progress.info("Resumed from checkpoint at step %d in %s", resumed_from, workdir)
   else:
     writer.truncate_after(-1)
 
@@ -272,7 +282,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                                  ds.num_dims, bits_per_dim=task.bits_per_dim,
                                  sharding=shardings.batch)
     writer.write(step, "eval", result)
-    logging.info("step %d eval: %s %.3f nats", step, task.eval_headline,
+    progress.info("step %d eval: %s %.3f nats", step, task.eval_headline,
                  result[task.eval_headline])
     return result
 
@@ -280,7 +290,9 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   if task.eval_at_start:   # a resumed run reads it back: the summary stays the same
     initial = run_eval(0) if start_step == 0 else logged_eval(workdir, 0)
   meter = StepMeter(start_step)
-  logging.info("%s: %s feed, up to %d steps per dispatch, %d device(s) in %d process(es).",
+  timings = {"setup": time.perf_counter() - started}
+  started = time.perf_counter()
+  progress.info("%s: %s feed, up to %d steps per dispatch, %d device(s) in %d process(es).",
                task.name, feed.kind, steps_per_jit, jax.device_count(), jax.process_count())
   try:
     step = start_step
@@ -291,6 +303,8 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
       feed_args = feed.args(step, n)
       state, sums = sharding.wait(steps_fn(state, feed_args, binarize_key, n))
       meter.add(state, sums, n)
+      if "first_step" not in timings:
+        timings["first_step"] = time.perf_counter() - started
       stream.step = step = done
       stats_now = stats_every and done % stats_every == 0
       if not (done % log_every == 0 or done == num_steps or done % ckpt_every == 0 or
@@ -305,7 +319,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
       means["param_norm"] = float(sharding.wait(param_norm_fn(state.params)))
       rate = means["steps_per_s"]
       writer.write(done, "train", means)
-      logging.info("step %d/%d %s grad_norm %.3g | %.1f steps/s, ETA %s", done, num_steps,
+      progress.info("step %d/%d %s grad_norm %.3g | %.1f steps/s, ETA %s", done, num_steps,
                    " ".join(f"{k} {means[k]:.3f}" for k in task.headline if k in means),
                    means["grad_norm"], rate,
                    format_eta((num_steps - done) / rate) if rate > 0 else "?")
@@ -328,15 +342,19 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
                       workdir, start_step, num_steps)
     if last_ckpt is None or int(state.step) != last_ckpt:
       save_checkpoint(int(state.step))
+    timings["train"] = time.perf_counter() - started - timings.get("first_step", 0.0)
+    started = time.perf_counter()
     # A finished run re-run trains nothing: its final evaluation is already logged.
     final = ((resumed_from is not None and start_step >= num_steps
               and logged_eval(workdir, int(state.step)))
              or run_eval(int(state.step), final_eval_fn))
+    timings["final_eval"] = time.perf_counter() - started
   finally:
     writer.close()
     checkpointing.close(manager)
   return TrainResult(state=state, final_eval=final, initial_eval=initial,
-                     steps_per_s=steps_per_s, resumed_from=resumed_from)
+                     steps_per_s=steps_per_s, resumed_from=resumed_from,
+                     timings={k: round(v, 3) for k, v in timings.items()})
 
 
 def run_summary(workdir: str, result: TrainResult, ds: data_lib.Dataset, config,

@@ -11,7 +11,7 @@
 
 All writes of JSON files are atomic (write to a temporary file, then rename),
 so a run killed at any moment never leaves a half-written file behind. With
-several processes (``vae_jax.distributed``) only process 0 writes; the others'
+several processes (``vae_jax.training.distributed``) only process 0 writes; the others'
 writes are no-ops.
 """
 
@@ -319,3 +319,15 @@ def write_data_spec(workdir: str, ds: Any) -> dict:
 
 def write_summary(workdir: str, summary: Mapping[str, Any]) -> None:
   write_json(os.path.join(workdir, SUMMARY_FILE), dict(summary))
+
+
+def add_to_summary(workdir: str, **entries: Mapping[str, Any]) -> None:
+  """Merges ``entries`` (dicts) into those of ``summary.json`` (the runner adds
+  its timings and ``compilation_cache``); nothing when the run wrote no summary."""
+  path = os.path.join(workdir, SUMMARY_FILE)
+  if not os.path.exists(path):
+    return
+  summary = read_json(path)
+  for key, value in entries.items():
+    summary[key] = {**(summary.get(key) or {}), **value}
+  write_summary(workdir, summary)
