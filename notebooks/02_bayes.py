@@ -29,13 +29,14 @@
 # replaces the posterior by a delta, $p(\boldsymbol{\theta}|\mathbf{X}) \approx \delta(\boldsymbol{\theta} - \boldsymbol{\theta}^*)$,
 # so that $p(\mathbf{x}|\mathbf{X}) \approx p(\mathbf{x}|\boldsymbol{\theta}^*)$ (the plug-in); the **MLE** drops the prior too.
 #
-# With a conjugate prior all of this is in closed form: `vae_jax.bayes` has `BetaBernoulli`,
+# With a conjugate prior all of this is in closed form: `vae_jax.classical.bayes` has `BetaBernoulli`,
 # `DirichletCategorical` and `NormalNormal`. This notebook
 #
 # 1. checks the closed forms (posterior, evidence, predictive) against `scipy.stats` and numerical integration;
 # 2. shows the $n = 1$ failure of the MLE: after one flip it predicts the other outcome with
 #    probability 0 (infinite log loss), while MAP and the predictive stay finite;
-# 3. compares the held-out log loss of the posterior predictive and of the MAP plug-in as $n$ grows.
+# 3. compares the held-out log loss of the posterior predictive and of the MAP plug-in as $n$ grows:
+#    each one's excess loss falls as $1/(2n)$, their difference as $1/n^2$.
 
 # %%
 import math
@@ -46,8 +47,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import integrate, special, stats
 
-import vae_jax
-from vae_jax import bayes
+from vae_jax.classical import bayes
+from vae_jax.data import load_arrays
 
 root = jax.random.key(0)
 KEY_COIN, KEY_NORMAL, KEY_CURVE = (jax.random.fold_in(root, i) for i in range(3))
@@ -99,7 +100,7 @@ print(f"  max |log Beta density - scipy| on a grid: {log_prior_err:.1e}")
 # $\mathcal{N}(\mu_n, \sigma^2 + \tau_n^2)$.
 
 # %%
-labels = vae_jax.load_arrays("digits").train_y[:200]                # [200] in 0..9
+labels = load_arrays("digits").train_y[:200]                # [200] in 0..9
 dice = bayes.DirichletCategorical(alpha=jnp.ones(10))
 counts = np.bincount(labels, minlength=10)
 log_ev_dir = float(dice.log_evidence(labels))
@@ -170,8 +171,21 @@ plt.show()
 # from it, and score each predictor $q$ by its **expected** held-out log loss
 # $-\theta^* \log q(1) - (1 - \theta^*) \log q(0)$ (exact, no held-out sampling noise), minus the entropy
 # $H(\theta^*)$ (the loss of the truth). The posterior predictive is the Bayes-optimal predictor here,
-# so its average excess loss is the smallest; the gap to the MAP plug-in closes like $1/n$. The MLE's
-# average is $+\infty$ whenever some trial's flips all agree; we show how often that happens.
+# so its average excess loss is the smallest.
+#
+# **The rates.** Each excess loss falls as $1/(2n)$: an estimate $\hat\theta$ off by $\delta$ costs
+# $KL \approx \delta^2 / (2\theta^*(1-\theta^*))$, and $\mathbb{E}\,\delta^2 \approx \theta^*(1-\theta^*)/n$. Their **difference** falls as $1/n^2$,
+# an order faster: with $k$ ones the predictive is $(k + 2)/(n + 4)$ and MAP is $(k + 1)/(n + 2)$, which differ
+# by $(n - 2k)/((n + 2)(n + 4)) \approx (1 - 2\theta^*)/n$, and averaging the KL between them over the prior gives
+# $1/n^2$. Given the $k$ ones, $\theta^*$ averages to the predictive $(k+2)/(n+4)$, so the average gap is exactly
+# $\mathbb{E}_k\, KL\big(\mathrm{Bern}(\tfrac{k+2}{n+4}) \,\|\, \mathrm{Bern}(\tfrac{k+1}{n+2})\big)$ with $k \sim \mathrm{BetaBinomial}(n, 2, 2)$: a sum over $k$, computed below
+# with SciPy's beta-binomial as the **exact reference** for the Monte-Carlo (and likewise each excess loss).
+#
+# The Monte-Carlo difference is paired (the same flips for both predictors), but its noise falls only
+# as $n^{-3/2}$ (the predictors' errors, $\propto n^{-1/2}$, times their difference, $\propto 1/n$), slower than the gap:
+# 4,000 trials resolve the gap up to $n = 100$, and the exact sums settle the larger $n$.
+# The MLE's average is $+\infty$ whenever some trial's flips all agree, which happens with probability
+# $\mathbb{E}[\theta^n + (1-\theta)^n] = 12/((n+2)(n+3))$ under the prior.
 
 # %%
 NS = (1, 2, 3, 5, 10, 20, 50, 100, 300, 1000)
@@ -196,45 +210,129 @@ def excess_losses(key):
               expected(coin.plugin_log_prob(coin.mle(x[:n]), both), t) - h)
     pred, map_, mle = jax.vmap(one)(stream, theta_star)
     out["predictive"].append(pred), out["MAP"].append(map_), out["MLE"].append(mle)
-  return {name: jnp.stack(v) for name, v in out.items()}
+  return {name: jnp.stack(v) for name, v in out.items()} | {"entropy": coin.entropy(theta_star)}
 
 
 losses = {name: np.asarray(v, np.float64) for name, v in excess_losses(KEY_CURVE).items()}
-diff = losses["MAP"] - losses["predictive"]                          # paired, > 0: predictive wins
-diff_mean, diff_se = diff.mean(1), diff.std(1, ddof=1) / math.sqrt(TRIALS)
-mle_inf = np.mean(~np.isfinite(losses["MLE"]), axis=1)
-print(" n    predictive     MAP   MAP-pred (se)    MLE inf fraction")
-for i, n in enumerate(NS):
-  print(f"{n:4d}   {losses['predictive'][i].mean():.5f}   {losses['MAP'][i].mean():.5f}   "
-        f"{diff_mean[i]:.5f} ({diff_se[i]:.5f})   {mle_inf[i]:.3f}")
+entropy = losses.pop("entropy")                                      # [T] H(theta*) of each trial
 
+
+def mc_summary(losses):
+  """Monte-Carlo means and s.e. over trials: predictive, MAP, their paired gap; MLE's inf fraction."""
+  out = {name: (losses[name].mean(1), losses[name].std(1, ddof=1) / math.sqrt(TRIALS))
+         for name in ("predictive", "MAP")}
+  gap = losses["MAP"] - losses["predictive"]                          # paired, > 0: predictive wins
+  out["gap"] = (gap.mean(1), gap.std(1, ddof=1) / math.sqrt(TRIALS))
+  out["mle_inf"] = np.mean(~np.isfinite(losses["MLE"]), axis=1)
+  return out
+
+
+# The exact reference: sums over k ~ BetaBinomial(n, 2, 2) (SciPy), no library code.
+H_PRIOR = integrate.quad(lambda t: -stats.beta(2, 2).pdf(t) * (special.xlogy(t, t)
+                                                              + special.xlogy(1 - t, 1 - t)), 0, 1)[0]
+
+
+def exact_excess(n):
+  """Exact average excess loss of the predictive and of MAP, and their gap (a KL), at n flips."""
+  k = np.arange(n + 1)
+  weight = stats.betabinom(n, 2, 2).pmf(k)
+  pred, map_ = (k + 2) / (n + 4), (k + 1) / (n + 2)                  # E[theta*|k] and the mode
+  cross = lambda q: -(pred * np.log(q) + (1 - pred) * np.log(1 - q))  # E[loss of q | k]
+  kl = pred * np.log(pred / map_) + (1 - pred) * np.log((1 - pred) / (1 - map_))
+  return np.array([weight @ cross(pred) - H_PRIOR, weight @ cross(map_) - H_PRIOR, weight @ kl])
+
+
+exact = np.array([exact_excess(n) for n in NS])                      # [len(NS), 3]
+mle_inf_exact = 12.0 / ((np.array(NS) + 2.0) * (np.array(NS) + 3.0))
+N_FAR = np.array([10**3, 10**4, 10**5, 10**6])                       # three decades, exact only
+exact_far = np.array([exact_excess(n) for n in N_FAR])
+mc = mc_summary(losses)
+print(" n   predictive (exact)      MAP (exact)        MAP - pred (exact)        n^2 x gap   MLE inf (exact)")
+for i, n in enumerate(NS):
+  print(f"{n:4d}  {mc['predictive'][0][i]:.5f} ({exact[i, 0]:.5f})  {mc['MAP'][0][i]:.5f} ({exact[i, 1]:.5f})  "
+        f"{mc['gap'][0][i]:+.2e} ± {mc['gap'][1][i]:.1e} ({exact[i, 2]:.2e})  {n * n * exact[i, 2]:6.3f}"
+        f"   {mc['mle_inf'][i]:.4f} ({mle_inf_exact[i]:.4f})")
+for n, (p, m, g) in zip(N_FAR, exact_far):
+  print(f"exact at n = {n:7d}: n x predictive excess {n * p:.4f}, n x MAP excess {n * m:.4f}, "
+        f"n^2 x gap {n * n * g:.4f}")
+
+
+def loglog_slope(ns, values, stderr):
+  """Slope of log(values) against log(n), weighted by the values' relative s.e., and its s.e."""
+  coef, cov = np.polyfit(np.log(np.asarray(ns, np.float64)), np.log(values), 1,
+                         w=values / stderr, cov="unscaled")
+  return float(coef[0]), float(np.sqrt(cov[0, 0]))
+
+
+def exact_slope(ns, values):
+  """Slope of log(values) against log(n) (exact values: no uncertainty)."""
+  return float(np.polyfit(np.log(np.asarray(ns, np.float64)), np.log(values), 1)[0])
+
+
+ns = np.array(NS)
+FIT_EXCESS, FIT_GAP = ns >= 50, (ns >= 10) & (ns <= 100)             # where the Monte-Carlo resolves
+slopes = {"exact, n = 1e3..1e6": {name: exact_slope(N_FAR, exact_far[:, j])
+                                   for j, name in enumerate(("predictive", "MAP", "gap"))}}
+slopes["Monte-Carlo"] = {
+    "predictive": loglog_slope(ns[FIT_EXCESS], *(v[FIT_EXCESS] for v in mc["predictive"])),
+    "MAP": loglog_slope(ns[FIT_EXCESS], *(v[FIT_EXCESS] for v in mc["MAP"])),
+    "gap": loglog_slope(ns[FIT_GAP], *(v[FIT_GAP] for v in mc["gap"]))}
+slopes["exact, same n"] = {"predictive": exact_slope(ns[FIT_EXCESS], exact[FIT_EXCESS, 0]),
+                           "MAP": exact_slope(ns[FIT_EXCESS], exact[FIT_EXCESS, 1]),
+                           "gap": exact_slope(ns[FIT_GAP], exact[FIT_GAP, 2])}
+print("log-log slopes (Monte-Carlo: n = 50..1000 for the excess losses, 10..100 for the gap, ± s.e.):")
+for name in ("predictive", "MAP", "gap"):
+  m, se = slopes["Monte-Carlo"][name]
+  print(f"  {name:10s} Monte-Carlo {m:+.3f} ± {se:.3f}   exact at the same n {slopes['exact, same n'][name]:+.3f}"
+        f"   exact over n = 1e3..1e6 {slopes['exact, n = 1e3..1e6'][name]:+.4f}")
+
+# %% [markdown]
+# Left: each excess loss against $n$ (Monte-Carlo points ± s.e., exact sums as lines), falling as $1/(2n)$.
+# Middle: the paired gap times $n^2$, so that a $1/n^2$ rate is flat: Monte-Carlo ± 2 s.e. (the bars grow
+# with $n$: the noise falls as $n^{-3/2}$, the gap as $n^{-2}$) and the exact sums, which approach 1.
+# Right: how often the MLE predicts probability 0 for an outcome the truth allows.
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
 ax = axes[0]
-for name, style in [("predictive", "o-"), ("MAP", "s--")]:
-  ax.loglog(NS, losses[name].mean(1), style, label=f"{name}")
+n_line = np.unique(np.geomspace(1, 1000, 60).astype(int))
+exact_line = np.array([exact_excess(n) for n in n_line])
+for j, (name, style) in enumerate([("predictive", "o"), ("MAP", "s")]):
+  ax.errorbar(NS, mc[name][0], yerr=mc[name][1], fmt=style, color=f"C{j}", ms=4, capsize=2,
+              label=f"{name}, Monte-Carlo")
+  ax.loglog(n_line, exact_line[:, j], color=f"C{j}", lw=1, label=f"{name}, exact")
 finite = np.isfinite(losses["MLE"])
 has_finite = finite.any(1)                                      # n = 1: no trial is finite
 mle_finite_mean = (np.where(finite, losses["MLE"], 0.0).sum(1)[has_finite]
                    / finite.sum(1)[has_finite])
 ax.loglog(np.array(NS)[has_finite], mle_finite_mean, "^:", color="gray",
           label="MLE (trials with finite loss only)")
-ax.loglog(NS, 0.5 / np.array(NS), color="k", lw=0.7, label="1 / (2n)")
+ax.loglog(NS, 0.5 / np.array(NS), color="k", lw=0.7, ls="--", label="1 / (2n)")
 ax.set_xlabel("number of observations n")
 ax.set_ylabel("excess held-out log loss (nats)")
 ax.set_title(r"Average over $\theta^* \sim$ Beta(2, 2)")
-ax.legend(fontsize=8)
+ax.legend(fontsize=7)
 ax = axes[1]
-ax.errorbar(NS, diff_mean, yerr=2 * diff_se, fmt="o-", capsize=3)
-ax.axhline(0.0, color="k", lw=0.7)
-ax.set_xscale("log")
+n2 = ns.astype(np.float64) ** 2
+ax.errorbar(ns, n2 * mc["gap"][0], yerr=2 * n2 * mc["gap"][1], fmt="o", capsize=3,
+            label="Monte-Carlo, ± 2 paired s.e.")
+ax.semilogx(n_line, n_line.astype(np.float64) ** 2 * exact_line[:, 2], color="k", lw=1,
+            label="exact (beta-binomial sum)")
+ax.axhline(1.0, color="gray", ls=":", lw=1, label="1 / n² asymptote")
+ax.axhline(0.0, color="k", lw=0.5)
+ax.set_ylim(-1.5, 2.5)
 ax.set_xlabel("number of observations n")
-ax.set_ylabel("MAP minus predictive (nats), ± 2 se")
-ax.set_title("Paired gap: > 0 where the predictive wins")
+ax.set_ylabel("n² × (MAP minus predictive), nats")
+ax.set_title("Paired gap × n²: flat where the gap goes as 1/n²")
+ax.legend(fontsize=8, loc="lower left")
 ax = axes[2]
-ax.semilogx(NS, mle_inf, "^-", color="gray")
+ax.loglog(NS, mc["mle_inf"], "^", color="gray", label="Monte-Carlo")
+ax.loglog(n_line, 12.0 / ((n_line + 2.0) * (n_line + 3.0)), color="k", lw=1,
+          label="12 / ((n + 2)(n + 3))")
 ax.set_xlabel("number of observations n")
 ax.set_ylabel("fraction of trials")
 ax.set_title("MLE: infinite log loss (all n flips agree)")
+ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
@@ -244,26 +342,50 @@ plt.show()
 # * posterior, MAP, evidence and predictive agree with SciPy / numerical integration for the three models;
 # * after one observation the MLE's log loss on the other outcome is $+\infty$, MAP's and the predictive's are finite
 #   ($\log 3$ and $\log(5/2)$ for the coin);
-# * the posterior predictive's average excess log loss is below the MAP plug-in's at every $n$ (strictly, by many
-#   standard errors, for small $n$), both shrink towards 0 as $n$ grows, and the MLE is infinite in a
-#   fraction of trials that vanishes as $n$ grows.
+# * the Monte-Carlo averages of both excess losses and of their gap agree with the exact sums within 3 s.e. at every
+#   $n$, and the MLE's infinite fraction with $12/((n+2)(n+3))$ within 3 binomial s.e.;
+# * the predictive is below the MAP plug-in at every $n$: the exact gap is positive, and the Monte-Carlo gap is
+#   above 2 paired s.e. for every $n \le 100$;
+# * the rates: over $n = 10^3 \ldots 10^6$ the exact log-log slopes are $-1$ for each excess loss and $-2$ for the gap
+#   (within 0.01), with $n \times$ excess $\to 1/2$ and $n^2 \times$ gap $\to 1$ (within 1%); the Monte-Carlo slopes,
+#   with their s.e., agree with the exact slopes at the same $n$ within 3 s.e., and the gap's is below $-1$ by more
+#   than 3 s.e. (it does not close like $1/n$).
 
 # %%
-for name, (ours, ref) in coin_checks.items():
-  assert abs(ours - ref) < 1e-5 * max(1.0, abs(ref)), (name, ours, ref)
-assert log_prior_err < 1e-4
-assert abs(log_ev_dir - ref_dir) < 1e-3, (log_ev_dir, ref_dir)
-assert abs(log_ev_normal - ref_normal) < 1e-4, (log_ev_normal, ref_normal)
-assert abs(float(post_n.mean()) - mu_n) < 1e-5 and abs(float(post_n.tau2) - tau2_n) < 1e-7
-assert pred_err < 1e-5
+def check_claims(mc, exact, exact_far, slopes):
+  """The notebook's claims (the closed forms first, then the rates)."""
+  for name, (ours, ref) in coin_checks.items():
+    assert abs(ours - ref) < 1e-5 * max(1.0, abs(ref)), (name, ours, ref)
+  assert log_prior_err < 1e-4
+  assert abs(log_ev_dir - ref_dir) < 1e-3, (log_ev_dir, ref_dir)
+  assert abs(log_ev_normal - ref_normal) < 1e-4, (log_ev_normal, ref_normal)
+  assert abs(float(post_n.mean()) - mu_n) < 1e-5 and abs(float(post_n.tau2) - tau2_n) < 1e-7
+  assert pred_err < 1e-5
 
-assert theta_mle == 1.0 and loss_mle == math.inf
-assert abs(loss_map - math.log(3.0)) < 1e-6 and abs(loss_pred - math.log(5 / 2)) < 1e-6
-assert np.all(np.isinf(dice_mle_loss)) and np.allclose(dice_pred_loss, math.log(11.0))
+  assert theta_mle == 1.0 and loss_mle == math.inf
+  assert abs(loss_map - math.log(3.0)) < 1e-6 and abs(loss_pred - math.log(5 / 2)) < 1e-6
+  assert np.all(np.isinf(dice_mle_loss)) and np.allclose(dice_pred_loss, math.log(11.0))
 
-assert np.all(diff_mean > -3 * diff_se), (diff_mean, diff_se)
-small = np.array(NS) <= 20
-assert np.all(diff_mean[small] > 5 * diff_se[small]), (diff_mean, diff_se)
-assert losses["predictive"][-1].mean() < 0.01 * losses["predictive"][0].mean()
-assert mle_inf[0] == 1.0 and mle_inf[-1] < 0.01 and np.all(np.diff(mle_inf) <= 0.01)
+  for j, name in enumerate(("predictive", "MAP", "gap")):
+    mean, se = mc[name]
+    assert np.all(np.abs(mean - exact[:, j]) < 3 * se + 1e-12), (name, mean, exact[:, j], se)
+  binomial_se = np.sqrt(mle_inf_exact * (1 - mle_inf_exact) / TRIALS)
+  assert np.all(np.abs(mc["mle_inf"] - mle_inf_exact) < 3 * binomial_se + 1e-12), mc["mle_inf"]
+
+  assert np.all(exact[:, 2] > 0) and np.all(exact_far[:, 2] > 0)
+  resolved = np.array(NS) <= 100
+  assert np.all(mc["gap"][0][resolved] > 2 * mc["gap"][1][resolved]), mc["gap"]
+
+  far = slopes["exact, n = 1e3..1e6"]
+  assert abs(far["predictive"] + 1) < 0.01 and abs(far["MAP"] + 1) < 0.01, far
+  assert abs(far["gap"] + 2) < 0.01, far
+  assert np.allclose(N_FAR[-1] * exact_far[-1, :2], 0.5, rtol=0.01), exact_far[-1]
+  assert abs(N_FAR[-1] ** 2 * exact_far[-1, 2] - 1) < 0.01, exact_far[-1]
+  for name, (slope, se) in slopes["Monte-Carlo"].items():
+    assert abs(slope - slopes["exact, same n"][name]) < 3 * se, (name, slope, se)
+  slope, se = slopes["Monte-Carlo"]["gap"]
+  assert slope < -1 - 3 * se, ("the gap closes like 1/n", slope, se)
+
+
+check_claims(mc, exact, exact_far, slopes)
 print("all claims hold")
