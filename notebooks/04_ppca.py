@@ -30,7 +30,7 @@
 #
 # Finally the bridge to the VAE: a VAE whose encoder and decoder are **linear** (one learned decoder variance) *is*
 # PPCA with an amortized diagonal $q(\mathbf{z}|\mathbf{x}, \boldsymbol{\phi})$. Trained by stochastic gradient ascent on the ELBO, it should
-# reach the PPCA maximum likelihood. This notebook checks, with `vae_jax.ppca` and the VAE machinery, on the
+# reach the PPCA maximum likelihood. This notebook checks, with `vae_jax.classical.ppca` and the VAE machinery, on the
 # 8x8 digits ($D = 64$, $M = 4$):
 #
 # 1. the closed form against scikit-learn's `PCA` (`noise_variance_`, `score`, `get_covariance`) and SciPy;
@@ -50,15 +50,18 @@ import numpy as np
 from scipy import stats
 from sklearn.decomposition import PCA
 
-import vae_jax
-from vae_jax import objectives, ppca, tasks, trainer
+from vae_jax import tasks
+from vae_jax.classical import ppca
+from vae_jax.data import Dataset, load_arrays
+from vae_jax.inference import objectives
+from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from experiments.configs import vae as vae_config
 
 root = jax.random.key(0)
 KEY_EM, KEY_Q, KEY_ELBO = (jax.random.fold_in(root, i) for i in range(3))
 
-ds = vae_jax.load_arrays("digits")                       # grey levels in [0, 1]
+ds = load_arrays("digits")                       # grey levels in [0, 1]
 x = ds.train_x.astype(np.float64)                        # [1500, 64]
 N, D = x.shape
 M = 4
@@ -80,21 +83,30 @@ with jax.enable_x64(True):
 
 sk = PCA(n_components=M, svd_solver="full").fit(x)
 c = N / (N - 1)                          # sklearn's covariance divides by N - 1, the MLE's by N
-with jax.enable_x64(True):               # the MLE rescaled to sklearn's (ddof=1) covariance
-  rescaled_ll = np.asarray(ppca.log_prob(closed.replace(W=closed.W * np.sqrt(c),
-                                                        sigma2=closed.sigma2 * c), x))
-model_cov = W @ W.T + sigma2 * np.eye(D)
 eigvals = np.linalg.eigvalsh(np.cov(x.T, bias=True))[::-1]           # sample covariance spectrum
-closed_checks = {
-    "c sigma^2 vs sklearn noise_variance_": abs(c * sigma2 - sk.noise_variance_),
-    "sigma^2 vs mean of discarded eigenvalues": abs(sigma2 - eigvals[M:].mean()),
-    "c (WW^T + s2 I) vs sklearn get_covariance": np.max(np.abs(c * model_cov - sk.get_covariance())),
-    "log p(x), rescaled, vs sklearn score_samples": np.max(np.abs(rescaled_ll - sk.score_samples(x))),
-    "log p(x) vs scipy multivariate_normal": np.max(np.abs(
-        closed_ll - stats.multivariate_normal(mu, model_cov).logpdf(x))),
-    "MLE minus sklearn score = D/2 (log c + 1/c - 1)": abs(
-        (closed_ll.mean() - sk.score(x)) - 0.5 * D * (np.log(c) + 1 / c - 1)),
-}
+
+
+def closed_form_checks(fit):
+  """Max abs differences of a PPCA fit from scikit-learn, SciPy and the eigenvalues."""
+  with jax.enable_x64(True):
+    fit_ll = np.asarray(ppca.log_prob(fit, x))                        # [N]
+    rescaled_ll = np.asarray(ppca.log_prob(fit.replace(W=fit.W * np.sqrt(c),    # the MLE rescaled to
+                                                       sigma2=fit.sigma2 * c), x))  # sklearn's ddof=1
+  W, sigma2, mu = np.asarray(fit.W), float(fit.sigma2), np.asarray(fit.mean)
+  model_cov = W @ W.T + sigma2 * np.eye(D)
+  return {
+      "c sigma^2 vs sklearn noise_variance_": abs(c * sigma2 - sk.noise_variance_),
+      "sigma^2 vs mean of discarded eigenvalues": abs(sigma2 - eigvals[M:].mean()),
+      "c (WW^T + s2 I) vs sklearn get_covariance": np.max(np.abs(c * model_cov - sk.get_covariance())),
+      "log p(x), rescaled, vs sklearn score_samples": np.max(np.abs(rescaled_ll - sk.score_samples(x))),
+      "log p(x) vs scipy multivariate_normal": np.max(np.abs(
+          fit_ll - stats.multivariate_normal(mu, model_cov).logpdf(x))),
+      "MLE minus sklearn score = D/2 (log c + 1/c - 1)": abs(
+          (fit_ll.mean() - sk.score(x)) - 0.5 * D * (np.log(c) + 1 / c - 1)),
+  }
+
+
+closed_checks = closed_form_checks(closed)
 print(f"PPCA, M = {M}: sigma^2 = {sigma2:.5f}, mean log p(x) = {closed_ll.mean():.4f} nats")
 for name, err in closed_checks.items():
   print(f"  {name:48s} {err:.1e}")
@@ -152,7 +164,7 @@ print(f"q = p(z|x): max KL {np.max(np.abs(at_post['kl'])):.1e}")
 
 # %%
 xc = (ds.train_x - ds.train_x.mean(0)).astype(np.float32)
-centred = vae_jax.Dataset("digits_centred", xc, ds.train_y, xc, ds.train_y, ds.image_shape)
+centred = Dataset("digits_centred", xc, ds.train_y, xc, ds.train_y, ds.image_shape)
 config = vae_config.get_config("gaussian")
 config.data.dataset = "digits"
 config.model.update(gaussian_scale="shared", hidden_dims=(), latent_dim=M)
@@ -230,14 +242,20 @@ plt.show()
 # * the linear VAE: ELBO $\le$ its exact $\log p(\mathbf{x})$ $\le$ the PPCA maximum, and its ELBO is within 1% of that maximum.
 
 # %%
-for name, err in closed_checks.items():
-  assert err < 1e-6, (name, err)
-assert np.all(np.diff(em_ll) >= -1e-9), np.min(np.diff(em_ll))
-assert np.max(em_ll[:-1] - em_elbo) <= 1e-9 and np.max(em_elbo - em_ll[1:]) <= 1e-9
-assert em_gap[-1] < 1e-4 and em_gap[0] > 1.0, (em_gap[0], em_gap[-1])
-assert abs(em_sigma2 - sigma2) < 1e-3 * sigma2 and np.max(np.abs(em_WWt - W @ W.T)) < 1e-2
-assert identity_error < 1e-8 and parts["kl"].min() > 0.0
-assert np.max(np.abs(at_post["kl"])) < 1e-8
-assert vae_elbo <= vae_ll + 0.01 and vae_ll <= ppca_ll + 1e-3, (vae_elbo, vae_ll, ppca_ll)
-assert ppca_ll - vae_elbo <= 0.01 * abs(ppca_ll), (vae_elbo, ppca_ll)
+def check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll):
+  """The notebook's claims."""
+  for name, err in closed_checks.items():
+    assert err < 1e-6, (name, err)
+  assert np.all(np.diff(em_ll) >= -1e-9), np.min(np.diff(em_ll))
+  assert np.max(em_ll[:-1] - em_elbo) <= 1e-9 and np.max(em_elbo - em_ll[1:]) <= 1e-9
+  em_gap = ppca_ll - em_ll
+  assert em_gap[-1] < 1e-4 and em_gap[0] > 1.0, (em_gap[0], em_gap[-1])
+  assert abs(em_sigma2 - sigma2) < 1e-3 * sigma2 and np.max(np.abs(em_WWt - W @ W.T)) < 1e-2
+  assert identity_error < 1e-8 and parts["kl"].min() > 0.0
+  assert np.max(np.abs(at_post["kl"])) < 1e-8
+  assert vae_elbo <= vae_ll + 0.01 and vae_ll <= ppca_ll + 1e-3, (vae_elbo, vae_ll, ppca_ll)
+  assert ppca_ll - vae_elbo <= 0.01 * abs(ppca_ll), (vae_elbo, ppca_ll)
+
+
+check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll)
 print("all claims hold")
