@@ -1,9 +1,15 @@
 """The lecture's notebooks (``notebooks/*.py``, jupytext percent format).
 
 Unit tier: the seven notebooks exist, parse, state their claim in Markdown,
-end with a code cell that asserts it, and the README links each one.
+end with a code cell that defines ``check_claims`` (every headline claim as an
+``assert``) and calls it, and the README links each one.
 Slow tier: every notebook runs top to bottom in a Jupyter kernel (nbclient),
 in a temporary folder, so a raising cell or a failing ``assert`` fails the test.
+Then, in the same kernel (the notebook runs once), each of its INJECTED_ERRORS
+(a bug a real implementation could have: a wrong sign, a dropped term, one
+family's results swapped for another's) corrupts the numbers the claims are
+made from and calls ``check_claims`` again: it must raise AssertionError, so
+that the claims are shown to be asserted strongly enough to catch the bug.
 """
 
 import glob
@@ -18,6 +24,62 @@ NOTEBOOKS_DIR = os.path.join(ROOT, "notebooks")
 EXPECTED = ("01_autoregressive", "02_bayes", "03_gmm_em", "04_ppca", "05_estimators",
             "06_amortization", "07_vae")
 KERNEL = "python3"
+
+# Per notebook: (what the bug is, code run in the notebook's kernel after it has run).
+# The code recomputes what the bug would change and calls the notebook's check_claims.
+INJECTED_ERRORS = {
+    "01_autoregressive": [
+        ("ancestral sampling with the sign of the logit flipped",
+         "flipped = {'params': {**params['params'], 'masked_dense_2': jax.tree_util.tree_map(\n"
+         "    jnp.negative, params['params']['masked_dense_2'])}}\n"
+         "check_claims(max_chain_error, log_total,\n"
+         "             sampling_check(np.asarray(draw_tiny(KEY_CHECK, flipped))), eval_curve)"),
+    ],
+    "02_bayes": [
+        ("the excess loss without its entropy term (a dropped term)",
+         "check_claims(mc_summary({k: v + entropy if k != 'MLE' else v\n"
+         "                         for k, v in losses.items()}), exact, exact_far, slopes)"),
+        ("the MAP plug-in computed with the predictive's formula",
+         "check_claims(mc_summary(dict(losses, MAP=losses['predictive'])), exact, exact_far,"
+         " slopes)"),
+    ],
+    "03_gmm_em": [
+        ("log p(x) without the mixture weights' log pi_k (a dropped term)",
+         "check_claims(ll, elbo, parts, parts_post, cross_checks(\n"
+         "    np.asarray(gmm.log_prob(params.replace(weights=jnp.ones(K)), x)), resp))"),
+    ],
+    "04_ppca": [
+        ("sigma^2 averaged over D instead of the D - M discarded eigenvalues",
+         "check_claims(closed_form_checks(closed.replace(sigma2=eigvals[M:].sum() / D)),\n"
+         "             em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll)"),
+    ],
+    "05_estimators": [
+        ("the S-sample estimate summed instead of averaged (a dropped 1/S)",
+         "summed = {s: {n: v * s**2 for n, v in d.items()} for s, d in vae_var.items()}\n"
+         "check_claims(toy, toy_slopes, summed, variance_slopes(summed), bern_ratio)"),
+        ("the score estimator falling back to the reparametrized gradient",
+         "swapped = {s: dict(d, score=d['reparam']) for s, d in vae_var.items()}\n"
+         "check_claims(toy, toy_slopes, swapped, variance_slopes(swapped), bern_ratio)"),
+    ],
+    "06_amortization": [
+        ("the planar q* under the Gaussian decoder swapped for the Gaussian q*",
+         "check_claims(own, dict(same_gap, planar=same_gap['gaussian']), rows, grid_error)"),
+        ("the amortization gap with its sign flipped",
+         "check_claims({f: dict(r, amortization_gap=-r['amortization_gap'])\n"
+         "              for f, r in own.items()}, same_gap, rows, grid_error)"),
+    ],
+    "07_vae": [
+        ("the IWAE bound as the mean of the log-weights, not their log-mean-exp",
+         "check_claims({K: bound[1] for K in bound}, elbo, stream_error, active, unit_kl,\n"
+         "             prior_errors, prior_log_px)"),
+        ("the mixture prior's log-density without its weights' log-softmax (a dropped term)",
+         "mog = learned_priors['mog']\n"
+         "dropped = prior_density_error(mog, jax.random.fold_in(k_priors, 1), lambda z:\n"
+         "                              jax.nn.logsumexp(mog.component_log_probs(z), -1))\n"
+         "check_claims(bound, elbo, stream_error, active, unit_kl,\n"
+         "             dict(prior_errors, mog=dropped), prior_log_px)"),
+    ],
+}
 
 
 def _read(path):
@@ -55,10 +117,23 @@ def test_notebook_states_its_claim_and_asserts_it(name):
   assert code, f"{name}.py has no code cell"
   assert nb.cells[-1].cell_type == "code" and "assert" in nb.cells[-1].source, (
       f"{name}.py must end with a code cell that asserts the claim")
+  last = nb.cells[-1].source
+  assert "def check_claims(" in last and "\ncheck_claims(" in last, (
+      f"{name}.py's last cell must define check_claims(...) and call it (the injected-error "
+      "tests call it again)")
   assert any("vae_jax" in c.source for c in code), f"{name}.py does not use the library"
   assert not any(line.lstrip().startswith(("%", "!")) for c in code
                  for line in c.source.splitlines()), (
       f"{name}.py uses IPython magics: it must also run as a plain script")
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_notebook_has_an_injected_error(name):
+  errors = INJECTED_ERRORS.get(name, [])
+  assert errors, f"INJECTED_ERRORS has no bug for {name}.py"
+  for what, code in errors:
+    assert "check_claims(" in code, (name, what)
+    compile(code, f"<injected error in {name}: {what}>", "exec")
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -80,15 +155,33 @@ def test_the_kernel_is_this_python():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", _notebook_paths(), ids=os.path.basename)
 def test_notebook_runs(path, tmp_path):
-  """Executes every cell in a fresh kernel started in a temporary folder.
+  """Executes every cell in a fresh kernel started in a temporary folder, then
+  each of the notebook's INJECTED_ERRORS in the same kernel.
 
   No cell timeout (a busy machine must not fail a correct notebook); an
-  exception or a failed ``assert`` in any cell raises CellExecutionError.
+  exception or a failed ``assert`` in any cell raises CellExecutionError. An
+  injected error must make ``check_claims`` raise AssertionError.
   """
   require_slow("starts a Jupyter kernel")
   import nbclient  # pylint: disable=g-import-not-at-top
+  import nbformat  # pylint: disable=g-import-not-at-top
+  from nbclient.exceptions import CellExecutionError  # pylint: disable=g-import-not-at-top
+  name = os.path.splitext(os.path.basename(path))[0]
   nb = _read(path)
   client = nbclient.NotebookClient(nb, timeout=None, startup_timeout=600,
                                    kernel_name=KERNEL,
                                    resources={"metadata": {"path": str(tmp_path)}})
-  client.execute()
+  survived = []
+  with client.setup_kernel():
+    for index, cell in enumerate(nb.cells):
+      client.execute_cell(cell, index)
+    for what, code in INJECTED_ERRORS.get(name, []):
+      nb.cells.append(nbformat.v4.new_code_cell(code))
+      try:
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+      except CellExecutionError as e:
+        if e.ename != "AssertionError":
+          raise
+      else:
+        survived.append(what)
+  assert not survived, f"{name}.py's claims still hold with these bugs injected: {survived}"
