@@ -43,7 +43,7 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
     dec = objectives.sample_prior(key, params, model=model, num_samples=100)
     return objectives.decoder_mean(dec), objectives.reconstruct(params, x, model=model)
 
-  samples, recon = jax.device_get(decode(params, key, jnp.asarray(x)))
+  samples, recon = jax.device_get(decode(params, key, x))
   prior = {"standard": "N(0, I)", "mog": "the learned mixture prior",
            "vamp": "the VampPrior"}[config.model.prior]
   plots.save_image_grid(os.path.join(workdir, "samples.png"), np.asarray(samples),

@@ -185,3 +185,53 @@ def test_mnist_t10k_splits_the_test_images_9000_1000(shared_mnist_dir):
   np.testing.assert_array_equal(ds.eval_x, full[9000:].reshape(1000, -1) / np.float32(255))
   with pytest.raises(UserError, match="mnist_t10k needs --config.data.data_dir"):
     data.load_arrays("mnist_t10k", None)
+
+
+def test_shipped_digits_are_converted_once_and_equal_the_package_parse(tmp_path, monkeypatch):
+  """The binary cache holds exactly what scikit-learn's own loader parses from
+  its text file; the second load reads the cache, not the text."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  x, y = data.load_shipped("digits")
+  bunch = load_digits()
+  np.testing.assert_array_equal(x.astype(np.float64), bunch.data)
+  np.testing.assert_array_equal(y, bunch.target)
+  assert x.dtype == np.uint8
+  (cached,) = os.listdir(tmp_path / "vae_jax" / "data")
+  assert cached.startswith("digits-") and cached.endswith(".npz")
+
+  def no_parse(name):
+    raise AssertionError(f"parsed {name} again instead of reading the cache")
+  monkeypatch.setattr(data, "_parse_shipped", no_parse)
+  again_x, again_y = data.load_shipped("digits")
+  np.testing.assert_array_equal(again_x, x)
+  np.testing.assert_array_equal(again_y, y)
+  # What load_arrays builds from it: the grey levels over 16, as before the cache.
+  np.testing.assert_array_equal(
+      np.sort(np.concatenate([data.load_arrays("digits").train_x,
+                              data.load_arrays("digits").eval_x]).sum(1)),
+      np.sort((bunch.data.astype(np.float32) / 16.0).sum(1)))
+
+
+def test_a_corrupt_or_stale_digit_cache_is_converted_again(tmp_path, monkeypatch):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  x, _ = data.load_shipped("digits")
+  folder = tmp_path / "vae_jax" / "data"
+  (cached,) = os.listdir(folder)
+  (folder / cached).write_bytes(b"not an npz")
+  np.testing.assert_array_equal(data.load_shipped("digits")[0], x)
+  # A cache whose arrays are not a conversion's (float pixels) is not trusted.
+  np.savez(folder / cached, x=x.astype(np.float32), y=np.zeros(len(x)))
+  np.testing.assert_array_equal(data.load_shipped("digits")[0], x)
+  # A cache file named for another version of the source file is never read.
+  (folder / cached).unlink()
+  np.savez(folder / "digits-0000000000000000.npz", x=np.zeros_like(x), y=np.zeros(len(x)))
+  np.testing.assert_array_equal(data.load_shipped("digits")[0], x)
+
+
+def test_an_unwritable_cache_folder_only_costs_the_parse(tmp_path, monkeypatch):
+  blocker = tmp_path / "file"
+  blocker.write_text("a file where the cache folder would go")
+  monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+  x, y = data.load_shipped("digits")
+  assert x.shape == (1797, 64) and y.shape == (1797,)

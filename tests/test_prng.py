@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vae_jax import prng
-from vae_jax.families.normal import DiagNormal
+from vae_jax.families.normal import DiagNormal, StandardNormal
 from vae_jax.training import feed
 
 SHAPES = [(), (1,), (5,), (3, 7), (2, 3, 4), (100, 392), (1, 100, 50)]
@@ -63,16 +63,28 @@ def test_diag_normal_draws_equal_distrax():
   loc = jax.random.normal(jax.random.key(1), (7, 5))
   q = DiagNormal(loc, 0.3 * jax.random.normal(jax.random.key(2), (7, 5)))
   key = jax.random.key(4)
+  prior = StandardNormal(5)
   for sample_shape in [(), (3,), (2, 4)]:
-    ours = lambda k, s=sample_shape: q.sample_and_log_prob(k, s)
-    ref = lambda k, s=sample_shape: q.distrax().sample_and_log_prob(seed=k, sample_shape=s)
-    for wrap in (lambda f: f, jax.jit):   # each compared in the same mode (jit may use FMAs)
-      (z, log_q), (z_ref, log_q_ref) = wrap(ours)(key), wrap(ref)(key)
-      np.testing.assert_array_equal(z, z_ref)
-      # The same formula; XLA may fuse it differently from distrax's (1 ulp).
-      np.testing.assert_allclose(log_q, log_q_ref, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(q.sample(key, sample_shape),
-                                  q.distrax().sample(seed=key, sample_shape=sample_shape))
+    # Compared under jit, as the objectives run them (jit may use FMAs).
+    ours = jax.jit(lambda k, s=sample_shape: q.sample_and_log_prob(k, s))
+    ref = jax.jit(lambda k, s=sample_shape: q.distrax().sample_and_log_prob(seed=k,
+                                                                           sample_shape=s))
+    (z, log_q), (z_ref, log_q_ref) = ours(key), ref(key)
+    np.testing.assert_array_equal(z, z_ref)
+    # The same formula; XLA may fuse it differently from distrax's (1 ulp).
+    np.testing.assert_allclose(log_q, log_q_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(
+        jax.jit(lambda k, s=sample_shape: q.sample(k, s))(key),
+        jax.jit(lambda k, s=sample_shape: q.distrax().sample(seed=k, sample_shape=s))(key))
+    # log q and log p(z) at any z: written out in jnp in distrax's order (XLA may fuse
+    # the two programs differently: 1 ulp).
+    np.testing.assert_allclose(jax.jit(q.log_prob)(z), jax.jit(q.distrax().log_prob)(z),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(
+        jax.jit(lambda k, s=sample_shape: prior.sample(k, s))(key),
+        jax.jit(lambda k, s=sample_shape: prior.distrax().sample(seed=k, sample_shape=s))(key))
+    np.testing.assert_allclose(jax.jit(prior.log_prob)(z),
+                               jax.jit(prior.distrax().log_prob)(z), rtol=1e-6, atol=1e-6)
 
 
 def test_binarize_uses_the_same_bits_as_before():

@@ -1,6 +1,7 @@
-"""vae_jax.training.progress.CountMeter: the rate, ETA and line schedule of a counted loop."""
+"""vae_jax.training.progress: CountMeter's rate, ETA and line schedule; the lines outside the runner."""
 
 import math
+import re
 
 from vae_jax.training import progress
 
@@ -43,3 +44,27 @@ def test_count_meter_is_due_after_every_s_between_tenths_and_always_at_the_end()
   assert not meter.update(4)
   one = progress.CountMeter(7, clock=clock)
   assert one.update(7)                   # one batch: its only update is the end
+
+
+def test_training_from_python_shows_the_runners_lines_unless_turned_off(tmp_path, capsys):
+  """Outside the runner (a notebook, a script) absl drops INFO lines: the
+  trainer's progress and evaluation lines go to stderr instead, and
+  ``set_verbose(False)`` hides them."""
+  from tests.conftest import get_config  # pylint: disable=g-import-not-at-top
+  from vae_jax import tasks  # pylint: disable=g-import-not-at-top
+  from vae_jax.training import progress, trainer  # pylint: disable=g-import-not-at-top
+  config = get_config("vae", "tiny")
+  config.train.update(num_steps=4, log_every=2, eval_every=4, checkpoint_every=4)
+  ds = tasks.load_data(config)
+  task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
+  trainer.train(task, config, ds, str(tmp_path / "a"))
+  err = capsys.readouterr().err
+  assert re.search(r"^step 2/4 loss [\d.]+ .* grad_norm [\d.e+]+ \| [\d.na]+ steps/s, ETA ",
+                   err, re.M), err
+  assert re.search(r"^step 4 eval: neg_elbo [\d.]+ nats$", err, re.M), err
+  progress.set_verbose(False)
+  try:
+    trainer.train(task, config, ds, str(tmp_path / "b"))
+  finally:
+    progress.set_verbose(True)
+  assert "step" not in capsys.readouterr().err

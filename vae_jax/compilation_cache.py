@@ -18,11 +18,13 @@ Where the folder is, first match wins:
 ``import vae_jax`` calls ``enable_default()``, so notebooks and scripts use
 the cache too. Every program is cached, however quickly it compiled (JAX's
 default skips those under a second, which is every program here on a CPU).
-The cache is bounded (``MAX_BYTES``, least recently used entries go first);
-the bound turns on JAX's file lock, so several processes (test workers,
-several runs at once) share one folder safely. An entry that cannot be read
-(corrupt, truncated, from another build) is reported by JAX as a warning and
-compiled again, never fatal.
+Several processes (test workers, several runs at once) share one folder: an
+entry is written once, by whichever process compiled it first, and never
+changes after; an entry that cannot be read (corrupt, truncated, half-written
+by another process at that moment, from another build) is reported by JAX as
+a warning and compiled again, never fatal. The folder is not bounded (JAX's
+bound re-reads every entry's access time at every write, seconds per run in
+a folder of thousands): delete it to reclaim the space, nothing else is lost.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import threading
 ENV = "VAE_JAX_COMPILATION_CACHE"
 OFF = ("off", "none", "false", "0")
 DEFAULT = "default"
-MAX_BYTES = 4 << 30
 
 _lock = threading.Lock()
 _counts = {"hits": 0, "misses": 0, "programs": 0, "compile_s": 0.0}
@@ -66,18 +67,12 @@ def resolve(setting: str | None = DEFAULT) -> str | None:
   return os.path.abspath(os.path.expanduser(setting))
 
 
-def _adopt_foreign_entries(path: str) -> None:
-  """Gives an access time to entries written without a size bound (by JAX alone).
-
-  JAX's bounded cache reads every entry's ``-atime`` file before it writes one;
-  a single entry without it would make every later write fail (with a
-  warning). Such entries count as the least recently used.
-  """
-  names = set(os.listdir(path))
-  for name in names:
-    if name.endswith("-cache") and name[:-len("-cache")] + "-atime" not in names:
-      with open(os.path.join(path, name[:-len("-cache")] + "-atime"), "wb") as f:
-        f.write((0).to_bytes(8, "little"))
+def _writable(path: str) -> bool:
+  """Whether ``path`` is, or could be made, a folder this process can write to."""
+  probe = path
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
 def _count(event: str, **_) -> None:
@@ -110,12 +105,9 @@ def enable(setting: str | None = DEFAULT) -> str | None:
     jax.monitoring.register_event_duration_secs_listener(_time)
     _listening = True
   path = resolve(setting)
-  if path is not None:
-    try:
-      os.makedirs(path, exist_ok=True)
-      _adopt_foreign_entries(path)
-    except OSError:
-      path = None    # an unwritable place: compile as if there were no cache
+  if path is not None:   # JAX makes the folder when it first writes to it
+    if not _writable(path):
+      path = None          # an unwritable place: compile as if there were no cache
   changed = (path != jax.config.jax_compilation_cache_dir
              or (path is not None) != jax.config.jax_enable_compilation_cache)
   jax.config.update("jax_enable_compilation_cache", path is not None)
@@ -123,7 +115,6 @@ def enable(setting: str | None = DEFAULT) -> str | None:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
   if changed:
     jax_cache.reset_cache()   # a cache opened earlier in this process is let go
   return path
