@@ -93,6 +93,10 @@ def get_config(arg=None):
       activation="relu",        # relu | tanh | elu | gelu | silu | softplus | leaky_relu | sigmoid
       # q(z|x): gaussian (diagonal) | planar | iaf (the Gaussian through flow_steps maps).
       posterior="gaussian",
+      # What q's log_scale head outputs: log_var (log sigma^2; log sigma is half of
+      # it) | log_scale (log sigma itself, vae_jax's default until 2026-12; 1-1.5
+      # nats worse on mnist_5k at 5,000 steps: docs/vs_pythae.md).
+      scale_head="log_var",
       flow_steps=config_dict.placeholder(int),        # flows only: number of maps, >= 1
       # p(z): standard N(0, I) | mog (learned mixture of Gaussians) | vamp (VampPrior).
       prior="standard",

@@ -280,7 +280,8 @@ def test_legacy_checkpoint_evaluates(tmp_path, legacy_run, legacy_expected):
 def test_legacy_checkpoint_resumes_to_the_old_numbers(legacy_run, legacy_expected):
   assert _json(legacy_run, "config.json")["train"]["num_steps"] == 30
   assert get_config("vae", "tiny").train.num_steps == 60
-  proc = _ok(_vae() + [f"--workdir={legacy_run}"])
+  # Its q head output log sigma (the configs' default is now log sigma^2).
+  proc = _ok(_vae() + ["--config.model.scale_head=log_scale", f"--workdir={legacy_run}"])
   assert "Resumed from checkpoint at step 30" in proc.stderr
   summary, expected = _json(legacy_run), legacy_expected["resumed_to_60"]
   assert summary["step"] == 60

@@ -36,6 +36,10 @@ PRIORS = ("standard", "mog", "vamp")
 IAF_HIDDEN_FACTOR = 2
 IAF_CONTEXT_DIM = 64
 GAUSSIAN_SCALES = ("shared", "per_pixel")
+# What the encoder's ``log_scale`` head outputs: log_var, log sigma^2 (log sigma
+# is half of it: Kingma & Welling's and pythae's choice, the configs' default,
+# 1-1.5 nats better on mnist_5k: docs/vs_pythae.md) | log_scale, log sigma itself.
+SCALE_HEADS = ("log_var", "log_scale")
 # Hidden-layer nonlinearities (``flax.linen`` functions of these names).
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus", "leaky_relu", "sigmoid")
 
@@ -82,6 +86,7 @@ class MLPEncoder(nn.Module):
   flow_steps: int = 0
   top_latent_dim: int = 0                  # > 0: a second stochastic layer z2 above z
   top_hidden_dims: Sequence[int] = ()
+  scale_head: str = "log_scale"            # SCALE_HEADS: the head's output is log sigma^2 or log sigma
 
   @nn.compact
   def __call__(self, x):  # x: [B, D]
@@ -106,6 +111,8 @@ def posterior_head(encoder: nn.Module, h):
                                               encoder.flow_steps, encoder.dtype)
   mean = nn.Dense(latent_dim, dtype=dtype, name="mean")(h)          # [B, L]
   log_scale = nn.Dense(latent_dim, dtype=dtype, name="log_scale")(h)  # [B, L]
+  if encoder.scale_head == "log_var":   # the head reads log sigma^2: log sigma is half of it
+    log_scale = 0.5 * log_scale
   base = DiagNormal(_float32(mean), _float32(log_scale))
   if encoder.top_latent_dim:           # q(z2 | z1) above the Gaussian q(z1 | x)
     net = encoder.param("layer2", hierarchical.init_gaussian_mlp, latent_dim,
@@ -189,6 +196,7 @@ class ConvEncoder(nn.Module):
   flow_steps: int = 0
   top_latent_dim: int = 0                  # > 0: a second stochastic layer z2 above z
   top_hidden_dims: Sequence[int] = ()
+  scale_head: str = "log_scale"            # SCALE_HEADS: the head's output is log sigma^2 or log sigma
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
@@ -316,7 +324,8 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
              likelihood: str = "bernoulli", gaussian_scale: str = "shared",
              activation: str = "relu", dtype: Any = None, posterior: str = "gaussian",
              flow_steps: int = 0, prior: str = "standard", prior_components: int = 0,
-             top_latent_dim: int = 0, top_hidden_dims: Sequence[int] = ()) -> VAE:
+             top_latent_dim: int = 0, top_hidden_dims: Sequence[int] = (),
+             scale_head: str = "log_scale") -> VAE:
   """Builds the VAE of a run's ``config.model``.
 
   ``kind="mlp"``: the 1-stochastic-layer model of Burda et al. (2015) by
@@ -329,12 +338,16 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
   ``prior_components`` K is p(z). ``top_latent_dim`` > 0 adds a second
   stochastic layer z2 (``top_hidden_dims`` between the layers; Burda et al.'s
   two-layer model: a Gaussian q and p(z2) = N(0, I) only; z = concat(z1, z2)).
+  ``scale_head`` (``SCALE_HEADS``) is what q's ``log_scale`` head outputs:
+  ``log_scale`` (here the default: log sigma) or ``log_var`` (log sigma^2, the
+  configs' default).
   The config's values are checked once, by the model's ``validate``
   (``vae_jax.tasks``); here only the names.
   """
   for value, allowed, what in ((likelihood, LIKELIHOODS, "likelihood"),
                                (gaussian_scale, GAUSSIAN_SCALES, "gaussian_scale"),
                                (posterior, POSTERIORS, "posterior"), (prior, PRIORS, "prior"),
+                               (scale_head, SCALE_HEADS, "scale_head"),
                                (kind, ("mlp", "conv"), "kind")):
     if value not in allowed:
       raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
@@ -343,7 +356,8 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
     output_dim *= int(s)
   activation_fn(activation)
   family = dict(posterior=posterior, flow_steps=int(flow_steps) if posterior != "gaussian" else 0,
-                top_latent_dim=int(top_latent_dim), top_hidden_dims=tuple(top_hidden_dims))
+                top_latent_dim=int(top_latent_dim), top_hidden_dims=tuple(top_hidden_dims),
+                scale_head=scale_head)
   if kind == "mlp":
     enc = MLPEncoder(tuple(hidden_dims), latent_dim, activation, dtype=dtype, **family)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,

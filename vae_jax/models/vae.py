@@ -37,6 +37,7 @@ def validate(config) -> None:
   check_choice(m.kind, ("mlp", "conv"), "config.model.kind")
   check_choice(m.likelihood, networks.LIKELIHOODS, "config.model.likelihood")
   check_choice(m.gaussian_scale, networks.GAUSSIAN_SCALES, "config.model.gaussian_scale")
+  check_choice(m.scale_head, networks.SCALE_HEADS, "config.model.scale_head")
   check_choice(m.activation, networks.ACTIVATIONS, "config.model.activation")
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(m.hidden_dims)
@@ -148,7 +149,8 @@ def build_network(model_config, image_shape: Sequence[int], dtype=None) -> netwo
       flow_steps=model_config.flow_steps or 0, prior=model_config.prior,
       prior_components=model_config.prior_components or 0,
       top_latent_dim=model_config.top_latent_dim or 0,
-      top_hidden_dims=common.hidden_dims(model_config.top_hidden_dims, "config.model.top_hidden_dims"))
+      top_hidden_dims=common.hidden_dims(model_config.top_hidden_dims, "config.model.top_hidden_dims"),
+      scale_head=model_config.scale_head)
 
 
 def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,

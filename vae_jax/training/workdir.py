@@ -44,13 +44,16 @@ IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
 # reload and evaluate (a migration of old files, not a default of new runs).
 PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "standard",
                          "prior_components": None, "top_latent_dim": None, "top_hidden_dims": []}
+# Runs written before ``model.scale_head`` existed had q's head output log sigma
+# (the configs' default is now log sigma^2: issue 24, docs/vs_pythae.md).
+PRE_SCALE_HEAD_MODEL_KEYS = {"scale_head": "log_scale"}
 
 
 def upgrade_config(saved: dict) -> dict:
   """A saved config dict with the keys older versions did not write filled in."""
   model = saved.get("model")
   if isinstance(model, dict) and model.get("name") == "vae":
-    saved = {**saved, "model": {**PRE_FAMILY_MODEL_KEYS, **model}}
+    saved = {**saved, "model": {**PRE_FAMILY_MODEL_KEYS, **PRE_SCALE_HEAD_MODEL_KEYS, **model}}
   return saved
 
 
