@@ -463,6 +463,9 @@ def main(argv=None) -> None:
   parser.add_argument("--no_pythae", action="store_true")
   parser.add_argument("--no_jax", action="store_true")
   parser.add_argument("--out", default=None, help="also write the JSON here")
+  parser.add_argument("--keep", default=None,
+                      help="a folder for the exported data and pythae's weights (default: a "
+                           "temporary one, removed at the end)")
   parser.add_argument("--worker", choices=("vae_jax", "pythae"), help=argparse.SUPPRESS)
   parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
   parser.add_argument("--dir", default=None, help=argparse.SUPPRESS)
@@ -484,6 +487,9 @@ def main(argv=None) -> None:
   rows = {**{f"vae_jax:{v}": [] for v in jax_variants},
           **{f"pythae:{v}": [] for v in pythae_variants}}
   with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+      os.makedirs(args.keep, exist_ok=True)
+      tmp = args.keep
     args.dir = tmp
     ds = _load_data()
     np.savez(os.path.join(tmp, "data.npz"), train_x=ds.train_x, eval_x=ds.eval_x)
@@ -500,9 +506,10 @@ def main(argv=None) -> None:
       for variant in pythae_variants:
         args.pythae_variant = variant
         row = _run_worker(args.pythae_python, args, "pythae", seed, extra)
-        # The same evaluation code as vae_jax's rows, on pythae's weights.
+        # The same evaluation code as vae_jax's rows, on pythae's weights (written
+        # with a log sigma head: evaluated as a model whose head reads log sigma).
         ours = evaluate_params(params_from_npz(os.path.join(tmp, f"pythae_{seed}.npz")),
-                               seed, args.iw_big)
+                               seed, args.iw_big, _jax_config(seed, 0, "log_scale"))
         row.update({k: v for k, v in ours.items() if not k.endswith("ms_per_image")})
         rows[f"pythae:{variant}"].append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
