@@ -139,7 +139,7 @@ print(f"Gaussian decoder, first 10 images: max |log p(x) on a 601 grid - on the 
 # %% [markdown]
 # ## 3. The gaps of each VAE, with converged $q^*$
 #
-# `optimize_local` starts each example's $q$ at the encoder's output and runs Adam (8 draws per
+# `optimize_local` starts each example's $q$ at the encoder's output and runs Adam (4 draws per
 # step, the rate cosine-decayed to 1%) on its ELBO with the decoder fixed: 2,000 steps at rate
 # 0.03. The `tiny` config's 50 steps at 0.01 stop while $q^*$ is still rising, which books part of
 # the amortization gap as approximation gap. Every ELBO is then estimated with 1,000 draws as the
@@ -156,7 +156,7 @@ print(f"Gaussian decoder, first 10 images: max |log p(x) on a 601 grid - on the 
 # so works against every claim below that a gap is small or that a flow closes one.
 
 # %%
-LOCAL = dict(num_steps=2000, num_samples=8, learning_rate=3e-2)
+LOCAL = dict(num_steps=2000, num_samples=4, learning_rate=3e-2)
 EVAL_SAMPLES = 1000
 
 
@@ -222,7 +222,7 @@ for f in FAMILIES[1:]:
       f, *diff_stats(d)))
 
 # %% [markdown]
-# Left: the inference gap $\log p(\mathbf{x}) - \mathcal{L}(q_t)$ during the local optimization: the optimizer's own 8-draw
+# Left: the inference gap $\log p(\mathbf{x}) - \mathcal{L}(q_t)$ during the local optimization: the optimizer's own 4-draw
 # ELBO estimates (mean over images), averaged over bins of steps that double in length, ± s.e.; the
 # dashed lines are each family's approximation gap at the end, measured with 1,000 draws. The
 # Gaussian's estimates are the noisiest (its KL to the prior is in closed form and its
