@@ -12,14 +12,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
-# XLA's persistent compilation cache, shared by the test processes and the runs
-# they start: the many tiny runs compile the same programs, and a cached
-# executable is the same code, so numbers (and bit-exactness tests) are unchanged.
-JAX_CACHE = {"JAX_COMPILATION_CACHE_DIR": os.path.join(tempfile.gettempdir(),
-                                                       f"vae_jax_tests_xla_cache_{os.getuid()}"),
-             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-os.environ.update({k: v for k, v in JAX_CACHE.items() if k not in os.environ})
+# JAX's persistent compilation cache (vae_jax.compilation_cache), shared by the
+# test workers and the runs and kernels they start, in a folder of its own (the
+# user's cache keeps only their programs): the many tiny runs compile the same
+# programs, and a cached executable is the same code, so numbers (and the
+# bit-exactness tests) are unchanged. VAE_JAX_COMPILATION_CACHE set by the
+# caller wins (``off`` to run the suite without it).
+os.environ.setdefault("VAE_JAX_COMPILATION_CACHE", os.path.join(
+    tempfile.gettempdir(), f"vae_jax_tests_xla_cache_{os.getuid()}"))
 
 
 # Test tiers. `pytest` runs every test (the README's command, what CI runs);
