@@ -78,6 +78,9 @@ VARIANTS = {"tiny": _tiny, "conv": _conv, "gaussian": _gaussian, "vem": _vem,
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.experiment = "vae"
+  # Compiled programs kept for the next run: default (~/.cache/vae_jax/xla, or
+  # $VAE_JAX_COMPILATION_CACHE) | a folder | off (vae_jax.compilation_cache).
+  config.compilation_cache = "default"
   config.seed = 0  # the root of every key of the run (vae_jax.keys)
   # mnist_5k | digits | mnist | binarized_mnist | fashion_mnist | cifar10 | mnist_idx;
   # data_dir: a prepared TFDS directory, or the IDX folder; binarize: dynamic
@@ -130,7 +133,7 @@ def get_config(arg=None):
   # (False: off, about 0.3-0.5 ms faster a step here; True: the summation order of
   # runs recorded before vae_jax turned it off, on 2026-12-02).
   config.train = common.train_section()
-  # Several processes (one per host; vae_jax.distributed): process 0's host:port
+  # Several processes (one per host; vae_jax.training.distributed): process 0's host:port
   # ("" = one process), how many, this one's id, and the wait for the others.
   config.distributed = common.distributed_section()
   config.eval = ml_collections.ConfigDict(dict(

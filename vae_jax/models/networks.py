@@ -1,6 +1,6 @@
 """Flax Linen modules: encoders q(z|x, phi) and decoders p(x|z, theta).
 
-Only modules live here; objectives are in ``vae_jax.objectives``. All modules
+Only modules live here; objectives are in ``vae_jax.inference.objectives``. All modules
 are deterministic: randomness enters the objective through explicit keys.
 
 Shapes: data are flat vectors ``x: [B, D]`` with ``D = H * W * C``; the
@@ -23,14 +23,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.families import flows
 from vae_jax.families import hierarchical
 from vae_jax.families.mixture import DiagNormalMixture, uniform_logits
 from vae_jax.families.normal import DiagNormal, StandardNormal
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 # q(z|x): the encoder's family; p(z): the prior.
-POSTERIORS = ("gaussian",) + flows.FLOWS
+POSTERIORS = ("gaussian", "planar", "iaf")   # the flows: vae_jax.families.flows
 PRIORS = ("standard", "mog", "vamp")
 # Hidden units of each IAF step's MADE and the size of the encoder's context h.
 IAF_HIDDEN_FACTOR = 2
@@ -120,6 +119,8 @@ def posterior_head(encoder: nn.Module, h):
     return hierarchical.TwoLayerPosterior(base, net)
   if posterior == "gaussian":
     return base
+  # distrax bijectors: imported only for a flow posterior (seconds of start-up).
+  from vae_jax.families import flows  # pylint: disable=g-import-not-at-top
   batch = h.shape[:-1]
   if posterior == "planar":
     zeros = nn.initializers.zeros

@@ -2,7 +2,7 @@
 
 The model of ``model.name = "vae"``: an encoder q(z|x) of any posterior family
 and a prior p(z) (``vae_jax.families``), a decoder p(x|z) (``networks``),
-trained with any estimator of ``vae_jax.estimators``. Every rule about its
+trained with any estimator of ``vae_jax.inference.estimators``. Every rule about its
 config is checked here, once, by ``validate``; ``build`` turns a validated
 config into the trainer's ``Task``; ``log_likelihood`` is its evaluation
 estimate of log p(x): the IWAE bound with K samples (``NLL_METHOD``).
@@ -169,7 +169,7 @@ def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
   out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
          "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
   if iw_samples:
-    # Streamed in chunks (vae_jax.iwae): memory does not grow with K.
+    # Streamed in chunks (vae_jax.inference.iwae): memory does not grow with K.
     ll = iwae.iwae_bound_streamed(params, x, jax.random.fold_in(key, 1), model=model,
                                   num_samples=iw_samples)
     out["neg_log_likelihood_iw"] = -jnp.sum(ll * mask)
