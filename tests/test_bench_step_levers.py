@@ -76,10 +76,16 @@ def test_levers_build_the_trainers_program_and_report_their_numbers():
   out = levers.bench(["jax_random_draws", "binarize_bitcast", "data_uint8", "no_grad_norm",
                       "xla_tree_reduction", "sgd"], rounds=2, dispatches=1, steps=2)
   got = out["levers"]
+  for name in ("jax_random_draws", "binarize_bitcast", "data_uint8", "no_grad_norm"):
+    assert got[name]["same_numbers"]["bit_identical"], (name, got[name]["same_numbers"])
   for name in ("jax_random_draws", "binarize_bitcast", "data_uint8", "no_grad_norm",
                "xla_tree_reduction"):
-    assert got[name]["same_numbers"]["bit_identical"], (name, got[name]["same_numbers"])
     assert not got[name]["same_hlo"], name    # each changed the program
+  # The rewrite changes the order of the step's sums: with the log sigma^2 head the
+  # loss sum moves in its last bits (the parameters, after two steps, do not).
+  tree = got["xla_tree_reduction"]["same_numbers"]
+  assert tree["max_rel_param_diff"] <= 1e-6, tree
+  assert tree["loss_sum"] == pytest.approx(tree["baseline_loss_sum"], rel=1e-6), tree
   # The rewrite (off in the trainer on CPU) brings back the gradient norm's windows
   # and their partial sums.
   assert got["xla_tree_reduction"]["cost_vs_baseline"]["bytes_accessed"] > 1.0

@@ -115,7 +115,7 @@ def enable(setting: str | None = DEFAULT) -> str | None:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  if changed:
+  if changed and getattr(jax_cache, "_cache_initialized", True):
     jax_cache.reset_cache()   # a cache opened earlier in this process is let go
   return path
 

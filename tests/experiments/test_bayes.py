@@ -29,7 +29,7 @@ def test_tiny_writes_outputs_and_shows_concentration(tmp_path):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert os.listdir(tmp_path / "tensorboard")
   saved_config = wd.read_json(str(tmp_path / "config.json"))
-  assert saved_config == dict(experiment="bayes", seed=0,
+  assert saved_config == dict(experiment="bayes", seed=0, compilation_cache="default",
                               bayes=dict(sizes=[1, 5, 10, 50], trials=20, heldout=200))
   assert wd.read_json(str(tmp_path / "summary.json")) == summary
   assert summary["sizes"] == [1, 5, 10, 50] and summary["trials"] == 20

@@ -49,6 +49,10 @@ def info(message: str, *args) -> None:
     print(message % args if args else message, file=sys.stderr, flush=True)
 
 
+# absl's lines name the caller of ``info`` (trainer.py:308), not this module.
+logging.ABSLLogger.register_frame_to_skip(__file__, "info")
+
+
 class NonFiniteLossError(UserError):
   """Raised when the loss or the gradient became NaN/Inf."""
 
