@@ -16,7 +16,7 @@ separate environment, built once)::
 
   python -m venv .venv-pythae            # ignored by git
   .venv-pythae/bin/pip install torch==2.13.0 pythae==0.1.2   # the CPU wheel
-  python scripts/benchmarks/vs_pythae.py --seeds=5 --out=results/vs_pythae.json
+  python scripts/benchmarks/vs_pythae.py --seeds=5 --out=scripts/benchmarks/results/vs_pythae.json
 
 ``--pythae_python`` names another interpreter. Each side runs in its own
 subprocess (``--worker=vae_jax`` in this interpreter, ``--worker=pythae`` in
