@@ -46,10 +46,16 @@ _DURATIONS = ("/jax/core/compile/jaxpr_trace_duration",
               "/jax/core/compile/backend_compile_duration")
 
 
+def user_cache_dir(kind: str) -> str:
+  """``$XDG_CACHE_HOME/vae_jax/<kind>`` (``~/.cache/vae_jax/<kind>`` when unset):
+  where vae_jax keeps what it can rebuild (``xla`` programs, converted ``data``)."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "vae_jax", kind)
+
+
 def default_dir() -> str:
   """``$XDG_CACHE_HOME/vae_jax/xla`` (``~/.cache/vae_jax/xla`` when unset)."""
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "vae_jax", "xla")
+  return user_cache_dir("xla")
 
 
 def resolve(setting: str | None = DEFAULT) -> str | None:

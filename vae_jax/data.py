@@ -38,6 +38,7 @@ from typing import Iterator
 
 import numpy as np
 
+from vae_jax.compilation_cache import user_cache_dir
 from vae_jax.errors import UserError
 
 EMBEDDED_DATASETS = ("mnist_5k", "digits")
@@ -131,8 +132,7 @@ SHIPPED = {
 
 def data_cache_dir() -> str:
   """``$XDG_CACHE_HOME/vae_jax/data`` (``~/.cache/vae_jax/data``): converted datasets."""
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "vae_jax", "data")
+  return user_cache_dir("data")
 
 
 def _package_file(package: str, relpath: str) -> str:
