@@ -84,6 +84,7 @@ def _log_px(params, x):
       np.asarray(x, np.float64))
 
 
+@pytest.mark.slow
 def test_decoder_is_the_ppca_model(ppca_vae):
   model, params, fit, x = ppca_vae
   post_mean, post_cov = ppca.posterior(fit, x)
@@ -98,6 +99,7 @@ def test_decoder_is_the_ppca_model(ppca_vae):
                              atol=2e-3)
 
 
+@pytest.mark.slow
 def test_per_example_q_reaches_log_px(ppca_vae):
   model, params, fit, x = ppca_vae
   key = jax.random.key(2)
@@ -114,6 +116,7 @@ def test_per_example_q_reaches_log_px(ppca_vae):
   assert trace[-1] > trace[0]
 
 
+@pytest.mark.slow
 def test_amortized_linear_encoder_reaches_log_px(ppca_vae):
   model, params, fit, x = ppca_vae
   tx = optax.adam(optax.cosine_decay_schedule(1e-1, 3000, alpha=0.01))

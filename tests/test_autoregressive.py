@@ -55,6 +55,7 @@ def test_masks_connect_exactly_the_strict_past_when_layers_are_wide_enough():
     np.testing.assert_array_equal(path.T > 0, np.tril(np.ones((d, d)), -1) > 0)
 
 
+@pytest.mark.slow
 def test_log_prob_is_normalized_over_all_binary_vectors():
   d = 8
   model = ar.MADE(hidden_dims=(16, 16))
@@ -65,6 +66,7 @@ def test_log_prob_is_normalized_over_all_binary_vectors():
   assert abs(float(jax.scipy.special.logsumexp(lp))) < 1e-5
 
 
+@pytest.mark.slow
 def test_log_prob_equals_the_chain_rule_with_the_future_scrambled():
   d, b = 10, 16
   model = ar.MADE(hidden_dims=(20,))
@@ -86,6 +88,7 @@ def test_log_prob_equals_the_chain_rule_with_the_future_scrambled():
   assert aux["log_prob"].shape == (b,)
 
 
+@pytest.mark.slow
 def test_ancestral_samples_follow_the_model_distribution():
   d, n = 3, 200_000
   model = ar.MADE(hidden_dims=(8,))
@@ -107,6 +110,7 @@ def test_ancestral_samples_follow_the_model_distribution():
   assert not np.array_equal(x, np.asarray(draw(jax.random.key(1), params)))
 
 
+@pytest.mark.slow
 def test_mle_reaches_the_entropy_of_a_markov_chain():
   d, n, flip = 4, 4000, 0.1
   rng = np.random.default_rng(4)

@@ -151,6 +151,7 @@ def test_dirichlet_categorical_evidence_closed_form_and_dblquad():
   assert_allclose(got, np.log(evidence), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_dirichlet_categorical_posterior_and_predictive_match_scipy():
   model = DirichletCategorical(jnp.asarray(ALPHA))
   counts = np.bincount(LABELS, minlength=3)
@@ -237,6 +238,7 @@ def test_normal_normal_evidence_matches_full_covariance_and_quadrature():
                   stats.multivariate_normal.logpdf(far, MU0 * np.ones(n), cov), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_normal_normal_posterior_and_predictive_by_quadrature():
   model = NormalNormal(MU0, TAU2, SIGMA2)
   post = model.posterior(X_REAL)

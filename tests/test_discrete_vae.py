@@ -73,6 +73,7 @@ def test_all_codes_enumerates_every_binary_vector_once():
   np.testing.assert_array_equal(codes, np.array(list(itertools.product([0, 1], repeat=4))))
 
 
+@pytest.mark.slow
 def test_exact_log_marginal_is_elbo_plus_kl_to_the_posterior(tiny):
   model, params, x = tiny
   log_px = np.asarray(jax.jit(lambda p, v: dv.exact_log_marginal(p, v, model=model))(params, x))
@@ -129,6 +130,7 @@ def encoder_stats(tiny):
 
 
 @pytest.mark.parametrize("estimator", dv.DISCRETE_ESTIMATORS)
+@pytest.mark.slow
 def test_every_estimator_is_unbiased_for_the_exact_encoder_gradient(encoder_stats, estimator):
   exact, s = encoder_stats["exact"], encoder_stats[estimator]
   se = np.sqrt(s["variance"] / encoder_stats["num_draws"])

@@ -74,6 +74,7 @@ def test_the_check_detects_a_biased_estimator():
     _check_unbiased(stats, exact_quadratic_grad(), 2000)
 
 
+@pytest.mark.slow
 def test_surrogate_value_is_the_monte_carlo_estimate():
   for est in E.GENERIC_ESTIMATORS:
     value, _ = E.grad_estimate(est, E.gaussian, f_quadratic, (MU, LOG_SCALE),
@@ -127,6 +128,7 @@ def test_bernoulli_score_is_unbiased():
   _check_unbiased(stats, exact, R)
 
 
+@pytest.mark.slow
 def test_reparam_refuses_discrete_and_loo_needs_two_samples():
   with pytest.raises(UserError, match="reparametriz"):
     E.surrogate("reparam", E.categorical, lambda z: TABLE[z], LOGITS, jax.random.key(0), 4)
@@ -164,6 +166,7 @@ def _grads(model, params, x, estimator, num_samples, key, state=None):
   return jax.grad(lambda p: loss_fn(p, x, key, state if state is not None else state0)[0])(params)
 
 
+@pytest.mark.slow
 def test_reparam_gradient_equals_grad_of_the_elbo(tiny_vae):
   model, params, x = tiny_vae
   key = jax.random.key(7)
@@ -225,6 +228,7 @@ def _assert_tree_close(ours, ref, **tol):
 
 
 @pytest.mark.parametrize("estimator", list(E.ESTIMATORS))
+@pytest.mark.slow
 def test_vae_loss_value_and_decoder_gradient_match_numpy(linear_vae, estimator):
   model, params, x = linear_vae
   s, key = 4, jax.random.key(8)
@@ -313,6 +317,7 @@ def test_score_encoder_gradient_uses_the_previous_baseline(linear_vae, estimator
                                                  ("score_baseline", "reparam"),
                                                  ("score_loo", "reparam"), ("stl", "reparam"),
                                                  ("vimco", "iwae"), ("dreg", "iwae")])
+@pytest.mark.slow
 def test_vae_encoder_gradients_agree_in_expectation(tiny_vae, estimator, reference):
   model, params, x = tiny_vae
   draws = 4000
@@ -331,6 +336,7 @@ def test_vae_encoder_gradients_agree_in_expectation(tiny_vae, estimator, referen
     assert np.all(np.abs(np.asarray(m1) - np.asarray(m2)) <= 5 * se + 1e-3)
 
 
+@pytest.mark.slow
 def test_running_baseline_state_updates(tiny_vae):
   model, params, x = tiny_vae
   loss_fn, state = E.make_vae_loss(model, "score_baseline", 2, baseline_decay=0.5)

@@ -229,6 +229,7 @@ def _second_map_out(q, z):
   return q.bijector().bijectors[-2].forward_and_log_det(z)[0]
 
 
+@pytest.mark.slow
 def test_iaf_log_det_matches_jacobian(x64):
   step, z, context = _iaf_step_and_inputs(2)
   blocks = _per_example(_full_jacobian(_iaf_out, step, context, z))
@@ -341,6 +342,7 @@ def _iaf_inverse(q, z_t):
 
 
 @pytest.mark.parametrize("posterior", ["planar", "iaf"])
+@pytest.mark.slow
 def test_flow_density_integrates_to_one_on_a_grid(x64, posterior):
   """L = 2, two steps: log q(z_T) = log N(z_0) - log |det| with z_0 = f^{-1}(z_T) found
   by the test, summed over a grid covering the draws."""
@@ -600,6 +602,7 @@ def test_elbo_gaussian_standard_kl_is_closed_form():
 @pytest.mark.parametrize("posterior,heads", [
     ("planar", ("planar_u", "planar_w", "planar_b")),
     ("iaf", ("iaf_0", "iaf_1", "iaf_2", "iaf_context"))])
+@pytest.mark.slow
 def test_reparam_gradient_reaches_flow_heads(posterior, heads):
   model, x, params, _ = _setup(posterior, 3, 3)
   loss_fn, state = estimators.make_vae_loss(model, "reparam", 4)
@@ -612,6 +615,7 @@ def test_reparam_gradient_reaches_flow_heads(posterior, heads):
     assert norm > 1e-6, (name, norm)
 
 
+@pytest.mark.slow
 def test_iaf_context_reaches_every_coordinate():
   """The first coordinate sees no hidden unit (no z_<1): the context must reach m_1 and
   s_1 directly, or every example's first coordinate would get one global affine map."""
@@ -622,6 +626,7 @@ def test_iaf_context_reaches_every_coordinate():
 
 
 @pytest.mark.parametrize("posterior", ["planar", "iaf"])
+@pytest.mark.slow
 def test_active_units_of_a_flow_ignore_monte_carlo_noise(posterior):
   """A flow's E_q[z|x] is a Monte-Carlo mean; with an encoder blind to x (its first
   kernel zero) every unit is inactive, and the estimate's noise must not say otherwise."""

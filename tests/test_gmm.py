@@ -107,6 +107,7 @@ def test_em_matches_sklearn_from_the_same_init(ctype):
   assert_allclose(long_history[-1], sk_long.score(x), rtol=0, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_cholesky_path_em_matches_sklearn():
   """Full covariances with D > 48 take the per-component Cholesky E- and M-steps."""
   d = gmm.EXPANDED_MAX_DIM + 2
@@ -205,6 +206,7 @@ def test_trace_elbo_is_sandwiched_between_log_likelihoods(ctype):
   assert np.max(ll_next - elbo[:n]) > 1e-4
 
 
+@pytest.mark.slow
 def test_trace_is_nan_past_the_stopping_iteration():
   x = _blobs(seed=12, n_per=N_PER)
   _, trace = gmm.fit_with_trace(jax.random.key(0), x, K, max_iters=ITERS, tol=1e-3)

@@ -126,6 +126,7 @@ def test_chunk_sizes_cover_k_exactly():
   assert sum(iwae.chunk_sizes(5000, 333)) == 5000
 
 
+@pytest.mark.slow
 def test_evaluate_iwae_pads_the_last_batch_and_keys_each_batch():
   """Catches: a lost last (padded) batch, padded rows returned, batch keys that are
   not ``fold_in(key, j)``, a reordering of the examples."""
@@ -165,6 +166,7 @@ def test_evaluate_iwae_progress_counts_examples_and_changes_no_number():
   assert calls == [3, 6, 7]
 
 
+@pytest.mark.slow
 def test_default_chunk_decodes_about_decode_rows_latents(monkeypatch):
   """Catches a default chunk that ignores the batch, or one not used by both entry points."""
   assert iwae.default_chunk_size(20) == iwae.DECODE_ROWS // 20
@@ -184,6 +186,7 @@ def test_default_chunk_decodes_about_decode_rows_latents(monkeypatch):
   assert_allclose(got, special.logsumexp(log_w, axis=0) - math.log(9), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_memory_grows_with_the_chunk_not_with_k():
   """Catches a bound that materializes all K decoder outputs [K, B, D]."""
   model = models.make_vae(kind="mlp", image_shape=(784,), latent_dim=8, hidden_dims=(32,))
@@ -230,6 +233,7 @@ def _linear_gaussian(rng, sigma=0.6):
   return params, marginal
 
 
+@pytest.mark.slow
 def test_linear_gaussian_bound_rises_with_k_to_the_exact_log_likelihood():
   """Catches: a biased estimate (a missing -log K, a wrong log q or log p(z)), a
   bound that does not tighten with K, a decoder scale that is ignored."""

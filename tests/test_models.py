@@ -11,6 +11,7 @@ from vae_jax import models
                                                     ("conv", (32, 32, 3)), ("mlp", (8, 8, 1))])
 @pytest.mark.parametrize("likelihood,scale", [("bernoulli", "shared"), ("gaussian", "shared"),
                                               ("gaussian", "per_pixel")])
+@pytest.mark.slow
 def test_encoder_decoder_shapes(model_name, image_shape, likelihood, scale):
   d = image_shape[0] * image_shape[1] * image_shape[2]
   vae = models.make_vae(kind=model_name, image_shape=image_shape, latent_dim=5,

@@ -145,6 +145,7 @@ def test_em_is_monotone_and_converges_to_the_closed_form():
     assert_allclose(params.mean, closed.mean, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_pca_em_recovers_the_principal_subspace():
   x = _data(seed=7)
   sk = PCA(n_components=M, svd_solver="full").fit(x)

@@ -59,6 +59,7 @@ def test_other_keys_settings_and_dtypes_fall_back_to_jax_random():
     prng.normal(jax.random.split(key, 3), (2,))
 
 
+@pytest.mark.slow
 def test_diag_normal_draws_equal_distrax():
   loc = jax.random.normal(jax.random.key(1), (7, 5))
   q = DiagNormal(loc, 0.3 * jax.random.normal(jax.random.key(2), (7, 5)))

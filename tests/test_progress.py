@@ -3,6 +3,8 @@
 import math
 import re
 
+import pytest
+
 from vae_jax.training import progress
 
 
@@ -46,6 +48,7 @@ def test_count_meter_is_due_after_every_s_between_tenths_and_always_at_the_end()
   assert one.update(7)                   # one batch: its only update is the end
 
 
+@pytest.mark.slow
 def test_training_from_python_shows_the_runners_lines_unless_turned_off(tmp_path, capsys):
   """Outside the runner (a notebook, a script) absl drops INFO lines: the
   trainer's progress and evaluation lines go to stderr instead, and

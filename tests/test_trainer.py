@@ -94,6 +94,7 @@ def test_joint_step_equals_adam_on_all_parameters(tiny_vae):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_made_step_is_adam_on_the_exact_nll():
   config = get_config("autoregressive")
   ds, task, tx, state = _setup(config)
@@ -158,6 +159,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_vae, tmp_path):
   _assert_trees_equal(good, again)
 
 
+@pytest.mark.slow
 def test_conflicting_workdir_is_refused(tiny_vae, tmp_path):
   tiny_vae.train.num_steps = 10
   ds, task, _, _ = _setup(tiny_vae)
@@ -240,6 +242,7 @@ def test_the_tree_reduction_setting_changes_the_program_not_the_result(tiny_vae,
                                                             rel=1e-3)
 
 
+@pytest.mark.slow
 def test_zero_steps_evaluates_the_initialization(tiny_vae, tmp_path):
   tiny_vae.train.num_steps = 0
   ds, task, _, _ = _setup(tiny_vae)

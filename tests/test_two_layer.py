@@ -92,6 +92,7 @@ def test_two_layer_iwae_approaches_the_exact_log_likelihood(linear_model):
   assert gap[5000] < 0.05 and gap[5000] < 0.2 * gap[1], gap
 
 
+@pytest.mark.slow
 def test_layer_densities_match_scipy(linear_model):
   model, params, x = linear_model
   q = model.apply(params, x, method="encode")

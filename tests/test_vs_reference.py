@@ -68,6 +68,7 @@ def _task(scale_head, config=None, image_shape=(28, 28, 1), num_train=4500):
 
 
 @pytest.mark.parametrize("scale_head", sorted(HEAD_FACTOR))
+@pytest.mark.slow
 def test_training_gradient_is_the_gradient_of_the_lecture_elbo(scale_head):
   config, task = _task(scale_head)
   params = jax.jit(task.init_params)(jax.random.key(1))

@@ -12,6 +12,7 @@ from vae_jax import data
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_run_writes_its_outputs_and_is_deterministic(tmp_path):
   a = autoregressive.run(get_config("autoregressive"), str(tmp_path / "a"))
   b = autoregressive.run(get_config("autoregressive"), str(tmp_path / "b"))

@@ -26,6 +26,7 @@ def test_run_refuses_bad_config_before_training(tmp_path, key, value, match):
   assert not os.path.exists(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow
 def test_run_on_digits_writes_outputs_and_learns(tmp_path):
   config = get_config("discrete_vae")
   config.model.latent_dim = 6

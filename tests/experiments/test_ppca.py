@@ -77,6 +77,7 @@ def test_em_bound_figure_shows_the_first_iterations(tmp_path, monkeypatch):
   assert not figures[1].axes[0].child_axes
 
 
+@pytest.mark.slow
 def test_one_latent_dimension_writes_no_latent_scatter(tmp_path):
   config = ppca_config.get_config("tiny")
   config.ppca.update(latent_dim=1, em_iters=5)
