@@ -1,10 +1,11 @@
-r"""The README's result tables, generated from the runs' own JSON so they cannot drift.
+r"""The documentation's result tables, generated from the runs' own JSON so they cannot drift.
 
   python scripts/results.py run vae discrete_vae    # run these recipes, record results/<name>.json
   python scripts/results.py run all                 # every recipe (the slow ones take an hour)
+  python scripts/results.py run bench_gmm           # a benchmark (scripts/benchmarks/README.md)
   python scripts/results.py record priors_cpu W     # record an existing run's W/summary.json
-  python scripts/results.py render                  # rewrite README.md's generated tables
-  python scripts/results.py check                   # exit 1 if README.md differs from render
+  python scripts/results.py render                  # rewrite the documents' generated tables
+  python scripts/results.py check                   # exit 1 if a document differs from render
 
 Each recipe in ``RECIPES`` is the command a user types (the runner with a
 config, or ``scripts/reproduce.py``), run in a fresh process into
@@ -12,17 +13,22 @@ config, or ``scripts/reproduce.py``), run in a fresh process into
 ``results/<name>.json`` with the command, the date, the commit and the
 machine (``machine.describe()``: CPU, cores, versions, load average and the
 machine's own matrix-product GFLOP/s, measured before and after the run, so
-every speed in a table carries the conditions it was measured in).
+every speed in a table carries the conditions it was measured in). The
+benchmarks of ``BENCHMARKS`` (``scripts/benchmarks/``, each printing one JSON
+object that describes its machine) are run and recorded the same way, into
+``scripts/benchmarks/results/<name>.json``.
 
-``render`` fills each block of README.md between ``<!-- results:NAME -->``
-and ``<!-- /results:NAME -->`` with ``TABLES[NAME]`` applied to the recorded
-results; ``check`` (run by tests/test_readme.py) fails when a block was
-edited by hand or a result was re-recorded without re-rendering.
+``render`` fills each block between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->`` of every file ``documents()`` lists (README.md,
+docs/*.md, scripts/benchmarks/README.md) with ``TABLES[NAME]`` applied to the
+recorded results; ``check`` (run by tests/test_results.py) fails when a block
+was edited by hand or a result was re-recorded without re-rendering.
 """
 
 from __future__ import annotations
 
 import datetime
+import glob
 import json
 import os
 import re
@@ -33,15 +39,23 @@ from typing import Callable
 from absl import app
 from absl import flags
 
-import machine
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "benchmarks"))
+import machine  # pylint: disable=g-import-not-at-top,wrong-import-position  # scripts/benchmarks/
+
 RESULTS = os.path.join(ROOT, "results")
+BENCH_RESULTS = os.path.join(ROOT, "scripts", "benchmarks", "results")
 README = os.path.join(ROOT, "README.md")
+
+
+def documents() -> list[str]:
+  """The Markdown files whose generated blocks ``render`` fills and ``check`` checks."""
+  return ([README] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+          + [os.path.join(ROOT, "scripts", "benchmarks", "README.md")])
+
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/vae_jax_results",
                                 "Where `run` puts each recipe's run (RUNS_DIR/<name>).")
-_README = flags.DEFINE_string("readme", README, "The README that render/check read.")
 _COMMIT = flags.DEFINE_string("commit", None, "`record`: the commit the run was made at "
                               "(default: HEAD now).")
 
@@ -61,18 +75,18 @@ RECIPES: dict[str, list[str]] = {
     "amortization_tiny_l2": _RUNNER + ["--config=experiments/configs/amortization.py:tiny,l2"],
     "priors_cpu": _RUNNER + ["--config=experiments/configs/priors.py:cpu"],
     "burda2015_cpu": [sys.executable, "scripts/reproduce.py", "all", "--cpu"],
-    # Benchmarks print one JSON object (their own machine description inside).
-    "bench_gmm": [sys.executable, "scripts/bench_gmm.py"],
-    "bench_iwae_eval": [sys.executable, "scripts/bench_iwae_eval.py", "--num_images=200"],
-    "bench_vae_step": [sys.executable, "scripts/bench_vae_step.py", "--batch_sizes=100",
-                       "--ks=50", "--repeats=5"],
-    "bench_vs_commit": [sys.executable, "scripts/bench_vs_commit.py", "--ref=6644f40"],
-    "bench_distrax": [sys.executable, "scripts/bench_distrax.py"],
-    "bench_step_levers": [sys.executable, "scripts/bench_step_levers.py"],
-    "profile_step": [sys.executable, "scripts/profile_step.py"],
 }
-BENCHMARKS = ("bench_gmm", "bench_iwae_eval", "bench_vae_step", "bench_vs_commit",
-              "bench_distrax", "bench_step_levers", "profile_step")
+# name -> a benchmark's command: it prints one JSON object (its machine inside),
+# recorded in scripts/benchmarks/results/<name>.json.
+BENCHMARKS: dict[str, list[str]] = {
+    "bench_gmm": [sys.executable, "scripts/benchmarks/bench_gmm.py"],
+    "bench_iwae_eval": [sys.executable, "scripts/benchmarks/bench_iwae_eval.py",
+                        "--num_images=200"],
+    "bench_vae_step": [sys.executable, "scripts/benchmarks/bench_vae_step.py",
+                       "--batch_sizes=100", "--ks=50", "--repeats=5"],
+    "bench_step_levers": [sys.executable, "scripts/benchmarks/bench_step_levers.py"],
+    "profile_step": [sys.executable, "scripts/benchmarks/profile_step.py"],
+}
 
 
 def _commit() -> str | None:
@@ -85,7 +99,7 @@ def _commit() -> str | None:
 
 def _described(measured: dict) -> dict:
   """A benchmark's machine in ``machine.describe()``'s keys: output written before
-  scripts/machine.py said ``affinity`` for ``cores`` and ``loadavg_start`` for
+  machine.py said ``affinity`` for ``cores`` and ``loadavg_start`` for
   ``load_average`` (and measured no matmul rate, which stays absent)."""
   out = dict(measured)
   if "cores" not in out and "affinity" in out:
@@ -97,7 +111,8 @@ def _described(measured: dict) -> dict:
 
 def _record(name: str, workdir: str, command: list[str] | None, before: dict | None,
             commit: str | None = None) -> dict:
-  """results/NAME.json from WORKDIR/summary.json (or a benchmark's JSON file)."""
+  """results/NAME.json (a benchmark's: scripts/benchmarks/results/NAME.json) from
+  WORKDIR/summary.json (or a benchmark's JSON file)."""
   path = workdir if workdir.endswith(".json") else os.path.join(workdir, "summary.json")
   with open(path) as f:
     summary = json.load(f)
@@ -120,8 +135,9 @@ def _record(name: str, workdir: str, command: list[str] | None, before: dict | N
       "recorded": datetime.date.today().isoformat(), "commit": commit or _commit(),
       "machine": measured, "machine_measured": how, "summary": summary,
   }
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+  directory = BENCH_RESULTS if name in BENCHMARKS else RESULTS
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, f"{name}.json"), "w") as f:
     json.dump(record, f, indent=1, sort_keys=True)
     f.write("\n")
   return record
@@ -130,24 +146,28 @@ def _record(name: str, workdir: str, command: list[str] | None, before: dict | N
 def run_recipe(name: str, root: str) -> dict:
   """Runs one recipe in a fresh process and records its summary."""
   workdir = os.path.join(root, name)
-  command = RECIPES[name] + [f"--workdir={workdir}"]
   commit = _commit()                                  # the code that runs, not a later HEAD
   if name in BENCHMARKS:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
-      subprocess.run(RECIPES[name], cwd=ROOT, check=True, stdout=f)
-    return _record(name, workdir, RECIPES[name], None, commit)
+      subprocess.run(BENCHMARKS[name], cwd=ROOT, check=True, stdout=f)
+    return _record(name, workdir, BENCHMARKS[name], None, commit)
+  command = RECIPES[name] + [f"--workdir={workdir}"]
   before = machine.describe()
   subprocess.run(command, cwd=ROOT, check=True)
   return _record(name, workdir, command, before, commit)
 
 
 def load_results(directory: str = RESULTS) -> dict[str, dict]:
+  """Every recorded result by name: the recipes' in ``directory`` and, beside
+  them, the benchmarks' of ``BENCHMARKS`` in scripts/benchmarks/results/ (which
+  also holds other benchmarks' own JSON, not in this format)."""
   out = {}
-  for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-    if entry.endswith(".json"):
-      with open(os.path.join(directory, entry)) as f:
-        out[entry[:-5]] = json.load(f)
+  for folder, names in ((directory, None), (BENCH_RESULTS, BENCHMARKS)):
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+      if entry.endswith(".json") and (names is None or entry[:-5] in names):
+        with open(os.path.join(folder, entry)) as f:
+          out[entry[:-5]] = json.load(f)
   return out
 
 
@@ -183,12 +203,22 @@ def _ratio(x: float, digits: int = 3, most: int = 6) -> str:
   return text
 
 
+def _moved(arg: str) -> str:
+  """A recorded command's script at its path today: the benchmarks recorded
+  before they moved to scripts/benchmarks/ name scripts/X.py."""
+  if (arg.startswith("scripts/") and not os.path.exists(os.path.join(ROOT, arg))
+      and os.path.exists(os.path.join(ROOT, "scripts", "benchmarks", arg[len("scripts/"):]))):
+    return "scripts/benchmarks/" + arg[len("scripts/"):]
+  return arg
+
+
 def _footer(records: list[dict]) -> str:
   """Where and when: one line per distinct (machine, date, commit)."""
   lines = []
   for r in records:
     m = r["machine"]
-    command = " ".join(a for a in r["command"].split() if not a.startswith("--workdir="))
+    command = " ".join(_moved(a) for a in r["command"].split()
+                       if not a.startswith("--workdir="))
     line = (f"`{r['name']}`: `{command}` at {r['commit']} on {r['recorded']}, "
             f"{machine.label(m)}")
     if r.get("machine_measured") == "by the benchmark":
@@ -443,106 +473,6 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
   return "\n\n".join(out) + "\n\n" + _footer([r])
 
 
-# bench_vs_commit's programs -> (row label, {HLO op: what its changed count means}).
-# The notes interpret one run's compiled programs: each is shown only while the
-# recorded run's programs differ in that op.
-_VS_COMMIT_ROWS = {
-    "iwae_chunk": ("IWAE-{k} chunk (batch 20)", {"exponential": "log q from eps: one exp less"}),
-    "train_grad": ("training loss and gradient (batch 100)",
-                   {"exponential-minus-one": "distrax's KL uses one `expm1` per latent"}),
-}
-
-
-def table_bench_vs_commit(results: dict[str, dict]) -> str:
-  r = results["bench_vs_commit"]
-  s = r["summary"]
-  rows = []
-  for program, (label, notes) in _VS_COMMIT_ROWS.items():
-    xla = s["xla_cost"][program]
-    cost = {k: _ratio(v["ratio_new_over_old"]) for k, v in xla["cost"].items()}
-    note = "; ".join(t for op, t in notes.items() if op in xla["hlo_op_counts_that_differ"])
-    rows.append(f"| {label.format(k=s['settings']['iwae_num_samples'])} | {cost['flops']} | "
-                f"{cost['transcendentals']}{f' ({note})' if note else ''} | "
-                f"{cost['bytes accessed']} |")
-  head = ("| program | flops new/old | exp/log new/old | bytes new/old |\n"
-          "| --- | --- | --- | --- |")
-  new, old = s["ref"]["new"], s["ref"]["old"]
-  if new.get("given") == "WORKTREE":
-    changed = new.get("uncommitted_in_vae_jax_or_experiments", [])
-    new_code = (f"a copy of the working tree at {new['commit'][:7]} taken "
-                f"{new['snapshot_time'].replace('T', ' ')}, "
-                + (f"with {len(changed)} files of `vae_jax/` and `experiments/` changed or "
-                   f"added since that commit (listed in `results/{r['name']}.json`)" if changed
-                   else "with no uncommitted changes in `vae_jax/` or `experiments/`"))
-  else:
-    new_code = new["commit"][:7]
-  text = (f"XLA's cost analysis of each compiled program, new over old; new: {new_code}; "
-          f"old: {old['commit'][:7]}.")
-  return _markdown(head, rows, [r], text)
-
-
-_DISTRAX_DRAWS_AND_DENSITIES = (
-    "distrax (`distrax.Normal` in `DiagNormal`) for densities; draws: distrax's arithmetic on "
-    "`vae_jax.prng.normal` eps (the same numbers); the closed-form KL stays ours (distrax's "
-    "adds an `expm1` per latent)")
-# The mixture prior's K -> (what its ratio's cell adds, None for distrax's extra time as a
-# share of the training step; the decision).
-_DISTRAX_MIXTURE_ROWS = {
-    500: ("distrax builds [N, K, L]; ours two [N, L]x[L, K] products", "ours (`DiagNormalMixture`)"),
-    10: (None, "ours"),
-}
-
-
-def table_bench_distrax(results: dict[str, dict]) -> str:
-  """distrax against plain jnp (q, p(z), the Bernoulli) and our mixture prior: the paired
-  median time ratios of a full run of scripts/bench_distrax.py, and the decision each
-  row led to (fixed text: a decision, not a measurement)."""
-  r = results["bench_distrax"]
-  s = r["summary"]
-  flags_ = s["flags"]
-  k = flags_["num_samples"]
-  train, iwae = s["train_step_ratio_vs_jnp"], s[f"iwae{k}_ratio_vs_jnp"]
-  xla_train, xla_iwae = (s["xla_cost_ratio_vs_jnp"][p] for p in ("train_loop", f"iwae{k}"))
-  mixture = s["mixture"]
-
-  def counts(c):
-    if all(v == 1 for v in c.values()):
-      return "identical XLA counts"
-    return f"XLA flops {_ratio(c['flops'])}, exp/log {_ratio(c['transcendentals'])}"
-
-  q_and_prior = "distrax_q_and_prior_only"
-  cells = [
-      ("default training step, q and N(0, I) from distrax",
-       f"{train[q_and_prior]['paired_median']:.2f} ({counts(xla_train[q_and_prior])})",
-       _DISTRAX_DRAWS_AND_DENSITIES),
-      (f"IWAE-{k} evaluation, q and N(0, I) from distrax",
-       f"{iwae[q_and_prior]['paired_median']:.2f} ({counts(xla_iwae[q_and_prior])})",
-       "distrax"),
-      ("the same with distrax's Bernoulli p(x\\|z) too",
-       f"{train['distrax_mvn']['paired_median']:.2f} (step), "
-       f"{iwae['distrax_mvn_all']['paired_median']:.2f} (IWAE: "
-       f"{xla_iwae['distrax_mvn_all']['bytes_accessed']:.1f}x memory traffic)",
-       "our fused `x·l − softplus(l)`"),
-  ]
-  for i, components in enumerate(mixture["components"]):
-    tag = f"K{components}/train_n100_grad"
-    note, decision = _DISTRAX_MIXTURE_ROWS[components]
-    if note is None:
-      note = (f"distrax's extra time {mixture['perspective'][tag]['extra_pct_of_reference']:.1f}% "
-              "of a step")
-    label = (f"mixture prior log p(z), K = {components}, batch 100 with gradient" if i == 0
-             else f"the same, K = {components}")
-    cells.append((label, f"{mixture['ratio_distrax_vs_ours'][tag]['paired_median']:.1f} "
-                         f"({note})", decision))
-  rows = [f"| {what} | {ratio} | {decision} |" for what, ratio, decision in cells]
-  head = "| what | distrax / plain jnp | decision |\n| --- | --- | --- |"
-  text = (f"Paired medians of the time ratio over {flags_['train_rounds']} rounds (training "
-          f"step), {flags_['iwae_rounds']} (IWAE) and {flags_['mixture_rounds']} (mixture prior, "
-          "distrax over ours), the variants interleaved in one process; XLA's counts of the "
-          "compiled programs do not depend on load.")
-  return _markdown(head, rows, [r], text)
-
-
 def table_bench_step_levers(results: dict[str, dict]) -> str:
   """Each lever's paired change of the training step's time, its bytes, its numbers."""
   r = results["bench_step_levers"]
@@ -609,8 +539,6 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_vae_step": table_bench_vae_step,
     "bench_step_levers": table_bench_step_levers,
     "profile_step": table_profile_step,
-    "bench_vs_commit": table_bench_vs_commit,
-    "bench_distrax": table_bench_distrax,
 }
 
 _BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
@@ -620,7 +548,7 @@ def render(text: str, results: dict[str, dict]) -> str:
   """``text`` with every generated block re-rendered; unknown names raise."""
   def fill(m):
     if m.group(2) not in TABLES:
-      raise KeyError(f"README block results:{m.group(2)} has no table in TABLES")
+      raise KeyError(f"block results:{m.group(2)} has no table in TABLES")
     return m.group(1) + TABLES[m.group(2)](results) + "\n" + m.group(4)
   return _BLOCK.sub(fill, text)
 
@@ -635,25 +563,32 @@ def main(argv):
   command = argv[1]
   if command == "run":
     names = list(RECIPES) if argv[2:] == ["all"] else argv[2:]
-    unknown = [n for n in names if n not in RECIPES]
+    unknown = [n for n in names if n not in RECIPES and n not in BENCHMARKS]
     if unknown or not names:
-      raise app.UsageError(f"unknown recipe(s) {unknown}; known: {', '.join(RECIPES)}")
+      raise app.UsageError(f"unknown recipe(s) {unknown}; recipes: {', '.join(RECIPES)}; "
+                           f"benchmarks: {', '.join(BENCHMARKS)}")
     for name in names:
       run_recipe(name, _RUNS_DIR.value)
     return
   if command == "record":
     if len(argv) != 4:
       raise app.UsageError("usage: results.py record NAME WORKDIR")
-    _record(argv[2], argv[3], RECIPES.get(argv[2]), None, _COMMIT.value)
+    _record(argv[2], argv[3], RECIPES.get(argv[2]) or BENCHMARKS.get(argv[2]), None,
+            _COMMIT.value)
     return
-  with open(_README.value) as f:
-    text = f.read()
-  new = render(text, load_results())
-  if command == "render":
-    with open(_README.value, "w") as f:
-      f.write(new)
-  elif new != text:
-    print(f"{_README.value}: generated tables differ from results/*.json; run "
+  recorded = load_results()
+  stale = []
+  for path in documents():
+    with open(path) as f:
+      text = f.read()
+    new = render(text, recorded)
+    if command == "render" and new != text:
+      with open(path, "w") as f:
+        f.write(new)
+    elif new != text:
+      stale.append(os.path.relpath(path, ROOT))
+  if stale:
+    print(f"{', '.join(stale)}: generated tables differ from the recorded results; run "
           "`python scripts/results.py render`", file=sys.stderr)
     sys.exit(1)
 

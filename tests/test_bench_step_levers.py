@@ -1,4 +1,4 @@
-"""scripts/bench_step_levers.py and its paired statistics (scripts/paired.py)."""
+"""scripts/benchmarks/bench_step_levers.py and its paired statistics (paired.py there)."""
 
 import importlib
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "benchmarks"))
 paired = importlib.import_module("paired")
 
 

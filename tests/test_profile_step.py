@@ -1,4 +1,4 @@
-"""scripts/profile_step.py: the step's time by part, from a jax.profiler trace."""
+"""scripts/benchmarks/profile_step.py: the step's time by part, from a jax.profiler trace."""
 
 import importlib
 import os
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "benchmarks"))
 profile_step = importlib.import_module("profile_step")
 
 

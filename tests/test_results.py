@@ -1,4 +1,5 @@
-"""The README's result tables are generated from results/*.json (scripts/results.py)."""
+"""The documents' result tables are generated from the recorded JSON (scripts/results.py):
+results/*.json for the recipes, scripts/benchmarks/results/*.json for the benchmarks."""
 
 import importlib
 import json
@@ -10,31 +11,65 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-results = importlib.import_module("results")
+results = importlib.import_module("results")   # puts scripts/benchmarks/ on sys.path
 machine = importlib.import_module("machine")
 
 
-def _readme() -> str:
-  with open(os.path.join(ROOT, "README.md")) as f:
-    return f.read()
+def _documents() -> dict[str, str]:
+  out = {}
+  for path in results.documents():
+    with open(path) as f:
+      out[os.path.relpath(path, ROOT)] = f.read()
+  return out
 
 
-def test_readme_tables_are_what_the_results_render():
+def test_the_documents_are_readme_docs_and_the_benchmarks_readme():
+  names = set(_documents())
+  assert {"README.md", "docs/testing.md", "scripts/benchmarks/README.md"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(_documents()))
+def test_tables_are_what_the_results_render(name):
   """A hand-edited number, or a result re-recorded without `render`, fails here."""
-  text = _readme()
+  text = _documents()[name]
   assert results.render(text, results.load_results()) == text, (
-      "README.md's generated tables differ from results/*.json: run "
+      f"{name}'s generated tables differ from the recorded results: run "
       "`python scripts/results.py render`")
 
 
-def test_every_table_is_in_the_readme_and_every_block_has_a_table():
-  names = results.blocks(_readme())
+def test_every_table_is_in_one_document_and_every_block_has_a_table():
+  names = [n for text in _documents().values() for n in results.blocks(text)]
   assert set(names) <= set(results.TABLES)
-  assert len(names) == len(set(names))
-  # A table waits outside the README only while its recipe's result is not recorded.
+  assert len(names) == len(set(names)), "a table is rendered in two places"
+  # A table waits outside the documents only while its recipe's result is not recorded.
   recorded = results.load_results()
   for name in set(results.TABLES) - set(names):
     assert name in results.RECIPES and name not in recorded, name
+
+
+def test_benchmark_records_live_beside_the_benchmarks():
+  recorded = results.load_results()
+  assert set(results.BENCHMARKS) <= set(recorded)
+  assert not set(results.BENCHMARKS) & {f[:-5] for f in os.listdir(results.RESULTS)}, (
+      "results/ holds the recipes' records; a benchmark's goes to scripts/benchmarks/results/")
+  for name, command in results.BENCHMARKS.items():
+    assert os.path.exists(os.path.join(ROOT, command[1])), (name, command)
+
+
+def test_check_fails_on_a_stale_table_and_passes_on_the_rendered_one(tmp_path, monkeypatch):
+  """`check` reads every document: a number edited by hand in any of them fails it."""
+  doc = tmp_path / "doc.md"
+  rendered = results.render("<!-- results:bench_gmm -->\n<!-- /results:bench_gmm -->\n",
+                            results.load_results())
+  doc.write_text(rendered)
+  monkeypatch.setattr(results, "documents", lambda: [str(doc)])
+  results.main(["results.py", "check"])                 # passes: returns
+  doc.write_text(rendered.replace("| 1x |", "| 2x |"))
+  with pytest.raises(SystemExit) as e:
+    results.main(["results.py", "check"])
+  assert e.value.code == 1
+  results.main(["results.py", "render"])
+  assert doc.read_text() == rendered
 
 
 def test_every_result_says_where_and_how_it_was_made():
@@ -93,103 +128,6 @@ def test_render_refuses_a_block_without_a_table():
     results.render("<!-- results:no_such_table -->\n<!-- /results:no_such_table -->", {})
 
 
-def _vs_commit_record(expm1_differs: bool) -> dict:
-  def cost(ratio):
-    return {"old": 1.0, "new": ratio, "ratio_new_over_old": ratio, "within_5_percent": True}
-  differ = {"exponential-minus-one": {"old": 0, "new": 1}} if expm1_differs else {}
-  program = {"cost": {"flops": cost(1.000089), "transcendentals": cost(1.019592),
-                      "bytes accessed": cost(0.99869)}, "hlo_op_counts_that_differ": differ}
-  return {"name": "bench_vs_commit", "command": "python scripts/bench_vs_commit.py --ref=6644f40",
-          "commit": "abc1234", "recorded": "2026-12-01", "machine_measured": "by the benchmark",
-          "machine": {"cores": 2, "cpu": "CPU", "jax": "0.10.2", "load_average": [1.0, 1.0, 1.0]},
-          "summary": {"settings": {"iwae_num_samples": 5000},
-                      "xla_cost": {"iwae_chunk": program, "train_grad": program},
-                      "ref": {"old": {"commit": "6644f40" + "0" * 33, "given": "6644f40"},
-                              "new": {"commit": "abc1234" + "0" * 33, "given": "HEAD"}}}}
-
-
-def test_vs_commit_table_digits_and_notes_only_where_the_programs_differ():
-  table = results.table_bench_vs_commit({"bench_vs_commit": _vs_commit_record(True)})
-  # As many digits as it takes to show a ratio is not 1, at least three.
-  assert ("| training loss and gradient (batch 100) | 1.0001 | 1.020 (distrax's KL uses one "
-          "`expm1` per latent) | 0.999 |") in table
-  assert "| IWAE-5000 chunk (batch 20) | 1.0001 | 1.020 | 0.999 |" in table
-  assert "new: abc1234; old: 6644f40." in table
-  # A run whose programs no longer differ in expm1 does not carry the old explanation.
-  assert "expm1" not in results.table_bench_vs_commit(
-      {"bench_vs_commit": _vs_commit_record(False)})
-
-
-def _bench_distrax_record() -> dict:
-  """The shape of a full `python scripts/bench_distrax.py` run (the keys the table reads)."""
-  def ratio(paired_median):
-    return {"paired_median": paired_median, "paired_quartiles": [0.9, 1.2], "median": 1.0,
-            "min": 1.0}
-
-  def counts(flops, transcendentals, bytes_accessed):
-    return {"flops": flops, "transcendentals": transcendentals, "bytes_accessed": bytes_accessed}
-
-  def perspective(extra_pct):
-    return {"unit": "train step (batch 100, 1 sample)", "extra_pct_of_reference": extra_pct}
-
-  return {
-      "name": "bench_distrax", "command": "python scripts/bench_distrax.py", "commit": "abc1234",
-      "recorded": "2026-12-02", "machine_measured": "by the benchmark",
-      "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "backend": "cpu",
-                  "load_average": [1.2, 1.0, 1.0], "matmul_gflops": 113.2},
-      "summary": {
-          "benchmark": "distrax_vs_jnp",
-          "flags": {"quick": False, "only": None, "train_rounds": 16, "iwae_rounds": 6,
-                    "num_samples": 5000, "mixture_rounds": 10},
-          "train_step_ratio_vs_jnp": {"distrax_mvn": ratio(1.0968),
-                                      "distrax_independent": ratio(1.094),
-                                      "distrax_q_and_prior_only": ratio(1.0307)},
-          "iwae5000_ratio_vs_jnp": {"distrax_q_and_prior_only": ratio(1.0444),
-                                    "distrax_independent_q_and_prior_only": ratio(0.965),
-                                    "distrax_mvn_all": ratio(1.3543)},
-          "xla_cost_ratio_vs_jnp": {
-              "train_loop": {"distrax_mvn": counts(1.0099, 1.529, 1.017),
-                             "distrax_independent": counts(1.0099, 1.529, 1.019),
-                             "distrax_q_and_prior_only": counts(1.0001088, 1.0083045, 0.99926)},
-              "iwae5000": {"distrax_q_and_prior_only": counts(1.0, 1.0, 1.0),
-                           "distrax_independent_q_and_prior_only": counts(1.0, 1.0, 1.0),
-                           "distrax_mvn_all": counts(1.0275, 1.939, 5.1039)}},
-          "mixture": {
-              "components": [500, 10],
-              "ratio_distrax_vs_ours": {"K500/train_n100_grad": ratio(42.764),
-                                        "K500/iwae_chunk_n2000": ratio(17.68),
-                                        "K10/train_n100_grad": ratio(2.8198),
-                                        "K10/iwae_chunk_n2000": ratio(1.84)},
-              "perspective": {"K500/train_n100_grad": perspective(1305.5),
-                              "K10/train_n100_grad": perspective(2.566)}},
-      }}
-
-
-def test_bench_distrax_table_from_a_full_run():
-  table = results.table_bench_distrax({"bench_distrax": _bench_distrax_record()})
-  rows = table.split("\n\n")[0].split("\n")
-  assert rows[:2] == ["| what | distrax / plain jnp | decision |", "| --- | --- | --- |"]
-  assert rows[2:] == [
-      "| default training step, q and N(0, I) from distrax | 1.03 (XLA flops 1.0001, exp/log "
-      "1.008) | distrax (`distrax.Normal` in `DiagNormal`) for densities; draws: distrax's "
-      "arithmetic on `vae_jax.prng.normal` eps (the same numbers); the closed-form KL stays ours "
-      "(distrax's adds an `expm1` per latent) |",
-      "| IWAE-5000 evaluation, q and N(0, I) from distrax | 1.04 (identical XLA counts) | "
-      "distrax |",
-      "| the same with distrax's Bernoulli p(x\\|z) too | 1.10 (step), 1.35 (IWAE: 5.1x memory "
-      "traffic) | our fused `x·l − softplus(l)` |",
-      "| mixture prior log p(z), K = 500, batch 100 with gradient | 42.8 (distrax builds "
-      "[N, K, L]; ours two [N, L]x[L, K] products) | ours (`DiagNormalMixture`) |",
-      "| the same, K = 10 | 2.8 (distrax's extra time 2.6% of a step) | ours |",
-  ]
-  assert table.endswith("- `bench_distrax`: `python scripts/bench_distrax.py` at abc1234 on "
-                        "2026-12-02, 2 cores (AMD EPYC), matmul 113 GFLOP/s (measured by the "
-                        "benchmark), load average 1.2 at its start")
-  # The README keeps its hand-written table until a full run is recorded.
-  if "bench_distrax" not in results.load_results():
-    assert "bench_distrax" not in results.blocks(_readme())
-
-
 def test_machine_label_carries_the_matmul_rate():
   info = {"backend": "cpu", "cores": 2, "cpu": "AMD EPYC", "matmul_gflops": 241.6}
   assert machine.label(info) == "2 cores (AMD EPYC), matmul 242 GFLOP/s"
@@ -205,7 +143,7 @@ def _levers_record() -> dict:
             "cost_vs_baseline": {"bytes_accessed": nbytes, "flops": 1.0},
             "same_numbers": {"bit_identical": identical, "max_rel_param_diff": 0.0 if identical
                              else 2.2e-4, "loss_sum": 1.0, "baseline_loss_sum": 1.0}}
-  return {"name": "bench_step_levers", "command": "python scripts/bench_step_levers.py",
+  return {"name": "bench_step_levers", "command": "python scripts/benchmarks/bench_step_levers.py",
           "commit": "abc1234", "recorded": "2026-12-01", "machine_measured": "by the benchmark",
           "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "matmul_gflops": 100.0,
                       "load_average": [1.5, 1.0, 1.0]},
@@ -250,7 +188,7 @@ def test_bench_vae_step_table_says_the_paired_fractions_round_by_round():
 def test_profile_step_table_lists_the_parts_and_the_products_alone():
   parts = {"matrix products": (3.0, 0.6), "optimizer (Adam)": (0.5, 0.1),
            "between operations": (1.5, 0.3)}
-  r = {"name": "profile_step", "command": "python scripts/profile_step.py", "commit": "abc1234",
+  r = {"name": "profile_step", "command": "python scripts/benchmarks/profile_step.py", "commit": "abc1234",
        "recorded": "2026-12-01", "machine_measured": "by the benchmark",
        "machine": {"cores": 2, "cpu": "AMD EPYC", "jax": "0.10.2", "matmul_gflops": 100.0,
                    "load_average": [1.5, 1.0, 1.0]},

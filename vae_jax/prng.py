@@ -8,7 +8,7 @@ consumer (the Bernoulli threshold of ``feed.binarize``, the Normal's inverse
 error function). In the default VAE's training step on a 2-core CPU the two
 draws (dynamic binarization and the reparametrized eps) written this way save
 0.43 ms of 4.7 ms a step, and 1.4 ms of 27 ms per image in the IWAE-5000
-evaluation (paired against ``jax.random`` in one process; README, Benchmarks).
+evaluation (paired against ``jax.random`` in one process; scripts/benchmarks/README.md).
 
 ``bits(key, shape)`` equals ``jax.random.bits(key, shape, jnp.uint32)`` and
 ``normal(key, shape, dtype)`` equals ``jax.random.normal(key, shape, dtype)``

@@ -6,8 +6,8 @@ initial weights, means and covariances, in float64. vae_jax is timed twice:
 "first call" includes tracing and XLA compilation (a fresh jit cache in this
 process), "compiled" is the median of later calls.
 
-  python scripts/bench_gmm.py                            # N=100000 D=10 K=16, 50 iters
-  python scripts/bench_gmm.py --n=2000 --iters=5         # quick
+  python scripts/benchmarks/bench_gmm.py                            # N=100000 D=10 K=16, 50 iters
+  python scripts/benchmarks/bench_gmm.py --n=2000 --iters=5         # quick
 
 Prints one JSON object.
 """
@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 import jax
 import numpy as np
-import machine  # scripts/machine.py: this folder is on sys.path
+import machine  # this folder (scripts/benchmarks/) is on sys.path
 
 _N = flags.DEFINE_integer("n", 100_000, "Number of points.")
 _D = flags.DEFINE_integer("d", 10, "Dimension.")

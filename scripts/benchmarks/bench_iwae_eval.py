@@ -22,8 +22,8 @@ the same chain in torch. The parameters are a random initialization (the
 timing does not depend on them; trained weights are not needed), the images
 the shared MNIST test set binarized once with a fixed NumPy seed.
 
-  python scripts/bench_iwae_eval.py --num_images=200          # extrapolated to 10,000
-  python scripts/bench_iwae_eval.py --num_images=1000 --reference=false --torch=false
+  python scripts/benchmarks/bench_iwae_eval.py --num_images=200          # extrapolated to 10,000
+  python scripts/benchmarks/bench_iwae_eval.py --num_images=1000 --reference=false --torch=false
 
 Prints one JSON object.
 """
@@ -48,7 +48,7 @@ from vae_jax import data as data_lib
 from vae_jax import distributions as D
 from vae_jax.inference import iwae
 from vae_jax import tasks
-import machine  # scripts/machine.py: this folder is on sys.path
+import machine  # this folder (scripts/benchmarks/) is on sys.path
 
 _MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                       "mnist", "t10k-images-idx3-ubyte.gz")

@@ -8,8 +8,8 @@ All programs are compiled first; then every round runs each program for
 ``--dispatches`` dispatches of ``--steps`` steps (the order rotated each
 round, shuffled), so a lever is read against the baseline of the same round:
 
-  python scripts/bench_step_levers.py                      # every lever, 30 rounds
-  python scripts/bench_step_levers.py --levers=gather_promise_in_bounds,sgd --rounds=60
+  python scripts/benchmarks/bench_step_levers.py                      # every lever, 30 rounds
+  python scripts/benchmarks/bench_step_levers.py --levers=gather_promise_in_bounds,sgd --rounds=60
 
 Reported per lever: ms per step (median over rounds), the paired difference
 from the reference (median over rounds, with a 90% bootstrap interval, and a
@@ -60,8 +60,8 @@ from vae_jax.training import optim
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
 from vae_jax.training import trainer
-import machine  # scripts/machine.py: this folder is on sys.path
-import paired  # scripts/paired.py
+import machine  # this folder (scripts/benchmarks/) is on sys.path
+import paired
 
 BATCH_SIZE = 100
 CHECK_STEPS = 3   # steps run from one state by every lever to compare their numbers

@@ -50,8 +50,8 @@ nothing but its products. ``target`` checks the issue's goal on those paired med
 loop at >= 60% of the independent-products limit at batch 100, with the
 largest k, for each of the three runner figures.
 
-  python scripts/bench_vae_step.py                        # batch 100 and 1000, k = 1, 10, 50
-  python scripts/bench_vae_step.py --batch_sizes=100 --steps=200 --repeats=1 --ks=1,10
+  python scripts/benchmarks/bench_vae_step.py                        # batch 100 and 1000, k = 1, 10, 50
+  python scripts/benchmarks/bench_vae_step.py --batch_sizes=100 --steps=200 --repeats=1 --ks=1,10
 
 ``--steps`` is the steps per measurement at batch 100; batch b runs
 steps * 100 / b of them (the same number of examples). Prints one JSON object.
@@ -82,7 +82,7 @@ from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
 from vae_jax import tasks
 from vae_jax.training import trainer
-import machine  # scripts/machine.py: this folder is on sys.path
+import machine  # this folder (scripts/benchmarks/) is on sys.path
 import step_products
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["100", "1000"], "Batch sizes to time.")

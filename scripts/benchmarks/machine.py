@@ -7,8 +7,8 @@ how many cores this process may use, the software versions, the load average
 and the machine's own matrix-product rate, measured on the spot
 (``matmul_gflops``), so that a rate can be read against it.
 
-Imported by the scripts in this folder (``python scripts/X.py`` puts the
-folder on ``sys.path``); not part of the library.
+Imported by the scripts in this folder (``python scripts/benchmarks/X.py`` puts the
+folder on ``sys.path``) and by ``scripts/results.py``; not part of the library.
 """
 
 from __future__ import annotations

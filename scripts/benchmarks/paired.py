@@ -9,7 +9,7 @@ round, with a bootstrap interval of the median difference. ``xla_cost`` is
 what load does not move: XLA's own counts of a compiled program, and
 ``hlo_body`` its code, to tell whether a variant changed it at all.
 
-Imported by the scripts in this folder (``python scripts/X.py`` puts the
+Imported by the scripts in this folder (``python scripts/benchmarks/X.py`` puts the
 folder on ``sys.path``); not part of the library.
 """
 

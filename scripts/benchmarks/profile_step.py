@@ -21,8 +21,8 @@ control, dispatch, thread hand-offs) is the rest of the step. The same
 products, each compiled alone in a loop of its own (the limit of
 ``bench_vae_step.py``), are timed in the same run for comparison:
 
-  python scripts/profile_step.py
-  python scripts/profile_step.py --steps=40 --dispatches=5
+  python scripts/benchmarks/profile_step.py
+  python scripts/benchmarks/profile_step.py --steps=40 --dispatches=5
 
 Prints one JSON object.
 """
@@ -43,7 +43,7 @@ import jax
 
 from experiments.configs import vae as vae_config
 from vae_jax import tasks
-import bench_step_levers  # scripts/: the runner's program, as the levers build it
+import bench_step_levers  # the runner's program, as the levers build it
 import machine
 import paired
 import step_products

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "benchmarks"))
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLOOR = ("import jax, flax, optax, jax.numpy as jnp; "

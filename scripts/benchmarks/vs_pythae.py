@@ -479,8 +479,8 @@ def main(argv=None) -> None:
     return
 
   import numpy as np
-  sys.path.insert(0, os.path.dirname(HERE))
-  import machine  # scripts/machine.py
+  sys.path.insert(0, HERE)
+  import machine  # scripts/benchmarks/machine.py
   jax_variants = [] if args.no_jax else args.jax_variant.split(",")
   pythae_variants = [] if args.no_pythae else args.pythae_variant.split(",")
   paired = any(part in v.split("+") for v in pythae_variants for part in ("init", "order", "noise"))
