@@ -3,6 +3,7 @@
 import functools
 import os
 import re
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from vae_jax.errors import UserError
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
+from vae_jax.training import workdir as wd
 
 
 def _setup(config):
@@ -193,30 +195,21 @@ def test_resume_and_extension_are_bit_exact(tmp_path, name):
   assert ra.final_eval == rb.final_eval
 
 
-def test_the_cpu_tree_reduction_rewrite_is_off_unless_asked(tiny_vae):
-  t = tiny_vae.train
-  assert t.xla_cpu_tree_reduction is False      # the default, from the config files
-  assert step_lib.step_compiler_options(t, "cpu") == {
+def test_the_cpu_tree_reduction_rewrite_is_off_on_cpu_only():
+  """Chosen by the backend, not by a config key."""
+  assert step_lib.step_compiler_options("cpu") == {
       "xla_disable_hlo_passes": "tree_reduction_rewriter"}
-  assert step_lib.step_compiler_options(t, "gpu") == {}
-  t.xla_cpu_tree_reduction = True
-  assert step_lib.step_compiler_options(t, "cpu") == {}
-
-
-def test_a_non_boolean_tree_reduction_setting_is_refused(tiny_vae, tmp_path):
-  ds, task, _, _ = _setup(tiny_vae)
-  with tiny_vae.ignore_type():
-    tiny_vae.train.xla_cpu_tree_reduction = "no"
-  with pytest.raises(UserError, match="xla_cpu_tree_reduction must be True or False"):
-    trainer.train(task, tiny_vae, ds, str(tmp_path))
+  assert step_lib.step_compiler_options("gpu") == step_lib.step_compiler_options("tpu") == {}
+  assert "xla_cpu_tree_reduction" not in get_config("vae").train
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="an XLA:CPU option")
-def test_the_tree_reduction_setting_changes_the_program_not_the_result(tiny_vae, tmp_path):
+def test_the_tree_reduction_option_changes_the_program_not_the_result(tiny_vae, tmp_path):
   """The option reaches the step's compiled program (its HLO differs with the
   rewrite on and off) and changes only the order of its sums: 60 steps of the tiny
-  VAE either way agree to float32 round-off amplified by training."""
+  VAE either way agree to float32 round-off amplified by training. The run
+  records the options it compiled with in summary.json."""
   ds, task, tx, state = _setup(tiny_vae)
   stream = data.BatchStream(ds.train_x, int(tiny_vae.train.batch_size), 0)
   feed = feed_lib.make_feed("device", stream, sharding.make_shardings(
@@ -224,11 +217,14 @@ def test_the_tree_reduction_setting_changes_the_program_not_the_result(tiny_vae,
   key = jax.random.key_data(jax.random.key(2))
   programs, results = [], []
   for on in (False, True):
-    tiny_vae.train.xla_cpu_tree_reduction = on
-    fn = step_lib.jit_train_steps(task, tx, feed.batch, False,
-                                 step_lib.step_compiler_options(tiny_vae.train))
+    options = {} if on else step_lib.step_compiler_options()
+    fn = step_lib.jit_train_steps(task, tx, feed.batch, False, options)
     programs.append(fn.lower(state, feed.args(0, 2), key, 2).compile().as_text())
-    results.append(trainer.train(task, tiny_vae, ds, str(tmp_path / str(on))))
+    with mock.patch.object(step_lib, "step_compiler_options", lambda: options):
+      results.append(trainer.train(task, tiny_vae, ds, str(tmp_path / str(on))))
+      trainer.run_summary(str(tmp_path / str(on)), results[-1], ds, tiny_vae)
+  assert wd.read_json(str(tmp_path / "False" / "summary.json"))[
+      "step_compiler_options"] == {"xla_disable_hlo_passes": "tree_reduction_rewriter"}
   body = lambda text: re.sub(r", metadata=\{[^}]*\}", "", text[text.find("\n%"):])
   assert body(programs[0]) != body(programs[1])
   off, on = (jax.tree_util.tree_leaves(r.state.params) for r in results)

@@ -122,6 +122,20 @@ def test_check_resumable_compares_sections_not_a_key_list(tmp_path):
     wd.check_resumable(str(tmp_path), other)
 
 
+def test_a_run_saved_with_a_removed_key_resumes_and_reads_without_it(tmp_path):
+  """train.xla_cpu_tree_reduction was a config key until 2026-12: runs saved with it
+  resume under today's config, and their config reads back without it."""
+  config = get_config("vae")
+  assert "xla_cpu_tree_reduction" not in config.train
+  saved = wd.config_to_dict(config)
+  saved["train"]["xla_cpu_tree_reduction"] = True
+  wd.write_json(str(tmp_path / wd.CONFIG_FILE), saved)
+  wd.check_resumable(str(tmp_path), config)
+  upgraded = wd.upgrade_config(wd.read_json(str(tmp_path / wd.CONFIG_FILE)))
+  assert upgraded["train"] == wd.to_jsonable(wd.config_to_dict(config))["train"]
+  assert saved["train"]["xla_cpu_tree_reduction"] is True    # the input is not changed
+
+
 def test_saved_config_is_the_resolved_configdict(tmp_path):
   config = get_config("vae", "conv")
   wd.write_config(str(tmp_path), config)

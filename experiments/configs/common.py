@@ -30,8 +30,7 @@ def train_section(**overrides) -> ml_collections.ConfigDict:
                  compute_dtype="float32",
                  lr_schedule="constant", lr_decay_rate=0.1, lr_decay_steps=10000,
                  log_every=100, eval_every=1000, checkpoint_every=1000, grad_stats_every=0,
-                 grad_stats_draws=16, steps_per_jit=50, feed="auto",
-                 xla_cpu_tree_reduction=False)
+                 grad_stats_draws=16, steps_per_jit=50, feed="auto")
   section.update(overrides)
   return ml_collections.ConfigDict(section)
 

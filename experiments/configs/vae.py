@@ -128,10 +128,7 @@ def get_config(arg=None):
   # float32 | bfloat16 (mixed precision: the networks in bf16, parameters, optimizer
   # state and log-likelihood sums in float32, evaluation in float32); steps_per_jit:
   # steps per dispatch (one device loop; results do not depend on it); feed: auto |
-  # device (the split on device, batches gathered and binarized there) | host;
-  # xla_cpu_tree_reduction: XLA:CPU's tree-reduction rewrite in the train step
-  # (False: off, about 0.3-0.5 ms faster a step here; True: the summation order of
-  # runs recorded before vae_jax turned it off, on 2026-12-02).
+  # device (the split on device, batches gathered and binarized there) | host.
   config.train = common.train_section()
   # Several processes (one per host; vae_jax.training.distributed): process 0's host:port
   # ("" = one process), how many, this one's id, and the wait for the others.

@@ -259,7 +259,7 @@ def build(lever: Lever | None, config, ds: data_lib.Dataset, steps: int) -> Prog
     task = tasks.build_task(config, ds.image_shape, len(ds.train_x))
     state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
     fn = step_lib.jit_train_steps(task, tx, feed.batch, True,
-                                 step_lib.step_compiler_options(config.train))
+                                 step_lib.step_compiler_options())
     binarize_key = jax.random.key_data(jax.random.key(2))
     compiled = fn.lower(state, feed_args, binarize_key, jnp.int32(steps)).compile(
         lever.compile_options)

@@ -166,21 +166,20 @@ def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
 # XLA:CPU's tree-reduction rewrite splits each long reduction of the step (the
 # gradient norm's sums of squares, the bias gradients' sums over the batch)
 # into 32-wide windows run as library calls, which inside the step cost more
-# than the plain reductions they replace: 0.3-0.5 ms of the default VAE's
-# ~4.5 ms step (scripts/bench_step_levers.py, lever xla_tree_reduction).
-# Without it only the order of those sums changes: some models' parameters
-# then differ from the rewrite's in the last bits, which training amplifies;
-# ``train.xla_cpu_tree_reduction=True`` keeps it, to reproduce a run recorded
-# with it.
+# than the plain reductions they replace: 0.35 ms (90% interval 0.13-0.46) of
+# the default VAE's 4.1 ms step, 8.5% (scripts/benchmarks/bench_step_levers.py,
+# lever xla_tree_reduction). Without it only the order of those sums changes.
+# Chosen here, not by a config key; ``trainer.run_summary`` writes it into
+# summary.json (``step_compiler_options``).
 _NO_TREE_REDUCTION = {"xla_disable_hlo_passes": "tree_reduction_rewriter"}
 
 
-def step_compiler_options(train_config, platform: str | None = None) -> dict[str, str]:
+def step_compiler_options(platform: str | None = None) -> dict[str, str]:
   """The XLA options the train-step program is compiled with on ``platform``
-  (default: JAX's default backend): on CPU, the tree-reduction rewrite off
-  unless ``train_config.xla_cpu_tree_reduction``; none elsewhere (measured on
-  XLA:CPU only; GPU and TPU compile their reductions their own way)."""
-  if (platform or jax.default_backend()) != "cpu" or train_config.xla_cpu_tree_reduction:
+  (default: JAX's default backend): on CPU, the tree-reduction rewrite off;
+  none elsewhere (measured on XLA:CPU only; GPU and TPU compile their
+  reductions their own way)."""
+  if (platform or jax.default_backend()) != "cpu":
     return {}
   return dict(_NO_TREE_REDUCTION)
 

@@ -24,8 +24,7 @@ once for every model:
 
 The loop reads ``config.seed``, ``config.data.binarize``, ``config.train``
 (batch_size, num_steps, learning_rate, log_every, eval_every,
-checkpoint_every, grad_stats_every, grad_stats_draws, steps_per_jit, feed,
-xla_cpu_tree_reduction) and
+checkpoint_every, grad_stats_every, grad_stats_draws, steps_per_jit, feed) and
 ``config.eval.batch_size``. Keys come from ``vae_jax.keys``.
 """
 
@@ -187,9 +186,6 @@ def validate_train_config(config) -> None:
   every = t.grad_stats_every
   if int(every) < 0:
     raise UserError(f"--config.train.grad_stats_every must be >= 0, got {every}.")
-  if not isinstance(t.xla_cpu_tree_reduction, bool):
-    raise UserError(f"--config.train.xla_cpu_tree_reduction must be True or False, got "
-                    f"{t.xla_cpu_tree_reduction!r}.")
   if int(every) > 0 and int(t.grad_stats_draws) < 2:
     raise UserError(f"--config.train.grad_stats_draws must be >= 2 when "
                     f"grad_stats_every > 0, got {t.get('grad_stats_draws')}.")
@@ -251,7 +247,7 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   binarize_key = sharding.global_array(
       jax.device_get(jax.random.key_data(keys.stream(root, "binarize"))), shardings.replicated)
   steps_fn = step_lib.jit_train_steps(task, tx, feed.batch, binarize,
-                                      step_lib.step_compiler_options(tc))
+                                      step_lib.step_compiler_options())
 
   batch_fn = jax.jit(functools.partial(   # a step's batch, for gradient statistics
       step_lib.step_batch, feed.batch, binarize_key=binarize_key, binarize=binarize))
@@ -360,7 +356,8 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
 def run_summary(workdir: str, result: TrainResult, ds: data_lib.Dataset, config,
                 **extra) -> dict:
   """The summary every trained model writes: ``eval_*`` of the final evaluation,
-  step, throughput, data and devices, plus ``extra``; written to summary.json.
+  step, throughput, data and devices, the XLA options the train step was compiled
+  with (``step_compiler_options``), plus ``extra``; written to summary.json.
 
   A re-run that trained nothing keeps the previous run's throughput.
   """
@@ -379,6 +376,6 @@ def run_summary(workdir: str, result: TrainResult, ds: data_lib.Dataset, config,
       steps_per_s=steps_per_s,
       examples_per_s=steps_per_s * int(config.train.batch_size) if steps_per_s else None,
       dataset=ds.name, device=jax.devices()[0].platform, device_count=jax.device_count(),
-      **extra)
+      step_compiler_options=step_lib.step_compiler_options(), **extra)
   wd.write_summary(workdir, summary)
   return summary

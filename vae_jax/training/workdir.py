@@ -47,13 +47,21 @@ PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "
 # Runs written before ``model.scale_head`` existed had q's head output log sigma
 # (the configs' default is now log sigma^2: issue 24, docs/vs_pythae.md).
 PRE_SCALE_HEAD_MODEL_KEYS = {"scale_head": "log_scale"}
+# Keys older versions wrote that no longer exist: ``train.xla_cpu_tree_reduction``
+# (until 2026-12; the train step now chooses its XLA:CPU options itself and
+# records them in summary.json).
+REMOVED_KEYS = (("train", "xla_cpu_tree_reduction"),)
 
 
 def upgrade_config(saved: dict) -> dict:
-  """A saved config dict with the keys older versions did not write filled in."""
+  """A saved config dict with the keys older versions did not write filled in,
+  and those they wrote that no longer exist (``REMOVED_KEYS``) dropped."""
   model = saved.get("model")
   if isinstance(model, dict) and model.get("name") == "vae":
     saved = {**saved, "model": {**PRE_FAMILY_MODEL_KEYS, **PRE_SCALE_HEAD_MODEL_KEYS, **model}}
+  for section, key in REMOVED_KEYS:
+    if isinstance(saved.get(section), dict) and key in saved[section]:
+      saved = {**saved, section: {k: v for k, v in saved[section].items() if k != key}}
   return saved
 
 
