@@ -201,7 +201,7 @@ np.testing.assert_allclose(np.asarray(q.loc, np.float64).var(0), unit_var, rtol=
 # encoder's $q$ at K learned pseudo-inputs; K, the number of IWAE samples and of held-out
 # images are `experiments/configs/priors.py:tiny`'s), each scored by IWAE on the same images
 # with the same key, so the differences between priors are paired by image. The full-MNIST
-# numbers are in the README.
+# numbers are in docs/experiments.md.
 
 # %%
 p = priors_config.get_config("tiny").priors
@@ -258,7 +258,7 @@ print("learned priors' log-density vs SciPy, max |difference|:",
 # paired by image (± 2 paired s.e.). At this scale (8 latents, 1,000 steps, 1,500 training images,
 # 100 test images) the prior moves $\log p(\mathbf{x})$ by less than a nat: each paired difference, 2 s.e. included,
 # lies within one nat of zero. No ranking of the priors is claimed here (the full-MNIST comparison is
-# in the README). The learned priors' densities are checked against SciPy.
+# in docs/experiments.md). The learned priors' densities are checked against SciPy.
 #
 # Asserted (here and in section 2): prior samples have the data's shape, lie in $[0, 1]$ and differ
 # from one another; the library's streamed $K = 5000$ bound and ELBO equal SciPy's on the same draws

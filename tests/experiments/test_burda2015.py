@@ -74,7 +74,7 @@ def test_two_layer_network_shapes_are_the_papers():
 def test_reproduce_script_trains_evaluates_and_prints_the_table(shared_mnist_dir, tmp_path):
   """scripts/reproduce.py end to end on a cpu form cut to 4 steps: the runner trains,
   experiments/evaluate.py scores 20 held-out images at k = 3, and the row is printed
-  in the README's table format and merged into WORKDIR/summary.json."""
+  in the table format of docs/running.md and merged into WORKDIR/summary.json."""
   del shared_mnist_dir   # the cpu forms read it; skipped when absent
   require_slow("runs scripts/reproduce.py in a subprocess")
   cmd = [sys.executable, "scripts/reproduce.py", "vae_k1,cpu", "--num_steps=4",

@@ -69,7 +69,7 @@ def test_vae_evaluation_writes_every_number_and_figure(tmp_path, vae_run):
 @pytest.mark.slow
 def test_vae_evaluation_writes_the_run_files_of_every_experiment(tmp_path, vae_run):
   """Catches a missing config.json, summary.json, metrics.jsonl or event file, and
-  files whose numbers are not the evaluation's (README, "What a run writes")."""
+  files whose numbers are not the evaluation's (docs/running.md, "What a run writes")."""
   out = str(tmp_path / "out")
   result = evaluate.run(_eval_config(vae_run, max_examples=60), out)
   assert json.load(open(os.path.join(out, "config.json")))["checkpoint"] == vae_run

@@ -10,7 +10,7 @@ experiment that holds one writes the line, with ``info``.
 
 ``info`` is where the library's progress and result lines go: absl's INFO log
 under the runner (``app.run``: formatted and filtered as every other line),
-and stderr everywhere else (a notebook, a script, the README's library
+and stderr everywhere else (a notebook, a script, docs/library.md's
 example), where absl would drop them. Turn them off with
 ``set_verbose(False)`` or the environment variable ``VAE_JAX_QUIET=1``.
 """
