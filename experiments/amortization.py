@@ -37,7 +37,7 @@ from experiments import vae
 from vae_jax.inference import amortization
 from vae_jax.inference import evaluation
 from vae_jax import keys
-from vae_jax import models
+from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 from vae_jax.inference import objectives
 from vae_jax import plots
 from vae_jax.training import workdir as wd
@@ -85,8 +85,9 @@ def save_gap_plot(path: str, gaps: dict, trace) -> str:
 
 def family_config(config, posterior: str):
   """The run's config with q of family ``posterior`` (flows: ``amortization.flow_steps``)."""
+  own_keys = POSTERIORS.get(posterior).KEYS
   return vae.with_model(config, posterior=posterior, flow_steps=(
-      None if posterior == "gaussian" else int(config.amortization.flow_steps)))
+      int(config.amortization.flow_steps) if "flow_steps" in own_keys else None))
 
 
 def validate(config) -> None:
@@ -94,7 +95,7 @@ def validate(config) -> None:
   for name in ("examples", "local_steps", "eval_samples", "iw_samples", "flow_steps"):
     check_positive(a[name], f"config.amortization.{name}", integer=True)
   check_positive(a.local_lr, "config.amortization.local_lr")
-  vae.validate_sweep(config, a.posteriors, models.POSTERIORS, "amortization.posteriors",
+  vae.validate_sweep(config, a.posteriors, POSTERIORS, "amortization.posteriors",
                      {"posterior": "gaussian", "flow_steps": None},
                      lambda f: family_config(config, f))
 

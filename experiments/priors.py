@@ -28,7 +28,7 @@ from experiments import vae
 from vae_jax.inference import evaluation
 from vae_jax.inference import iwae
 from vae_jax import keys
-from vae_jax import models
+from vae_jax.families.priors import REGISTRY as PRIORS
 from vae_jax import plots
 from vae_jax.training import workdir as wd
 from vae_jax.errors import check_positive
@@ -36,15 +36,16 @@ from vae_jax.errors import check_positive
 
 def prior_config(config, prior: str):
   """The run's config with p(z) = ``prior`` (K = ``priors.components`` for mixtures)."""
+  own_keys = PRIORS.get(prior).KEYS
   return vae.with_model(config, prior=prior, prior_components=(
-      None if prior == "standard" else int(config.priors.components)))
+      int(config.priors.components) if "prior_components" in own_keys else None))
 
 
 def validate(config) -> None:
   p = config.priors
   for name in ("components", "iw_samples", "eval_examples"):
     check_positive(p[name], f"config.priors.{name}", integer=True)
-  vae.validate_sweep(config, p.priors, models.PRIORS, "priors.priors",
+  vae.validate_sweep(config, p.priors, PRIORS, "priors.priors",
                      {"prior": "standard", "prior_components": None},
                      lambda name: prior_config(config, name))
 
@@ -82,7 +83,7 @@ def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   key = keys.stream(keys.root(config.seed), "eval")
   table, log_px = {}, {}
-  paper = {k: float(v) for k, v in config.paper.items() if k in models.PRIORS}
+  paper = {k: float(v) for k, v in config.paper.items() if k in PRIORS}
   for name in p.priors:
     summary, task, result, ds = vae.train(prior_config(config, name),
                                           os.path.join(workdir, f"vae_{name}"))
@@ -93,7 +94,8 @@ def run(config, workdir: str) -> dict:
     mean, se = evaluation.mean_and_stderr(log_px[name])
     table[name] = {"log_px": mean, "log_px_stderr": se,
                    "neg_elbo": summary["eval_neg_elbo"], "step": int(result.state.step),
-                   "components": None if name == "standard" else int(p.components),
+                   "components": (int(p.components) if "prior_components" in PRIORS.get(name).KEYS
+                                  else None),
                    "paper": paper.get(name)}
     logging.info("prior %s: log p(x) %.3f ± %.3f nats (IWAE-%d, %d images)", name, mean, se,
                  int(p.iw_samples), len(x))

@@ -60,11 +60,10 @@ import numpy as np
 from experiments import amortization as amortization_experiment
 from experiments.configs import amortization as amortization_config
 from vae_jax import tasks
-from vae_jax.families import flows
+from vae_jax.families.posteriors import iaf, planar
 from vae_jax.families.normal import DiagNormal
 from vae_jax.inference import amortization, evaluation, iwae
 from vae_jax.inference.likelihoods import log_likelihood
-from vae_jax.models import networks
 from vae_jax.training import trainer
 
 root = jax.random.key(0)
@@ -294,20 +293,19 @@ model_g, params_g = trained["gaussian"]
 q_gauss = own["gaussian"]["q_star"]                                      # DiagNormal [B, L]
 C_PLANAR = float(np.log(np.e - 1.0))                                     # softplus(C) = 1
 planar_w = [jax.random.normal(jax.random.fold_in(k_flow, t), (B, L)) for t in range(2)]
-q_planar0 = flows.FlowPosterior(
-    q_gauss, tuple({"u": C_PLANAR * w / jnp.sum(w * w, -1, keepdims=True), "w": w,
-                    "b": jnp.zeros((B,))} for w in planar_w), jnp.zeros((B, 0)), "planar")
-SIGMA_IAF = float(jax.nn.sigmoid(1.0))                                   # init_iaf_step's b_s = 1
+q_planar0 = planar.posterior(
+    q_gauss, [{"u": C_PLANAR * w / jnp.sum(w * w, -1, keepdims=True), "w": w,
+               "b": jnp.zeros((B,))} for w in planar_w])
+SIGMA_IAF = float(jax.nn.sigmoid(1.0))                                   # iaf.init_step's b_s = 1
 iaf_steps = []
 for t in range(2):
-  s = flows.init_iaf_step(jax.random.fold_in(k_flow, 10 + t), L,
-                          networks.IAF_HIDDEN_FACTOR * L, 1)
+  s = iaf.init_step(jax.random.fold_in(k_flow, 10 + t), L, iaf.HIDDEN_FACTOR * L, 1)
   iaf_steps.append(dict(s, w_m=jnp.zeros_like(s["w_m"]), w_s=jnp.zeros_like(s["w_s"])))
 # Two steps scale by sigma each and reverse z's order once: start the base at reverse(q*) / sigma^2.
-q_iaf0 = flows.FlowPosterior(
+q_iaf0 = iaf.posterior(
     DiagNormal(q_gauss.loc[:, ::-1] / SIGMA_IAF**2,
                q_gauss.log_scale[:, ::-1] - 2 * np.log(SIGMA_IAF)),
-    tuple(iaf_steps), jnp.zeros((B, 1)), "iaf")
+    iaf_steps, jnp.zeros((B, 1)))
 start_error = max(float(jnp.max(jnp.abs(q0.point() - q_gauss.loc))) for q0 in (q_planar0, q_iaf0))
 print(f"the flows start at the Gaussian q*: max |point - mean| {start_error:.1e}")
 

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from tests.conftest import get_config
+from vae_jax import masks
 from vae_jax.models import made as ar
 from vae_jax import tasks
 from vae_jax.training import optim
@@ -51,7 +52,7 @@ def test_jacobian_of_logits_is_strictly_lower_triangular(hidden):
 def test_masks_connect_exactly_the_strict_past_when_layers_are_wide_enough():
   d = 6
   for hidden in [(5,), (12, 7), (5, 5, 5), ()]:
-    path = functools.reduce(np.matmul, ar.made_masks(d, hidden))   # [D_in, D_out]
+    path = functools.reduce(np.matmul, masks.made_masks(d, hidden))   # [D_in, D_out]
     np.testing.assert_array_equal(path.T > 0, np.tril(np.ones((d, d)), -1) > 0)
 
 

@@ -31,7 +31,7 @@ from vae_jax import models
 from vae_jax.inference import estimators
 from vae_jax.inference import objectives
 from vae_jax.families import DiagNormal, DiagNormalMixture, FlowPosterior, StandardNormal
-from vae_jax.families import flows
+from vae_jax.families.posteriors import iaf, planar
 
 IMAGE = (4, 4, 1)
 D_IN = 16
@@ -157,8 +157,8 @@ def _np_u_hat(u, w):
 @jax.jit
 def _planar_jacobians(z, u, w, b):
   def one(zi, ui, wi, bi):
-    jac = jax.jacfwd(lambda v: flows.planar_forward(v, ui, wi, bi)[0])(zi)
-    return jnp.linalg.slogdet(jac), flows.planar_forward(zi, ui, wi, bi)[1]
+    jac = jax.jacfwd(lambda v: planar.planar_forward(v, ui, wi, bi)[0])(zi)
+    return jnp.linalg.slogdet(jac), planar.planar_forward(zi, ui, wi, bi)[1]
   return jax.vmap(one)(z, u, w, b)
 
 
@@ -178,13 +178,13 @@ def test_planar_forward_matches_numpy(x64):
   z, u, w, b = _planar_inputs(1)
   u_hat = _np_u_hat(u, w)
   want = z + u_hat * np.tanh(np.sum(w * z, -1) + b)[:, None]
-  got, _ = jax.jit(flows.planar_forward)(z, u, w, b)
+  got, _ = jax.jit(planar.planar_forward)(z, u, w, b)
   assert_allclose(got, want, rtol=1e-12, atol=1e-12)
   assert np.all(np.sum(w * u_hat, -1) > -1.0)
 
 
 def _iaf_step_and_inputs(seed, latent_dim=4, hidden=8, context_dim=5, batch=6):
-  step = flows.init_iaf_step(jax.random.key(seed), latent_dim, hidden, context_dim)
+  step = iaf.init_step(jax.random.key(seed), latent_dim, hidden, context_dim)
   rng = np.random.default_rng(seed)
   # Far from the near-identity start: every weight O(1), sigma spread over (0, 1).
   step = {k: jnp.asarray(np.asarray(v, np.float64) + rng.normal(size=v.shape))
@@ -213,7 +213,7 @@ def _per_example(jac):
 
 
 def _iaf_out(step, context, z):
-  return flows.iaf_forward(step, z, context)[0]
+  return iaf.iaf_forward(step, z, context)[0]
 
 
 def _flow_out(q, z):
@@ -234,7 +234,7 @@ def test_iaf_log_det_matches_jacobian(x64):
   step, z, context = _iaf_step_and_inputs(2)
   blocks = _per_example(_full_jacobian(_iaf_out, step, context, z))
   sign, logabs = np.linalg.slogdet(blocks)
-  _, log_det = jax.jit(flows.iaf_forward)(step, z, context)
+  _, log_det = jax.jit(iaf.iaf_forward)(step, z, context)
   np.testing.assert_array_equal(sign, 1.0)
   assert_allclose(log_det, logabs, rtol=1e-10, atol=1e-12)
 
@@ -276,7 +276,7 @@ def test_iaf_step_jacobian_is_lower_triangular_with_sigma_diagonal(x64):
   upper = np.triu(np.ones((latent_dim, latent_dim), bool), k=1)
   np.testing.assert_array_equal(blocks[:, upper], 0.0)      # d z'_i / d z_j = 0, j > i
   assert np.all(np.abs(blocks[:, upper.T]) > 1e-8)           # autoregressive, not diagonal
-  _, s = jax.jit(flows.iaf_shift_and_logit)(step, z, context)
+  _, s = jax.jit(iaf.shift_and_logit)(step, z, context)
   assert_allclose(np.diagonal(blocks, axis1=1, axis2=2), special.expit(np.asarray(s)),
                   rtol=1e-12, atol=1e-14)
 
@@ -297,7 +297,7 @@ def test_iaf_second_step_is_triangular_in_reversed_order(x64):
   np.testing.assert_array_equal(j1_rev[:, upper], 0.0)
   assert np.all(np.abs(j1_rev[:, upper.T]) > 1e-8)
   assert np.any(np.abs(j1[:, upper]) > 1e-3)                  # the reversal does happen
-  _, s = jax.jit(flows.iaf_shift_and_logit)(q.steps[1], z1[..., ::-1], q.context)
+  _, s = jax.jit(iaf.shift_and_logit)(q.steps[1], z1[..., ::-1], q.context)
   assert_allclose(np.diagonal(j1_rev, axis1=1, axis2=2), special.expit(np.asarray(s)),
                   rtol=1e-12, atol=1e-14)
 
@@ -334,7 +334,7 @@ def _iaf_inverse(q, z_t):
   for t in reversed(range(len(q.steps))):
     x = jnp.zeros_like(y)
     for i in range(latent_dim):
-      m, s = flows.iaf_shift_and_logit(q.steps[t], x, q.context)
+      m, s = iaf.shift_and_logit(q.steps[t], x, q.context)
       sigma = jax.nn.sigmoid(s)
       x = x.at[..., i].set((y[..., i] - (1.0 - sigma[..., i]) * m[..., i]) / sigma[..., i])
     y = x[..., ::-1] if t > 0 else x                       # steps t >= 1 reversed their input
@@ -620,8 +620,8 @@ def test_iaf_context_reaches_every_coordinate():
   """The first coordinate sees no hidden unit (no z_<1): the context must reach m_1 and
   s_1 directly, or every example's first coordinate would get one global affine map."""
   step, z, context = _iaf_step_and_inputs(3)
-  m, s = flows.iaf_shift_and_logit(step, z, context)
-  m2, s2 = flows.iaf_shift_and_logit(step, z, context + 1.0)
+  m, s = iaf.shift_and_logit(step, z, context)
+  m2, s2 = iaf.shift_and_logit(step, z, context + 1.0)
   assert np.all(np.abs(np.asarray(m2 - m)) > 0) and np.all(np.abs(np.asarray(s2 - s)) > 0)
 
 

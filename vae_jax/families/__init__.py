@@ -1,39 +1,36 @@
-"""Variational families and priors as distribution objects.
+"""Variational families and priors: distribution objects, and the parts that build them.
 
 Every posterior q(z|x) and prior p(z) is a pytree of arrays with distrax's
 interface (``sample``, ``sample_and_log_prob``, ``log_prob``) plus
 ``kl_divergence`` / ``kl_per_dim`` where a closed form exists, so every
 objective (ELBO, IWAE, the gradient estimators, evaluation, the amortization
-gaps) takes any family:
+gaps) takes any family. The objects:
 
-==============  =============================================  ===================
-name            class                                          log q at any z
-==============  =============================================  ===================
-``gaussian``    ``normal.DiagNormal`` (distrax Normal)          yes
-``planar``      ``flows.FlowPosterior`` (Rezende & Mohamed)    no: draws only
-``iaf``         ``flows.FlowPosterior`` (Kingma et al.)        no: draws only
-``standard``    ``normal.StandardNormal`` prior N(0, I)        --
-``mog``         ``mixture.DiagNormalMixture`` (learned)        --
-``vamp``        ``mixture.DiagNormalMixture`` (VampPrior)      --
-==============  =============================================  ===================
+* ``normal``: ``DiagNormal`` (q), ``StandardNormal`` (p = N(0, I));
+* ``mixture``: ``DiagNormalMixture`` (the learned priors);
+* ``flows``: ``FlowPosterior``, a Gaussian pushed through invertible maps;
+* ``hierarchical``: two stochastic layers, q(z1|x) q(z2|z1) and p(z2) p(z1|z2).
 
-The encoder builds q (``vae_jax.models.posterior_head``) and the VAE module
-builds p (``VAE.prior_distribution``).
+The parts a config chooses by name, one module each, found by their registries:
+
+* ``posteriors/<name>.py`` (``model.posterior``): gaussian, planar, iaf;
+* ``priors/<name>.py`` (``model.prior``): standard, mog, vamp.
+
+Each part declares its config keys, validates them and builds itself (a head
+that turns the encoder's features into q; a module whose call gives p).
 """
 
 from vae_jax.families.mixture import DiagNormalMixture
 from vae_jax.families.normal import DiagNormal, StandardNormal
 
-_FLOW_NAMES = ("FlowPosterior", "PlanarMap", "IAFStep")
-
 
 def __getattr__(name):
-  # The flows are distrax bijectors: distrax and TensorFlow Probability cost
-  # seconds to import, so they load only when a flow is asked for.
-  if name in _FLOW_NAMES:
+  # The flows build distrax bijectors: distrax and TensorFlow Probability cost
+  # seconds to import, so flows load only when a flow is asked for.
+  if name == "FlowPosterior":
     from vae_jax.families import flows  # pylint: disable=g-import-not-at-top
-    return getattr(flows, name)
+    return flows.FlowPosterior
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["DiagNormal", "StandardNormal", "DiagNormalMixture", "FlowPosterior", "PlanarMap",
-           "IAFStep"]
+
+__all__ = ["DiagNormal", "StandardNormal", "DiagNormalMixture", "FlowPosterior"]

@@ -16,8 +16,10 @@ layers' Gaussian densities (so every estimator applies); their KL is not
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Any, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -120,3 +122,33 @@ class TwoLayerPrior:
     z2 = StandardNormal(self.top_dim).sample(k2, sample_shape)
     z1 = gaussian_mlp(self.net, z2).sample(k1)
     return jnp.concatenate([z1, z2], -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """head(encoder, h) -> q(z1 | x) q(z2 | z1): ``inner``'s Gaussian q(z1 | x), then the
+  MLP of q(z2 | z1) (``layer2`` in the encoder's parameters)."""
+  inner: Any
+  latent_dim: int
+  top_latent_dim: int
+  top_hidden_dims: tuple[int, ...]
+
+  def __call__(self, encoder: nn.Module, h) -> TwoLayerPosterior:
+    q1 = self.inner(encoder, h)
+    net = encoder.param("layer2", init_gaussian_mlp, self.latent_dim, self.top_hidden_dims,
+                        self.top_latent_dim)
+    return TwoLayerPosterior(q1, net)
+
+
+class Prior(nn.Module):
+  """p(z2) p(z1 | z2): the MLP of p(z1 | z2) is ``params["prior"]["net"]``."""
+  latent_dim: int
+  top_latent_dim: int
+  top_hidden_dims: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, encoder) -> TwoLayerPrior:
+    del encoder
+    net = self.param("net", init_gaussian_mlp, self.top_latent_dim, self.top_hidden_dims,
+                     self.latent_dim)
+    return TwoLayerPrior(net, self.top_latent_dim)

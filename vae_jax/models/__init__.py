@@ -33,10 +33,9 @@ from types import ModuleType
 from typing import Sequence
 
 from vae_jax.errors import UserError
-from vae_jax.models.networks import (ACTIVATIONS, GAUSSIAN_SCALES, LIKELIHOODS, POSTERIORS,
-                                     PRIORS, VAE, ConvDecoder, ConvEncoder, LikelihoodHead, MLP,
-                                     MLPDecoder, MLPEncoder, PriorParameters, activation_fn,
-                                     make_vae, posterior_head)
+from vae_jax.models.networks import (ACTIVATIONS, GAUSSIAN_SCALES, LIKELIHOODS, VAE,
+                                     ConvDecoder, ConvEncoder, LikelihoodHead, MLP, MLPDecoder,
+                                     MLPEncoder, activation_fn, make_vae)
 
 # model.name -> its module, vae_jax.models.<name> (imported when a run asks for it).
 MODELS: tuple[str, ...] = ("vae", "discrete_vae", "made")

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions
+from vae_jax.masks import made_masks
 from vae_jax.inference import objectives
 from vae_jax.training import trainer
 from vae_jax.models import common
@@ -44,28 +45,6 @@ from vae_jax.models import common
 # ----------------------------------------------------------------------------
 # MADE.
 # ----------------------------------------------------------------------------
-
-
-def made_degrees(num_dims: int, hidden_dims: Sequence[int]) -> list[np.ndarray]:
-  """Degrees of the input units (1..D) and of each hidden layer (cycling 1..D-1)."""
-  degrees = [np.arange(1, num_dims + 1)]
-  for h in hidden_dims:
-    degrees.append(np.arange(h) % max(num_dims - 1, 1) + 1)
-  return degrees
-
-
-def made_masks(num_dims: int, hidden_dims: Sequence[int]) -> list[np.ndarray]:
-  """Binary [fan_in, fan_out] masks of every layer, input to output.
-
-  Hidden layer: unit k sees unit j of the layer below iff deg(k) >= deg(j).
-  Output layer: logit i sees unit j iff i > deg(j) (strict: no x_i in logit_i).
-  """
-  degrees = made_degrees(num_dims, hidden_dims)
-  masks = [(d_out[None, :] >= d_in[:, None]).astype(np.float32)
-           for d_in, d_out in zip(degrees[:-1], degrees[1:])]
-  out_degrees = np.arange(1, num_dims + 1)
-  masks.append((out_degrees[None, :] > degrees[-1][:, None]).astype(np.float32))
-  return masks
 
 
 class MaskedDense(nn.Module):

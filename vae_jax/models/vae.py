@@ -25,6 +25,8 @@ from vae_jax.training import trainer
 from vae_jax.errors import UserError, check_choice, check_positive
 from vae_jax.models import common
 from vae_jax.models import networks
+from vae_jax.families.posteriors import REGISTRY as POSTERIORS
+from vae_jax.families.priors import REGISTRY as PRIORS
 
 NAME = "vae"
 # How evaluation estimates log p(x): the IWAE bound (no closed form).
@@ -37,7 +39,6 @@ def validate(config) -> None:
   check_choice(m.kind, ("mlp", "conv"), "config.model.kind")
   check_choice(m.likelihood, networks.LIKELIHOODS, "config.model.likelihood")
   check_choice(m.gaussian_scale, networks.GAUSSIAN_SCALES, "config.model.gaussian_scale")
-  check_choice(m.scale_head, networks.SCALE_HEADS, "config.model.scale_head")
   check_choice(m.activation, networks.ACTIVATIONS, "config.model.activation")
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(m.hidden_dims)
@@ -65,67 +66,54 @@ def validate(config) -> None:
                     f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
 
 
-def _check_count_for(value, applies: bool, key: str, meaning: str, only_for: str) -> None:
-  """A family's count: an integer >= 1 where it ``applies``, unset elsewhere."""
-  if not applies:
-    if value is not None:
-      raise UserError(f"--config.model.{key}={value!r} is for {only_for}. Leave it unset.")
-  elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise UserError(f"--config.model.{key} must be an integer >= 1 ({meaning}), got "
-                    f"{value!r}.")
+def parts(model_config):
+  """(posterior module, prior module) of ``config.model`` (``vae_jax.families``)."""
+  return POSTERIORS.get(model_config.posterior), PRIORS.get(model_config.prior)
 
 
 def analytic_kl(model_config) -> bool:
-  """Whether KL(q || p) has a closed form: a Gaussian q and p = N(0, I), one layer."""
-  return (model_config.posterior == "gaussian" and model_config.prior == "standard"
+  """Whether KL(q || p) has a closed form: both families have one, one stochastic layer."""
+  posterior, prior = parts(model_config)
+  return (posterior.CLOSED_FORM_KL and prior.CLOSED_FORM_KL
           and model_config.top_latent_dim is None)
 
 
 def validate_family(config) -> None:
-  """Checks ``model.posterior``, ``flow_steps``, ``prior``, ``prior_components`` and
-  what the family supports of ``config.objective``; UserError names the key."""
+  """Checks the posterior family, the prior and the second stochastic layer (each part
+  its own keys: ``vae_jax.families``) and what they support of ``config.objective``;
+  UserError names the key."""
   m, o = config.model, config.objective
-  check_choice(m.posterior, networks.POSTERIORS, "config.model.posterior")
-  check_choice(m.prior, networks.PRIORS, "config.model.prior")
-  _check_count_for(m.flow_steps, m.posterior != "gaussian", "flow_steps",
-                   f"the number of {m.posterior} maps",
-                   "a flow posterior (--config.model.posterior=planar or iaf); the gaussian "
-                   "posterior has no flow")
-  _check_count_for(m.prior_components, m.prior != "standard", "prior_components",
-                   "K, the mixture's components",
-                   "a mixture prior (--config.model.prior=mog or vamp); the standard prior "
-                   "N(0, I) has none")
+  posterior = POSTERIORS.validate(m)
+  prior = PRIORS.validate(m)
   if m.top_latent_dim is None:
     if tuple(common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")):
       raise UserError(f"--config.model.top_hidden_dims={tuple(m.top_hidden_dims)!r} is for a "
                       f"second stochastic layer; set --config.model.top_latent_dim too, or "
                       f"leave it ().")
   else:
-    _check_count_for(m.top_latent_dim, True, "top_latent_dim",
-                     "the size of the second stochastic layer z2", "")
+    check_positive(m.top_latent_dim, "config.model.top_latent_dim", integer=True)
     common.hidden_dims(m.top_hidden_dims, "config.model.top_hidden_dims")
     if m.kind != "mlp":
       raise UserError(f"--config.model.top_latent_dim (two stochastic layers) is implemented "
                       f"for --config.model.kind=mlp, not {m.kind}.")
-    if m.posterior != "gaussian" or m.prior != "standard":
+    if not (posterior.TWO_LAYERS and prior.TWO_LAYERS):
       raise UserError(f"--config.model.top_latent_dim (two stochastic layers) has its own "
                       f"prior p(z2) p(z|z2) over Gaussian layers; it takes "
                       f"--config.model.posterior=gaussian and --config.model.prior=standard "
                       f"(here {m.posterior}, {m.prior}).")
-  if m.posterior != "gaussian" and o.estimator not in estimators.FLOW_ESTIMATORS:
+  if not posterior.HAS_DENSITY and o.estimator not in estimators.FLOW_ESTIMATORS:
     raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
                     f"z, which the {m.posterior} flow posterior does not have here; use one of "
                     f"{', '.join(estimators.FLOW_ESTIMATORS)}.")
   if o.free_bits and not analytic_kl(m):
     raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
-                    f"dimension, which only --config.model.posterior=gaussian with "
-                    f"--config.model.prior=standard has (here posterior={m.posterior}, "
-                    f"prior={m.prior}); set free_bits=0.")
+                    f"dimension, which posterior={m.posterior} with prior={m.prior} "
+                    f"does not have; set free_bits=0.")
 
 
 def prior_is_fixed(model_config) -> bool:
-  """N(0, I) has no parameters; a mixture, the VampPrior and p(z1 | z2) do."""
-  return model_config.prior == "standard" and model_config.top_latent_dim is None
+  """Whether p(z) has no parameters (N(0, I)); a mixture, the VampPrior and p(z1 | z2) do."""
+  return not PRIORS.get(model_config.prior).LEARNED and model_config.top_latent_dim is None
 
 
 def validate_data(ds: data_lib.Dataset, config) -> None:
@@ -141,16 +129,18 @@ def validate_data(ds: data_lib.Dataset, config) -> None:
 def build_network(model_config, image_shape: Sequence[int], dtype=None) -> networks.VAE:
   """The VAE of ``config.model`` for images of ``image_shape`` (H, W, C), computing
   in ``dtype`` (None: float32) with float32 parameters and outputs."""
+  posterior, prior = parts(model_config)
+  family = {k: model_config[k] for k in posterior.KEYS + prior.KEYS}
   return networks.make_vae(
       kind=model_config.kind, image_shape=tuple(image_shape),
-      latent_dim=int(model_config.latent_dim), hidden_dims=common.hidden_dims(model_config.hidden_dims),
+      latent_dim=int(model_config.latent_dim),
+      hidden_dims=common.hidden_dims(model_config.hidden_dims),
       likelihood=model_config.likelihood, gaussian_scale=model_config.gaussian_scale,
       activation=model_config.activation, dtype=dtype, posterior=model_config.posterior,
-      flow_steps=model_config.flow_steps or 0, prior=model_config.prior,
-      prior_components=model_config.prior_components or 0,
-      top_latent_dim=model_config.top_latent_dim or 0,
-      top_hidden_dims=common.hidden_dims(model_config.top_hidden_dims, "config.model.top_hidden_dims"),
-      scale_head=model_config.scale_head)
+      prior=model_config.prior, top_latent_dim=model_config.top_latent_dim or 0,
+      top_hidden_dims=common.hidden_dims(model_config.top_hidden_dims,
+                                         "config.model.top_hidden_dims"),
+      scale_head=model_config.scale_head, **family)
 
 
 def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
