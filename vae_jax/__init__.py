@@ -2,11 +2,12 @@
 
 The library (experiments live in ``experiments/``), by what a reader looks for:
 
-* ``models/``      the trainable models, one module each, behind one registry
-  (``models.MODELS``): ``vae``, ``discrete_vae`` (Bernoulli latents), ``made``
+* ``models/``      the trainable models, one module each, found by name
+  (``models.REGISTRY``): ``vae``, ``discrete_vae`` (Bernoulli latents), ``made``
   (the exact-likelihood baseline); ``networks`` the VAE's Flax modules.
-* ``families/``    posteriors and priors as distribution objects: the Gaussian,
-  planar and IAF flows, the mixture and VampPrior, two stochastic layers.
+* ``families/``    posteriors and priors as distribution objects, and the parts a
+  config names (``posteriors/``: gaussian, planar, iaf; ``priors/``: standard,
+  mog, vamp), each found by name; two stochastic layers.
 * ``inference/``   ``likelihoods`` p(x|z), ``objectives`` (the ELBO), ``iwae``
   (the streamed IWAE bound), ``estimators`` (score function, reparametrization,
   VIMCO, DReG, STL and their statistics), ``amortization`` (per-example q*,

@@ -1,4 +1,5 @@
-"""The trainable models, one module each, and the one registry that finds them.
+"""The trainable models, one module each, found by name: ``model.name=<name>`` is
+``vae_jax.models.<name>``.
 
 ================  ===============================  ==============================  =========
 ``model.name``    module                           network                         log p(x)
@@ -8,54 +9,42 @@
 ``made``          ``vae_jax.models.made``          ``made.MADE``                   exact
 ================  ===============================  ==============================  =========
 
-Every model module exports the same few names, which is all the runner, the
+A model module defines the same few names, which is all the runner, the
 experiments, ``load_checkpoint`` and the evaluate experiment use:
 
-* ``NAME``; ``NLL_METHOD`` (``"iwae"`` or ``"exact"``);
+* ``NLL_METHOD`` (``"iwae"`` or ``"exact"``);
 * ``validate(config)``: every rule about the model's config, checked once
   (``UserError`` naming the key);
 * ``validate_data(ds, config)``: what the model refuses in the data;
-* ``build(config, image_shape, num_train) -> trainer.Task`` for a validated
-  config;
+* ``build(config, image_shape, num_train) -> Task`` (``vae_jax.training.task``)
+  for a validated config;
 * ``log_likelihood(params, x, key, *, model, ...) -> [N]`` log p(x) per example.
 
-Adding a model is one module with these names, one entry in ``MODELS``, one
-config file in ``experiments/configs/`` and its tests (README, "Adding a model").
-
-The Flax networks of the VAE (``networks``) are re-exported here, so
-``vae_jax.models.make_vae`` and friends keep their names.
+Adding a model is one module with these names (``build`` marks it as one), one
+config file in ``experiments/configs/`` and its tests (docs/extending.md).
+``networks`` (the VAE's Flax modules) and ``common`` are helpers, not models.
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Sequence
 
 from vae_jax.errors import UserError
+from vae_jax.registry import Registry
 from vae_jax.models.networks import (ACTIVATIONS, GAUSSIAN_SCALES, LIKELIHOODS, VAE,
                                      ConvDecoder, ConvEncoder, LikelihoodHead, MLP, MLPDecoder,
                                      MLPEncoder, activation_fn, make_vae)
 
-# model.name -> its module, vae_jax.models.<name> (imported when a run asks for it).
-MODELS: tuple[str, ...] = ("vae", "discrete_vae", "made")
-
-
-def module(name: str) -> ModuleType:
-  """The module of the model ``name`` (one of ``MODELS``)."""
-  if name not in MODELS:
-    raise UserError(f"config.model.name={name!r} is not a model; the trained models are "
-                    f"{', '.join(MODELS)}.")
-  return importlib.import_module(f"vae_jax.models.{name}")
+REGISTRY = Registry(__name__, "model", "config.model.name", marker="build")
 
 
 def get(config) -> ModuleType:
   """The module of ``config.model.name``; UserError if the config trains no model."""
-  name = config.model.name if "model" in config and "name" in config.model else None
-  if name not in MODELS:
-    raise UserError(f"this config trains no model (config.model.name={name!r}); the "
-                    f"trained models are {', '.join(MODELS)}.")
-  return module(name)
+  if "model" not in config or "name" not in config.model:
+    raise UserError(f"this config trains no model (it has no config.model.name); the "
+                    f"trained models are {', '.join(REGISTRY.names())}.")
+  return REGISTRY.get(config.model.name)
 
 
 def build_task(config, image_shape: Sequence[int], num_train: int | None = None):
