@@ -37,10 +37,10 @@ from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
 
-def _measurement_state(name: str, loss_fn, state0, params, x, key):
-  """Estimator state for a measurement: the running-mean baseline is set to an
+def _measurement_state(loss_fn, state0, params, x, key):
+  """Estimator state for a measurement: a running-mean baseline is set to an
   independent estimate of the mean learning signal (what training would hold)."""
-  if name != "score_baseline":
+  if "baseline" not in state0:
     return state0
   _, (aux, _) = loss_fn(params, x, key, state0)
   return {"baseline": jnp.mean(aux["recon"]).astype(jnp.float32),
@@ -54,7 +54,7 @@ def _stats_fn(model, name: str, num_samples: int, num_draws: int):
 
   @jax.jit
   def fn(params, x, key):
-    state = _measurement_state(name, loss_fn, state0, params, x, jax.random.fold_in(key, 1))
+    state = _measurement_state(loss_fn, state0, params, x, jax.random.fold_in(key, 1))
     return estimators.gradient_statistics(
         estimators.encoder_grad_fn(loss_fn, params, x, state), jax.random.fold_in(key, 0),
         num_draws)
@@ -79,7 +79,7 @@ def save_variance_plot(path: str, by_samples: dict, by_step: dict, ref_samples: 
   fig, (ax1, ax2) = plots.new_figure(1, 2, figsize=(12, 4.5))
   names = list(next(iter(by_samples.values())))
   for i, name in enumerate(names):
-    style = "--" if estimators.ESTIMATORS[name] == "iwae" else "-"
+    style = "--" if estimators.ESTIMATORS[name].objective == estimators.IWAE else "-"
     s_vals = sorted(by_samples)
     ax1.plot(s_vals, [by_samples[s][name]["total_variance"] for s in s_vals], style,
              marker="o", color=f"C{i}", label=name)
@@ -118,9 +118,11 @@ def validate(config) -> tuple[list[str], list[int], list[int], int]:
   if not counts or min(counts) < 1:
     raise UserError(f"--config.variance.num_samples must be a non-empty tuple of "
                     f"integers >= 1, got {tuple(v.num_samples)}.")
-  if min(counts) < 2 and {"score_loo", "vimco"} & set(names):
-    raise UserError("score_loo and vimco need S >= 2: drop 1 from "
-                    "--config.variance.num_samples.")
+  needing = [n for n in names if estimators.ESTIMATORS[n].min_samples > min(counts)]
+  if needing:
+    least = max(estimators.ESTIMATORS[n].min_samples for n in needing)
+    raise UserError(f"{', '.join(needing)} need S >= {least}: raise the smallest of "
+                    f"--config.variance.num_samples={tuple(v.num_samples)}.")
   steps = sorted({int(t) for t in v.steps})
   if not steps or steps[0] < 0:
     raise UserError(f"--config.variance.steps must be a non-empty tuple of integers "
@@ -129,6 +131,19 @@ def validate(config) -> tuple[list[str], list[int], list[int], int]:
   if int(v.draws) < 2:
     raise UserError(f"--config.variance.draws must be >= 2, got {v.draws}.")
   return names, counts, steps, int(v.draws)
+
+
+def _check_model_allows(config, names: list[str], sample_counts: list[int]) -> None:
+  """Each measured estimator against the VAE it measures, by the VAE's own validation
+  (e.g. the score function needs log q at any z, which a flow posterior lacks)."""
+  for name in names:
+    trial = copy.deepcopy(config)
+    trial.objective.update(estimator=name, num_samples=max(sample_counts), free_bits=0.0,
+                           kl_warmup_steps=0)
+    try:
+      tasks.validate_vae_config(trial)
+    except UserError as e:
+      raise UserError(f"--config.variance.estimators: {e}") from None
 
 
 def _measured(workdir: str) -> dict:
@@ -153,6 +168,7 @@ def run(config, workdir: str) -> dict:
   train_config.objective.num_samples = 1
   train_config.eval.iw_samples = 0          # the stops need no IWAE estimate
   tasks.validate_vae_config(train_config)
+  _check_model_allows(config, names, sample_counts)
   wd.prepare(workdir, config)
   ds = tasks.load_data(config)
   tasks.validate_vae_data(ds, config)
@@ -204,7 +220,7 @@ def run(config, workdir: str) -> dict:
   summary = {
       "experiment": "estimator_variance", "dataset": ds.name, "batch_size": int(x.shape[0]),
       "num_samples": ref_s, "num_draws": draws, "step": steps[-1],
-      "objective": {n: estimators.ESTIMATORS[n] for n in names},
+      "objective": {n: estimators.ESTIMATORS[n].objective.name for n in names},
       "variance": {n: final[n]["total_variance"] for n in names},
       "snr": {n: final[n]["mean_snr"] for n in names},
       "variance_by_num_samples": {str(s): v for s, v in by_samples.items()},

@@ -51,6 +51,8 @@ from experiments import estimator_variance
 from experiments.configs import vae as vae_config
 from vae_jax import tasks
 from vae_jax.errors import UserError
+from vae_jax.families import DiagNormal
+from vae_jax.families.discrete import Bernoulli
 from vae_jax.inference import estimators
 from vae_jax.training import trainer
 
@@ -86,6 +88,7 @@ def h(z):                                    # z: [S, L] -> [S]
 mu = jnp.array([0.0, 0.5, 2.0])
 log_sigma = jnp.array([0.0, -0.5, 0.3])
 phi = (mu, log_sigma)
+q = DiagNormal(mu, log_sigma)                # the library's q; gradients come back as a q
 sigma2 = jnp.exp(2 * log_sigma)
 exact_grad = (2 * (mu - 1.0), 2 * sigma2)
 # An independent check of the closed form: autodiff of E_q h written out.
@@ -101,8 +104,9 @@ TOY_ESTIMATORS = ("reparam", "score")
 
 @functools.lru_cache(maxsize=None)
 def toy_stats_fn(name, num_samples):
-  grad_fn = lambda k: estimators.grad_estimate(name, estimators.gaussian, h, phi, k,
-                                               num_samples)[1]
+  def grad_fn(k):
+    g = estimators.grad_estimate(name, q, h, k, num_samples)[1]
+    return (g.loc, g.log_scale)
   return jax.jit(lambda k: estimators.gradient_statistics(grad_fn, k, NUM_DRAWS))
 
 
@@ -194,7 +198,7 @@ pi = jax.nn.sigmoid(logits)
 exact_bern = pi * (1 - pi) * (1 - 2 * t)
 h_bern = lambda z: jnp.sum((z - t) ** 2, -1)
 try:
-  estimators.grad_estimate("reparam", estimators.bernoulli, h_bern, logits, k_bern, 4)
+  estimators.grad_estimate("reparam", Bernoulli(logits), h_bern, k_bern, 4)
   raise RuntimeError("reparam on a Bernoulli should be refused")
 except UserError as e:
   print("reparam refused:", e)
@@ -202,7 +206,7 @@ except UserError as e:
 bern = {}
 for name in ("score", "score_loo"):
   grad_fn = jax.jit(lambda k, name=name: estimators.grad_estimate(
-      name, estimators.bernoulli, h_bern, logits, k, 8)[1])
+      name, Bernoulli(logits), h_bern, k, 8)[1].logits)
   bern[name] = jax.device_get(estimators.gradient_statistics(grad_fn, k_bern, NUM_DRAWS))
   se = np.sqrt(bern[name]["variance"] / NUM_DRAWS)
   print(f"{name:10s} mean {np.round(bern[name]['mean'], 4)}  exact {np.round(exact_bern, 4)}"

@@ -28,20 +28,32 @@ one ``value_and_grad`` gives both, under ``jit``, with explicit keys.
   gradient of the single-bound MC ELBO log p(x, z) - log q(z|x) with q's
   parameters stopped inside log q, dropping the zero-mean score term.
 
+``ESTIMATORS`` is the table of them, name -> ``Estimator``: what each trains
+(the ELBO or the IWAE bound), what it needs of q (differentiable draws, log q at
+any z, S samples), which KL options apply, its state and its surrogate.
+``validate`` checks a config's ``objective`` section against an entry once,
+where the config is read; nothing is checked again at trace time.
+
+The estimators of grad E_q[f] take q as a distribution object
+(``vae_jax.families.DiagNormal``, ``vae_jax.families.discrete.Bernoulli`` or
+``Categorical``, or your own with ``sample`` and ``log_prob``) and differentiate
+with respect to it: ``grad_estimate(name, q, f, key, S)`` returns the gradient as
+a q of cotangents (``.loc``, ``.log_scale``; ``.logits``).
+
 ``gradient_statistics`` measures any of them: over R independent draws, the
 per-parameter mean, variance and signal-to-noise ratio, and the total variance.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from vae_jax import distributions as D
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
 from vae_jax.errors import UserError, check_positive
@@ -49,62 +61,118 @@ from vae_jax.errors import UserError, check_positive
 Array = jax.Array
 sg = jax.lax.stop_gradient
 
-# Estimators of grad E_q[f] on a generic q (and in the VAE's ELBO).
-GENERIC_ESTIMATORS = ("reparam", "score", "score_baseline", "score_loo")
-# name -> objective the VAE trains with it ("elbo" or "iwae").
-ESTIMATORS = {"reparam": "elbo", "score": "elbo", "score_baseline": "elbo",
-              "score_loo": "elbo", "stl": "elbo", "iwae": "iwae", "vimco": "iwae",
-              "dreg": "iwae"}
-REPARAMETRIZABLE = ("reparam", "stl", "iwae", "dreg")
-# Estimators that need only draws with their log q (no log q at a given z):
-# what a flow posterior supports.
-FLOW_ESTIMATORS = ("reparam", "iwae")
+
+def _stopped(dist):
+  """The same distribution with its parameters held fixed (no gradient through them)."""
+  return jax.tree_util.tree_map(sg, dist)
 
 
 # ----------------------------------------------------------------------------
-# Families q(z | phi): sample, log-density, and (where possible) reparametrization.
+# What a VAE surrogate reads: one batch's draws and densities.
 # ----------------------------------------------------------------------------
 
 
-class Family(NamedTuple):
-  """A parametric q(z|phi) with event shape given by its parameters.
+@dataclasses.dataclass(frozen=True)
+class Draws:
+  """S draws z_s ~ q(z|x) for a batch of B examples, and their densities.
 
-  sample(key, phi, S) -> z [S, ...] (no gradient path needed).
-  log_prob(phi, z) -> [S] (summed over the event).
-  reparam(key, phi, S) -> z [S, ...] differentiable in phi, or None.
+  Attributes:
+    q, prior: q(z|x) and p(z) as distribution objects (``vae_jax.families``).
+    z: [S, B, L] the draws.
+    log_q: [S, B] log q(z_s|x). Drawn by a reparametrized estimator, it carries
+      phi's gradient along z = g(phi, eps) and through q's parameters; otherwise
+      z is held fixed and only q's parameters carry it.
+    log_lik: [S, B] log p(x|z_s).
+    log_prior: [S, B] log p(z_s).
+    kl: [B] KL(q || p): in closed form, or the Monte-Carlo
+      mean_s [log q(z_s|x) - log p(z_s)] (no gradient).
+    kl_dims: [B, L] the closed-form KL per latent dimension, or None.
+    kl_term: [B] the closed-form KL as the loss weighs it (beta, free bits),
+      or None without a closed form.
+    kl_weight: beta (KL warm-up), a scalar.
+    baseline_decay: the running baseline's decay.
+    decoder: the decoder's parameters theta.
+    log_lik_at: (decoder parameters, z [S, B, L]) -> log p(x|z) [S, B].
   """
-  sample: Callable
-  log_prob: Callable
-  reparam: Callable | None
+  q: Any
+  prior: Any
+  z: Array
+  log_q: Array
+  log_lik: Array
+  log_prior: Array
+  kl: Array
+  kl_dims: Array | None
+  kl_term: Array | None
+  kl_weight: Array | float
+  baseline_decay: float
+  decoder: Any
+  log_lik_at: Callable[[Any, Array], Array]
+
+  @property
+  def log_w(self) -> Array:
+    """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x): [S, B]."""
+    return self.log_lik + self.log_prior - self.log_q
+
+  def integrand(self, log_q: Array) -> Array:
+    """The ELBO's f(z_s): [S, B]. log p(x|z) where the KL is subtracted in closed
+    form (``minus_kl``), else log p(x|z) + beta (log p(z) - log q(z|x))."""
+    if self.kl_dims is None:
+      return self.log_lik + self.kl_weight * (self.log_prior - log_q)
+    return self.log_lik
+
+  def minus_kl(self, per_sample: Array) -> Array:
+    """mean_s of ``per_sample`` [S, B], less the weighted KL where it is in closed form: [B]."""
+    sur = jnp.mean(per_sample, 0)
+    return sur if self.kl_dims is None else sur - self.kl_term
 
 
-def _gauss_reparam(key, phi, num_samples):
-  mean, log_scale = phi
-  return D.normal_sample(key, mean, log_scale, (num_samples,))
+@dataclasses.dataclass(frozen=True)
+class Bound:
+  """A bound the VAE trains: its name (summaries), the trainer's metric name, its
+  title (messages) and its per-example value from the draws, [B]."""
+  name: str
+  metric: str
+  title: str
+  value: Callable[[Draws], Array]
 
 
-gaussian = Family(
-    sample=lambda key, phi, s: sg(_gauss_reparam(key, phi, s)),
-    log_prob=lambda phi, z: D.normal_log_prob(z, phi[0], phi[1]),
-    reparam=_gauss_reparam)
-"""Diagonal Gaussian, phi = (mean [L], log_scale [L])."""
-
-bernoulli = Family(
-    sample=lambda key, logits, s: D.bernoulli_sample(key, logits, (s,)),
-    log_prob=lambda logits, z: D.bernoulli_log_prob(z, logits),
-    reparam=None)
-"""Independent Bernoullis, phi = logits [L]; z in {0, 1}^L."""
-
-categorical = Family(
-    sample=lambda key, logits, s: D.categorical_sample(key, logits, (s,)),
-    log_prob=lambda logits, z: D.categorical_log_prob(z, logits),
-    reparam=None)
-"""One categorical, phi = logits [K]; z in {0..K-1}."""
+ELBO = Bound("elbo", "elbo", "ELBO", lambda d: jnp.mean(d.log_lik, 0) - d.kl)
+IWAE = Bound("iwae", "iwae_bound", "IWAE bound", lambda d: iwae.log_mean_exp(d.log_w))
 
 
-def _score_term(f_values: Array, log_q: Array, baseline: Array) -> Array:
-  """Surrogate with value mean(f) and gradient mean((f - b) grad log q): [S] -> []."""
-  return jnp.mean(sg(f_values) + sg(f_values - baseline) * (log_q - sg(log_q)))
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """One gradient estimator: what it trains, what it needs, its surrogate.
+
+  Attributes:
+    objective: the bound the VAE trains with it (``ELBO`` or ``IWAE``).
+    surrogate: (Draws, state) -> (per-example surrogate [B], next state): its
+      value is the bound's estimate, its gradient the estimator.
+    expectation: (q, f, key, S, state, decay) -> (scalar, next state): the
+      estimator of grad E_q[f] for any q and f; None where it is defined for the
+      VAE's bound only.
+    reparametrized: draws z = g(phi, eps), differentiable in phi (else z is
+      drawn and held fixed).
+    needs_density: needs log q at any z (``q.has_density``).
+    min_samples: the least S.
+    free_bits: the KL enters in closed form where there is one (free bits apply).
+    kl_warmup: the objective has a KL part to weigh (KL warm-up applies).
+    init_state: () -> the estimator state (a running baseline's; {} for none).
+  """
+  objective: Bound
+  surrogate: Callable[[Draws, dict], tuple[Array, dict]]
+  expectation: Callable[..., tuple[Array, dict]] | None = None
+  reparametrized: bool = False
+  needs_density: bool = False
+  min_samples: int = 1
+  free_bits: bool = False
+  kl_warmup: bool = False
+  init_state: Callable[[], dict] = dict
+
+
+# ----------------------------------------------------------------------------
+# Baselines b_s of the score function: (f [S, ...] held fixed, state, decay) -> (b, state).
+# ----------------------------------------------------------------------------
 
 
 def loo_baseline(f_values: Array, axis: int = 0) -> Array:
@@ -113,43 +181,8 @@ def loo_baseline(f_values: Array, axis: int = 0) -> Array:
   return (jnp.sum(f_values, axis=axis, keepdims=True) - f_values) / (s - 1)
 
 
-def surrogate(estimator: str, family: Family, f: Callable[[Array], Array], phi: Any,
-              key: Array, num_samples: int, baseline: Array | float = 0.0) -> Array:
-  """Scalar with value ~ E_q[f] and jax.grad w.r.t. phi = the chosen estimator.
-
-  Args:
-    estimator: one of ``GENERIC_ESTIMATORS``.
-    family: the q family (``gaussian``, ``bernoulli``, ``categorical`` or your own).
-    f: z [S, ...] -> [S]; must be differentiable for ``reparam`` only.
-    phi: parameters of q (a pytree).
-    key: PRNG key for the S samples.
-    num_samples: S.
-    baseline: b for ``score_baseline`` (a number, not differentiated).
-  """
-  if estimator == "reparam":
-    if family.reparam is None:
-      raise UserError("the reparametrization estimator needs a reparametrizable q "
-                      "(e.g. Gaussian); use a score-function estimator for discrete z.")
-    return jnp.mean(f(family.reparam(key, phi, num_samples)))
-  z = family.sample(key, phi, num_samples)
-  f_values = f(z)
-  log_q = family.log_prob(phi, z)
-  if estimator == "score":
-    return _score_term(f_values, log_q, 0.0)
-  if estimator == "score_baseline":
-    return _score_term(f_values, log_q, sg(jnp.asarray(baseline)))
-  if estimator == "score_loo":
-    if num_samples < 2:
-      raise UserError("score_loo needs num_samples >= 2 (a leave-one-out baseline).")
-    return _score_term(f_values, log_q, loo_baseline(f_values))
-  raise UserError(f"unknown estimator {estimator!r}; choose one of {GENERIC_ESTIMATORS}.")
-
-
-def grad_estimate(estimator: str, family: Family, f: Callable, phi: Any, key: Array,
-                  num_samples: int, baseline: Array | float = 0.0) -> tuple[Array, Any]:
-  """(MC estimate of E_q[f], estimate of grad_phi E_q[f]) for one draw of S samples."""
-  return jax.value_and_grad(
-      lambda p: surrogate(estimator, family, f, p, key, num_samples, baseline))(phi)
+def init_baseline() -> dict:
+  return {"baseline": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.int32)}
 
 
 def update_baseline(state: dict, f_mean: Array, decay: float) -> dict:
@@ -158,8 +191,235 @@ def update_baseline(state: dict, f_mean: Array, decay: float) -> dict:
   return {"baseline": b, "count": state["count"] + 1}
 
 
-def init_baseline() -> dict:
-  return {"baseline": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.int32)}
+def _no_baseline(f, state, decay):
+  del f, decay
+  return 0.0, state
+
+
+def _running_baseline(f, state, decay):
+  """b = the mean of f over previous steps; this step's f enters the next state only."""
+  return state["baseline"], update_baseline(state, jnp.mean(f), decay)
+
+
+def _leave_one_out(f, state, decay):
+  del decay
+  return loo_baseline(f), state
+
+
+# ----------------------------------------------------------------------------
+# The surrogates.
+# ----------------------------------------------------------------------------
+
+
+def _pathwise_expectation(q, f, key, num_samples, state, decay):
+  """E_q[f] ~ mean_s f(z_s), z_s = g(phi, eps_s): its gradient is the pathwise one."""
+  del decay
+  return jnp.mean(f(q.sample(key, (num_samples,)))), state
+
+
+def _score_expectation(q, f, key, num_samples, state, decay, *, baseline):
+  """Value mean_s f(z_s); gradient mean_s (f(z_s) - b_s) grad_phi log q(z_s), z_s fixed."""
+  z = sg(q.sample(key, (num_samples,)))
+  f_values = f(z)
+  log_q = q.log_prob(z)
+  b, state = baseline(sg(f_values), state, decay)
+  return jnp.mean(sg(f_values) + sg(f_values - b) * (log_q - sg(log_q))), state
+
+
+def _reparam_elbo(d: Draws, state):
+  """mean_s f(z_s) - beta KL: the pathwise gradient of the lecture's ELBO."""
+  return d.minus_kl(d.integrand(d.log_q)), state
+
+
+def _score_elbo(d: Draws, state, *, baseline):
+  """Value mean_s f(z_s) - beta KL. theta: the direct gradient of f (z fixed); phi:
+  mean_s (f(z_s) - b_s) grad_phi log q(z_s|x) (log q's own zero-mean gradient in f
+  dropped), plus the closed-form KL's."""
+  f_direct = d.integrand(sg(d.log_q))
+  f = sg(f_direct)
+  b, state = baseline(f, state, d.baseline_decay)
+  return d.minus_kl(f_direct + sg(f - b) * (d.log_q - sg(d.log_q))), state
+
+
+def _stl_elbo(d: Draws, state):
+  """mean_s [log p(x|z_s) + beta (log p(z_s) - log q(z_s|x))] with phi stopped inside
+  log q: the pathwise gradient only (no analytic KL; the value is that estimate)."""
+  log_q_stopped = _stopped(d.q).log_prob(d.z)
+  return jnp.mean(d.log_lik + d.kl_weight * (d.log_prior - log_q_stopped), 0), state
+
+
+def _iwae_bound(d: Draws, state):
+  """log (1/S) sum_s w_s, differentiated along the paths z_s = g(phi, eps_s)."""
+  return iwae.log_mean_exp(d.log_w), state
+
+
+def _vimco(d: Draws, state):
+  """theta: the bound's direct gradient. phi: sum_s (L - L_{-s}) grad log q(z_s|x), z_s
+  fixed, L_{-s} the bound with log w_s replaced by the mean of the other log-weights."""
+  lw = sg(d.log_w)
+  s = lw.shape[0]
+  lw_mean_others = (jnp.sum(lw, 0, keepdims=True) - lw) / (s - 1)                 # [S, B]
+  lw_minus = jnp.where(jnp.eye(s, dtype=bool)[:, :, None], lw_mean_others[None], lw[None])
+  baseline = jax.nn.logsumexp(lw_minus, 1) - math.log(s)                          # [S, B]
+  bound = iwae.log_mean_exp(d.log_w)
+  learning_signal = sg(bound)[None] - baseline
+  return bound + jnp.sum(sg(learning_signal) * (d.log_q - sg(d.log_q)), 0), state
+
+
+def _dreg(d: Draws, state):
+  """theta and p's parameters: the bound's direct gradient (z fixed). phi:
+  sum_s w~_s^2 grad log w_s along z_s = g(phi, eps_s), q's parameters stopped in log q."""
+  zs = sg(d.z)
+  log_w_dec = d.log_lik_at(d.decoder, zs) + d.prior.log_prob(zs) - sg(d.log_q)
+  bound_dec = iwae.log_mean_exp(log_w_dec)
+  log_w_enc = (d.log_lik_at(sg(d.decoder), d.z) + _stopped(d.prior).log_prob(d.z)
+               - _stopped(d.q).log_prob(d.z))
+  w_tilde = sg(jax.nn.softmax(log_w_enc, 0))
+  enc_sur = jnp.sum(w_tilde**2 * log_w_enc, 0)
+  return bound_dec + enc_sur - sg(enc_sur), state
+
+
+# ----------------------------------------------------------------------------
+# The table.
+# ----------------------------------------------------------------------------
+
+ESTIMATORS: dict[str, Estimator] = {
+    "reparam": Estimator(
+        objective=ELBO, surrogate=_reparam_elbo, expectation=_pathwise_expectation,
+        reparametrized=True, free_bits=True, kl_warmup=True),
+    "score": Estimator(
+        objective=ELBO, surrogate=functools.partial(_score_elbo, baseline=_no_baseline),
+        expectation=functools.partial(_score_expectation, baseline=_no_baseline),
+        needs_density=True, free_bits=True, kl_warmup=True),
+    "score_baseline": Estimator(
+        objective=ELBO, surrogate=functools.partial(_score_elbo, baseline=_running_baseline),
+        expectation=functools.partial(_score_expectation, baseline=_running_baseline),
+        needs_density=True, free_bits=True, kl_warmup=True, init_state=init_baseline),
+    "score_loo": Estimator(
+        objective=ELBO, surrogate=functools.partial(_score_elbo, baseline=_leave_one_out),
+        expectation=functools.partial(_score_expectation, baseline=_leave_one_out),
+        needs_density=True, min_samples=2, free_bits=True, kl_warmup=True),
+    "stl": Estimator(
+        objective=ELBO, surrogate=_stl_elbo, reparametrized=True, needs_density=True,
+        kl_warmup=True),
+    "iwae": Estimator(objective=IWAE, surrogate=_iwae_bound, reparametrized=True),
+    "vimco": Estimator(objective=IWAE, surrogate=_vimco, needs_density=True, min_samples=2),
+    "dreg": Estimator(objective=IWAE, surrogate=_dreg, reparametrized=True,
+                      needs_density=True),
+}
+
+
+def _names(keep: Callable[[Estimator], bool]) -> str:
+  return ", ".join(n for n, e in ESTIMATORS.items() if keep(e))
+
+
+# ----------------------------------------------------------------------------
+# Validation: once, where the config is read.
+# ----------------------------------------------------------------------------
+
+
+def validate(objective, *, has_density: bool, closed_form_kl: bool,
+             reparametrized: bool = True, bounds: tuple[Bound, ...] = (ELBO, IWAE),
+             family: str = "") -> Estimator:
+  """Every rule about ``config.objective``'s estimator settings; returns the entry.
+
+  Checks ``estimator``, ``num_samples``, ``baseline_decay``, ``free_bits`` and
+  ``kl_warmup_steps`` (the last two where the section has them) against the
+  model; UserError names the key. What the model's q lacks is said first: no
+  other setting fixes it.
+
+  Args:
+    objective: the config's ``objective`` section.
+    has_density: whether q has log q at any z.
+    closed_form_kl: whether KL(q || p) has a closed form per latent dimension.
+    reparametrized: whether q's draws are differentiable, z = g(phi, eps).
+    bounds: the bounds the model can train.
+    family: names q and p in messages, e.g. ``posterior=iaf, prior=standard``.
+  """
+  name = objective.estimator
+  entry = ESTIMATORS.get(name)
+  usable = _names(lambda e: (has_density or not e.needs_density) and e.objective in bounds
+                  and (reparametrized or not e.reparametrized))
+  setting = f"--config.objective.estimator={name}"
+  here = f" ({family})" if family else ""
+  lacks = f"which this model's q does not have{here}; use one of {usable}."
+  if entry is None:
+    raise UserError(f"unknown --config.objective.estimator={name!r}; choose one of {usable}.")
+  if entry.needs_density and not has_density:
+    raise UserError(f"{setting} needs log q(z|x) at a given z, {lacks}")
+  if entry.reparametrized and not reparametrized:
+    raise UserError(f"{setting} needs the reparametrization trick (a differentiable draw "
+                    f"z = g(phi, eps)), {lacks}")
+  if entry.objective not in bounds:
+    raise UserError(f"{setting} trains the {entry.objective.title}, which this model does "
+                    f"not train{here}; use one of {usable}.")
+  check_positive(objective.num_samples, "config.objective.num_samples", integer=True)
+  if int(objective.num_samples) < entry.min_samples:
+    raise UserError(f"{setting} needs --config.objective.num_samples >= {entry.min_samples} "
+                    f"(the baseline of each sample comes from the others), got "
+                    f"{objective.num_samples}.")
+  if not 0.0 <= float(objective.baseline_decay) < 1.0:
+    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
+                    f"{objective.baseline_decay}.")
+  warmup, free_bits = objective.get("kl_warmup_steps", 0), objective.get("free_bits", 0.0)
+  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    raise UserError(f"--config.objective.kl_warmup_steps must be an integer >= 0 (0: no "
+                    f"warm-up), got {warmup!r}.")
+  if warmup and not entry.kl_warmup:
+    raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
+                    f"({_names(lambda e: e.kl_warmup)}); {name} trains the "
+                    f"{entry.objective.title}.")
+  if not free_bits >= 0:
+    raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
+                    f"(0: off), got {free_bits!r}.")
+  if free_bits and not closed_form_kl:
+    raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
+                    f"dimension, which this model does not have{here}; set free_bits=0.")
+  if free_bits and not entry.free_bits:
+    raise UserError(f"--config.objective.free_bits needs the analytic KL term "
+                    f"({_names(lambda e: e.free_bits)}), not {name}.")
+  return entry
+
+
+# ----------------------------------------------------------------------------
+# Estimators of grad E_q[f] for any q.
+# ----------------------------------------------------------------------------
+
+
+def surrogate(estimator: str, q: Any, f: Callable[[Array], Array], key: Array,
+              num_samples: int, baseline: Array | float = 0.0) -> Array:
+  """Scalar with value ~ E_q[f] and jax.grad w.r.t. q's parameters = the chosen estimator.
+
+  Args:
+    estimator: a name of ``ESTIMATORS`` with an ``expectation`` (reparam and
+      the score-function estimators).
+    q: a distribution object (a pytree of its parameters) with ``sample`` and
+      ``log_prob``; differentiate the surrogate with respect to it.
+    f: z [S, ...] -> [S]; must be differentiable for ``reparam`` only.
+    key: PRNG key for the S samples.
+    num_samples: S.
+    baseline: b for ``score_baseline`` (a number, not differentiated).
+  """
+  entry = ESTIMATORS.get(estimator)
+  if entry is None or entry.expectation is None:
+    raise UserError(f"{estimator!r} is not an estimator of grad E_q[f]; choose one of "
+                    f"{_names(lambda e: e.expectation is not None)}.")
+  if entry.reparametrized and not getattr(q, "reparametrized", True):
+    raise UserError(f"{estimator} needs a reparametrizable q (e.g. Gaussian); a "
+                    f"{type(q).__name__} has none: use a score-function estimator.")
+  if entry.needs_density and not getattr(q, "has_density", True):
+    raise UserError(f"{estimator} needs log q at any z, which this {type(q).__name__} lacks.")
+  if num_samples < entry.min_samples:
+    raise UserError(f"{estimator} needs num_samples >= {entry.min_samples}, got {num_samples}.")
+  state = {"baseline": jnp.asarray(baseline), "count": jnp.ones((), jnp.int32)}
+  return entry.expectation(q, f, key, num_samples, state, 0.0)[0]
+
+
+def grad_estimate(estimator: str, q: Any, f: Callable, key: Array, num_samples: int,
+                  baseline: Array | float = 0.0) -> tuple[Array, Any]:
+  """(MC estimate of E_q[f], estimate of grad E_q[f] w.r.t. q: a q of gradients)."""
+  return jax.value_and_grad(
+      lambda q_: surrogate(estimator, q_, f, key, num_samples, baseline))(q)
 
 
 # ----------------------------------------------------------------------------
@@ -216,40 +476,6 @@ def _join(params, enc, dec):
   return {**params, "params": {**params["params"], "encoder": enc, "decoder": dec}}
 
 
-# Estimators whose objective has the analytic KL term (free bits apply), and
-# those whose objective separates a KL part at all (KL warm-up applies).
-KL_ESTIMATORS = ("reparam", "score", "score_baseline", "score_loo")
-KL_WEIGHTED_ESTIMATORS = KL_ESTIMATORS + ("stl",)
-
-
-def check_estimator(estimator: str, num_samples: int, baseline_decay: float = 0.9, *,
-                    allowed: tuple[str, ...] | None = None) -> None:
-  """Every rule about the estimator settings, in one place.
-
-  The models' ``validate`` calls it with the config's values, the loss
-  builders with their arguments; UserError names the config key.
-
-  Args:
-    estimator: a name of ``ESTIMATORS`` (``objective.estimator``).
-    num_samples: S >= 1 (``objective.num_samples``); 2 or more for the
-      leave-one-out baselines (``score_loo``, ``vimco``).
-    baseline_decay: in [0, 1) (``objective.baseline_decay``).
-    allowed: the estimators the model can use (default: all of them).
-  """
-  allowed = tuple(ESTIMATORS) if allowed is None else tuple(allowed)
-  if estimator not in allowed:
-    raise UserError(f"unknown --config.objective.estimator={estimator!r}; choose one of "
-                    f"{', '.join(allowed)}.")
-  check_positive(num_samples, "config.objective.num_samples", integer=True)
-  if estimator in ("score_loo", "vimco") and int(num_samples) < 2:
-    raise UserError(f"--config.objective.estimator={estimator} needs "
-                    f"--config.objective.num_samples >= 2 (the baseline of each sample "
-                    f"comes from the others), got {num_samples}.")
-  if not 0.0 <= float(baseline_decay) < 1.0:
-    raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
-                    f"{baseline_decay}.")
-
-
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                   estimator: str, num_samples: int, baseline_decay: float = 0.9,
                   kl_weight: float | Array = 1.0, free_bits: float = 0.0,
@@ -257,10 +483,11 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   """Negative surrogate objective of a VAE for one batch, any q and p(z).
 
   q(z|x) and p(z) are the model's distribution objects (``vae_jax.families``).
-  The encoder phi gets the chosen estimator; the decoder theta (and a learned
-  prior's parameters) always get the direct gradient of the Monte-Carlo
-  objective (z held fixed). How the KL enters depends on the estimator and on
-  whether KL(q || p) has a closed form (a Gaussian q and p = N(0, I)):
+  The encoder phi gets the chosen estimator (its entry's ``surrogate``); the
+  decoder theta (and a learned prior's parameters) always get the direct
+  gradient of the Monte-Carlo objective (z held fixed). How the KL enters
+  depends on the estimator and on whether KL(q || p) has a closed form (a
+  Gaussian q and p = N(0, I)):
 
   * ``reparam``, ``score``, ``score_baseline``, ``score_loo``: the lecture's
     split, mean_s log p(x|z_s) - KL(q || p(z)) with grad_phi of the
@@ -273,9 +500,6 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     log q (so its value is that estimate, not recon - KL).
   * ``iwae``, ``vimco``, ``dreg``: the S-sample IWAE bound, with log p(z_s)
     and log q(z_s|x) evaluated at the samples (no analytic KL).
-
-  The score family, ``stl``, ``vimco`` and ``dreg`` need log q at a given z
-  (``q.has_density``): refused for flow posteriors.
 
   The loss is the negated per-example mean of the surrogate (the full-data
   estimate (n / B) sum_b ELBO_b is ``objectives.full_data_elbo_estimate``).
@@ -291,11 +515,13 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     KL where the batch mean of KL_l exceeds lambda and the constant lambda
     (no gradient) elsewhere.
 
+  The settings are those ``validate`` accepted; nothing is checked here.
+
   Args:
     params: VAE parameters.
     x: [B, D] batch.
     key: PRNG key for z.
-    est_state: {"baseline", "count"} for score_baseline; {} otherwise.
+    est_state: the entry's state ({"baseline", "count"} for score_baseline; {} otherwise).
     kl_weight: beta, a scalar (may be traced: a warm-up schedule).
     free_bits: lambda in nats per latent dimension; 0 disables it.
 
@@ -305,112 +531,50 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     and ``elbo`` (recon - kl for the ELBO-family estimators, stl included;
     the S-sample bound for the IWAE-objective ones).
   """
-  check_estimator(estimator, num_samples, baseline_decay)
+  entry = ESTIMATORS[estimator]
   enc, dec = _split(params)
   q, prior = objectives.posterior_and_prior(params, x, model=model)
-  kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
-  if not q.has_density and estimator not in FLOW_ESTIMATORS:
-    raise UserError(f"estimator {estimator!r} needs log q(z|x) at a given z; the {q.name} "
-                    f"posterior has none (use one of {', '.join(FLOW_ESTIMATORS)}).")
 
-  def decode(dec_params, z):
-    return model.apply(_join(params, enc, dec_params), z, method="decode")
+  def log_lik_at(dec_params, z):
+    return objectives.log_likelihood(
+        x, model.apply(_join(params, enc, dec_params), z, method="decode"))
 
-  if estimator in REPARAMETRIZABLE:
+  if entry.reparametrized:
     z, log_q = q.sample_and_log_prob(key, (num_samples,))                 # [S, B, L], [S, B]
   else:
     z = sg(q.sample(key, (num_samples,)))
     log_q = q.log_prob(z)                                                   # grad to phi
-  log_lik = objectives.log_likelihood(x, decode(dec, z))                    # [S, B]
+  log_lik = log_lik_at(dec, z)                                              # [S, B]
   log_prior = prior.log_prob(z)                                             # [S, B]
+  kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
   if kl_dims is None:
-    kl = sg(jnp.mean(log_q - log_prior, 0))                                 # MC KL: [B]
+    kl, kl_term = sg(jnp.mean(log_q - log_prior, 0)), None                  # MC KL: [B]
   else:
     kl = jnp.sum(kl_dims, -1)                                               # [B]
-  kl_term = kl_weight * kl
-  if free_bits:
-    above = jnp.mean(kl_dims, 0) > free_bits                                # [L]
-    kl_term = kl_weight * jnp.sum(jnp.where(above, kl_dims, free_bits), -1)
-  new_state = est_state
-  kind = ESTIMATORS[estimator]
-
-  if kind == "elbo":
-    if estimator == "reparam":
-      if kl_dims is None:
-        sur = jnp.mean(log_lik + kl_weight * (log_prior - log_q), 0)
-      else:
-        sur = jnp.mean(log_lik, 0) - kl_term
-    elif estimator == "stl":
-      log_q_stopped = jax.tree_util.tree_map(sg, q).log_prob(z)             # phi stopped
-      sur = jnp.mean(log_lik + kl_weight * (log_prior - log_q_stopped), 0)
-    else:
-      if kl_dims is None:   # f = log p(x|z) + beta (log p(z) - log q(z|x)), z fixed
-        f_direct = log_lik + kl_weight * (log_prior - sg(log_q))
-      else:
-        f_direct = log_lik
-      f = sg(f_direct)
-      if estimator == "score":
-        b = 0.0
-      elif estimator == "score_baseline":
-        b = est_state["baseline"]
-        new_state = update_baseline(est_state, jnp.mean(f), baseline_decay)
-      else:
-        b = loo_baseline(f)
-      # value: mean_s f_s; grad_theta direct; grad_phi the score term.
-      sur = jnp.mean(f_direct + sg(f - b) * (log_q - sg(log_q)), 0)
-      if kl_dims is not None:
-        sur = sur - kl_term
-    recon = jnp.mean(log_lik, 0)
-    per_example = recon - kl
-  else:
-    log_w = log_lik + log_prior - log_q                                     # [S, B]
-    bound = iwae.log_mean_exp(log_w)                                        # [B]
-    if estimator == "iwae":
-      sur = bound
-    elif estimator == "dreg":
-      # Decoder and prior: direct IWAE gradient (z fixed). Encoder: DReG surrogate.
-      zs = sg(z)
-      log_w_dec = (objectives.log_likelihood(x, decode(dec, zs)) + prior.log_prob(zs)
-                   - sg(log_q))
-      bound_dec = iwae.log_mean_exp(log_w_dec)
-      log_q_stopped = jax.tree_util.tree_map(sg, q).log_prob(z)
-      log_w_enc = (objectives.log_likelihood(x, decode(sg(dec), z))
-                   + jax.tree_util.tree_map(sg, prior).log_prob(z) - log_q_stopped)
-      w_tilde = sg(jax.nn.softmax(log_w_enc, 0))
-      enc_sur = jnp.sum(w_tilde**2 * log_w_enc, 0)
-      sur = bound_dec + enc_sur - sg(enc_sur)
-    else:  # vimco: z was drawn stopped; log q carries the gradient to phi
-      # theta: direct gradient; phi: pathwise only through log q (z stopped).
-      lw = sg(log_w)
-      s = num_samples
-      # Replace log w_s by the mean of the others' log-weights (geometric mean).
-      lw_mean_others = (jnp.sum(lw, 0, keepdims=True) - lw) / (s - 1)
-      lw_minus = jnp.where(jnp.eye(s, dtype=bool)[:, :, None], lw_mean_others[None], lw[None])
-      baseline = jax.nn.logsumexp(lw_minus, 1) - math.log(s)                # [S, B]
-      learning_signal = sg(bound)[None] - baseline
-      score = jnp.sum(sg(learning_signal) * (log_q - sg(log_q)), 0)
-      sur = bound + score
-    recon = jnp.mean(log_lik, 0)
-    per_example = recon - kl
-  loss = -jnp.mean(sur)
-  return loss, ({"recon": sg(recon), "kl": sg(kl), "elbo": sg(bound if kind == "iwae"
-                                                              else per_example)}, new_state)
+    kl_term = kl_weight * kl
+    if free_bits:
+      above = jnp.mean(kl_dims, 0) > free_bits                              # [L]
+      kl_term = kl_weight * jnp.sum(jnp.where(above, kl_dims, free_bits), -1)
+  draws = Draws(q=q, prior=prior, z=z, log_q=log_q, log_lik=log_lik, log_prior=log_prior,
+                kl=kl, kl_dims=kl_dims, kl_term=kl_term, kl_weight=kl_weight,
+                baseline_decay=baseline_decay, decoder=dec, log_lik_at=log_lik_at)
+  sur, new_state = entry.surrogate(draws, est_state)
+  aux = {"recon": sg(jnp.mean(log_lik, 0)), "kl": sg(kl),
+         "elbo": sg(entry.objective.value(draws))}
+  return -jnp.mean(sur), (aux, new_state)
 
 
 def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: float = 0.9,
                   free_bits: float = 0.0):
   """(loss_fn, est_state0): loss_fn(params, x, key, est_state[, kl_weight=beta]).
 
-  ``vae_jax.tasks.vae_task`` wraps it as the trainer's loss.
+  The settings are those ``validate`` accepted. ``vae_jax.models.vae.build``
+  wraps it as the trainer's loss.
   """
-  check_estimator(estimator, num_samples, baseline_decay)
-  if free_bits and estimator not in KL_ESTIMATORS:
-    raise UserError(f"free bits need an analytic KL term; estimator {estimator!r} has none "
-                    f"(use one of {', '.join(KL_ESTIMATORS)}).")
   loss_fn = functools.partial(vae_surrogate, model=model, estimator=estimator,
                               num_samples=num_samples, baseline_decay=baseline_decay,
                               free_bits=float(free_bits))
-  return loss_fn, (init_baseline() if estimator == "score_baseline" else {})
+  return loss_fn, ESTIMATORS[estimator].init_state()
 
 
 def encoder_grad_fn(loss_fn: Callable, params: Any, x: Array, est_state: Any) -> Callable:

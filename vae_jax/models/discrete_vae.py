@@ -13,8 +13,9 @@ reparametrization trick does not apply. The ELBO is split as in the lecture,
 and each part gets the gradient it allows:
 
 * grad_phi E_q[log p(x|z)]: the log-derivative trick,
-  mean_s (f(z_s) - b_s) grad_phi log q(z_s|x), f = log p(x|z), z_s ~ q, with
-  ``estimators.surrogate`` on the ``bernoulli`` family. The baseline b is 0
+  mean_s (f(z_s) - b_s) grad_phi log q(z_s|x), f = log p(x|z), z_s ~ q, the
+  estimator's ``expectation`` (``vae_jax.inference.estimators``) on q, a
+  ``vae_jax.families.discrete.Bernoulli``. The baseline b is 0
   (``score``), a running mean of f over previous steps (``score_baseline``)
   or the mean of f over the other S - 1 samples of the same x (``score_loo``).
 * grad_phi KL: analytic (``kl_bernoulli_uniform``).
@@ -42,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import distributions as D
+from vae_jax.families.discrete import Bernoulli
 from vae_jax.inference import estimators
 from vae_jax.inference import objectives
 from vae_jax.training import trainer
@@ -52,8 +54,6 @@ from vae_jax.errors import UserError, check_positive
 Array = jax.Array
 sg = jax.lax.stop_gradient
 
-# Encoder estimators that need no path z = g(phi, eps).
-DISCRETE_ESTIMATORS = ("score", "score_baseline", "score_loo")
 # Exact enumeration over 2^L codes is offered up to this L (4,096 codes).
 MAX_EXACT_LATENT_DIM = 12
 
@@ -64,7 +64,7 @@ MAX_EXACT_LATENT_DIM = 12
 
 
 class DiscreteVAE(nn.Module):
-  """MLP encoder x -> logits of q(z|x) and MLP decoder z -> logits of p(x|z).
+  """MLP encoder x -> q(z|x), a Bernoulli, and MLP decoder z -> logits of p(x|z).
 
   Parameters live under ``{"encoder", "decoder"}`` (phi, theta) as in
   ``models.VAE``; the decoder mirrors the encoder's hidden sizes.
@@ -83,12 +83,12 @@ class DiscreteVAE(nn.Module):
     self.decoder = models.MLP(tuple(reversed(tuple(self.hidden_dims))) + (self.output_dim,))
 
   def __call__(self, x):
-    logits = self.encode(x)
-    return logits, self.decode((logits > 0).astype(x.dtype))
+    q = self.encode(x)
+    return q.logits, self.decode(q.mode())
 
-  def encode(self, x):
-    """x: [B, D] -> logits of q(z|x): [B, L]."""
-    return self.encoder(x)
+  def encode(self, x) -> Bernoulli:
+    """x: [B, D] -> q(z|x), independent Bernoullis with logits [B, L]."""
+    return Bernoulli(self.encoder(x))
 
   def decode(self, z):
     """z: [..., L] in {0, 1} -> {"logits": [..., D]} of p(x|z)."""
@@ -119,18 +119,6 @@ def _log_lik(params: Any, x: Array, z: Array, *, model: DiscreteVAE) -> Array:
   return objectives.log_likelihood(x, model.apply(params, z, method="decode"))
 
 
-def check_estimator(estimator: str, num_samples: int, baseline_decay: float = 0.9) -> None:
-  """Raises UserError for estimator settings this model cannot use: the rule
-  of a discrete z, then ``estimators.check_estimator``'s."""
-  if estimator in estimators.REPARAMETRIZABLE:
-    raise UserError(
-        f"--config.objective.estimator={estimator} needs the reparametrization trick, which does "
-        f"not apply to a discrete z (no differentiable path z = g(phi, eps) to "
-        f"z in {{0, 1}}^L); use one of {', '.join(DISCRETE_ESTIMATORS)}.")
-  estimators.check_estimator(estimator, num_samples, baseline_decay,
-                             allowed=DISCRETE_ESTIMATORS)
-
-
 def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
                    model: DiscreteVAE, estimator: str, num_samples: int,
                    baseline_decay: float = 0.9) -> tuple[Array, tuple[dict, dict]]:
@@ -138,15 +126,16 @@ def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
 
   Value: -(1/B) sum_b [mean_s log p(x_b|z_bs) - KL(q(z|x_b) || p(z))], the
   Monte-Carlo negative ELBO. Gradient: encoder by the score-function estimator
-  (``estimators.surrogate`` on ``estimators.bernoulli``) plus the analytic KL
-  gradient; decoder directly through log p(x|z_s) with the z_s fixed.
+  (the entry's ``expectation`` of f = log p(x|z) under q) plus the analytic KL
+  gradient; decoder directly through log p(x|z_s) with the z_s fixed. The
+  settings are those ``validate`` accepted.
 
   Args:
     params: {"params": {"encoder", "decoder"}}.
     x: [B, D] batch in {0, 1}.
     key: PRNG key for the S draws z_s ~ q(z|x): [S, B, L].
     est_state: {"baseline": [], "count": []} for score_baseline; {} otherwise.
-    estimator: one of ``DISCRETE_ESTIMATORS``.
+    estimator: a score-function estimator of ``estimators.ESTIMATORS``.
     num_samples: S (>= 2 for score_loo).
     baseline_decay: decay of score_baseline's running mean of mean f.
 
@@ -154,20 +143,16 @@ def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
     (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``
     (mean_s log p(x|z_s)), ``kl`` and ``elbo`` = recon - kl, in nats.
   """
-  logits = model.apply(params, x, method="encode")                          # [B, L]
-  kl = kl_bernoulli_uniform(logits)                                         # [B]
-  # The draws estimators.surrogate makes from the same key (no gradient path).
-  z = estimators.bernoulli.sample(key, sg(logits), num_samples)             # [S, B, L]
+  q = model.apply(params, x, method="encode")                               # [B, L] logits
+  kl = kl_bernoulli_uniform(q.logits)                                       # [B]
+  # The draws the estimator makes from the same key (no gradient path).
+  z = q.sample(key, (num_samples,))                                         # [S, B, L]
   log_lik = _log_lik(params, x, z, model=model)                             # [S, B]
-  new_state = est_state
-  baseline = 0.0
-  if estimator == "score_baseline":
-    baseline = est_state["baseline"]   # from previous steps only: unbiased
-    new_state = estimators.update_baseline(est_state, jnp.mean(sg(log_lik)), baseline_decay)
   frozen = sg(params)
   f = lambda zs: _log_lik(frozen, x, zs, model=model)                       # [S, B] -> [S, B]
-  encoder_term = estimators.surrogate(estimator, estimators.bernoulli, f, logits, key,
-                                      num_samples, baseline)
+  # A running baseline comes from previous steps only (unbiased); this f updates it.
+  encoder_term, new_state = estimators.ESTIMATORS[estimator].expectation(
+      q, f, key, num_samples, est_state, baseline_decay)
   # Same value mean(log_lik); the decoder's gradient is the direct one.
   decoder_term = jnp.mean(log_lik) - sg(jnp.mean(log_lik))
   loss = -(encoder_term + decoder_term - jnp.mean(kl))
@@ -178,12 +163,13 @@ def elbo_surrogate(params: Any, x: Array, key: Array, est_state: dict, *,
 
 def make_loss(model: DiscreteVAE, estimator: str, num_samples: int,
               baseline_decay: float = 0.9):
-  """(loss_fn, est_state0): loss_fn(params, x, key, est_state) -> (loss, (aux, state))."""
-  check_estimator(estimator, num_samples, baseline_decay)
+  """(loss_fn, est_state0): loss_fn(params, x, key, est_state) -> (loss, (aux, state)).
+
+  The settings are those ``validate`` accepted."""
   loss_fn = functools.partial(elbo_surrogate, model=model, estimator=estimator,
                               num_samples=int(num_samples),
                               baseline_decay=float(baseline_decay))
-  return loss_fn, (estimators.init_baseline() if estimator == "score_baseline" else {})
+  return loss_fn, estimators.ESTIMATORS[estimator].init_state()
 
 
 def all_codes(latent_dim: int) -> Array:
@@ -201,7 +187,7 @@ def _enumerate(params: Any, x: Array, model: DiscreteVAE) -> tuple[Array, Array]
   dec = model.apply(params, codes, method="decode")["logits"]               # [K, D]
   # sum_d x_d l_d - softplus(l_d), as one matmul instead of a [B, K, D] tensor.
   log_lik = x @ dec.T - jnp.sum(jax.nn.softplus(dec), -1)                   # [B, K]
-  enc = model.apply(params, x, method="encode")                             # [B, L]
+  enc = model.apply(params, x, method="encode").logits                      # [B, L]
   log_q = enc @ codes.T - jnp.sum(jax.nn.softplus(enc), -1, keepdims=True)  # [B, K]
   return log_lik, log_q
 
@@ -257,7 +243,7 @@ def sample_and_reconstruct(params: Any, key: Array, x: Array, *, model: Discrete
   """Decoder means E[x|z] for z ~ p(z): [num_samples, D], and for x: [B, D] at
   the mode of q(z|x) (each bit 1 iff its logit > 0): [B, D]."""
   z = D.bernoulli_sample(key, jnp.zeros((num_samples, model.latent_dim)))
-  z_mode = (model.apply(params, x, method="encode") > 0).astype(x.dtype)
+  z_mode = model.apply(params, x, method="encode").mode()
   mean = lambda v: jax.nn.sigmoid(model.apply(params, v, method="decode")["logits"])
   return mean(z), mean(z_mode)
 
@@ -281,8 +267,11 @@ def validate(config) -> None:
   common.float32_only(config, "the discrete VAE")
   check_positive(config.model.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(config.model.hidden_dims)
-  o = config.objective
-  check_estimator(o.estimator, o.num_samples, o.baseline_decay)
+  # q(z|x) is a Bernoulli: log q at any z and a closed-form KL, but no path z = g(phi, eps);
+  # the loss trains the ELBO.
+  estimators.validate(config.objective, has_density=True, closed_form_kl=True,
+                      reparametrized=False, bounds=(estimators.ELBO,),
+                      family="Bernoulli: a discrete z")
 
 
 def validate_data(ds, config) -> None:
