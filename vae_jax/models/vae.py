@@ -42,28 +42,15 @@ def validate(config) -> None:
   check_choice(m.activation, networks.ACTIVATIONS, "config.model.activation")
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(m.hidden_dims)
-  estimators.check_estimator(o.estimator, o.num_samples, o.baseline_decay)
   validate_family(config)
+  estimators.validate(o, has_density=parts(m)[0].HAS_DENSITY, closed_form_kl=analytic_kl(m),
+                      family=f"posterior={m.posterior}, prior={m.prior}")
   iw = config.eval.iw_samples
   if not isinstance(iw, int) or iw < 0:
     raise UserError(f"--config.eval.iw_samples must be an integer >= 0 (0 skips the "
                     f"importance-weighted estimate), got {iw!r}.")
   for name in ("e_steps", "m_steps"):
     check_positive(o[name], f"config.objective.{name}", integer=True)
-  warmup, free_bits = o.kl_warmup_steps, o.free_bits
-  if not isinstance(warmup, int) or warmup < 0:
-    raise UserError(f"--config.objective.kl_warmup_steps must be an integer >= 0 (0: no "
-                    f"warm-up), got {warmup!r}.")
-  if not free_bits >= 0:
-    raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
-                    f"(0: off), got {free_bits!r}.")
-  if warmup and o.estimator not in estimators.KL_WEIGHTED_ESTIMATORS:
-    raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
-                    f"({', '.join(estimators.KL_WEIGHTED_ESTIMATORS)}); {o.estimator} trains "
-                    f"the IWAE bound.")
-  if free_bits and o.estimator not in estimators.KL_ESTIMATORS:
-    raise UserError(f"--config.objective.free_bits needs the analytic KL term "
-                    f"({', '.join(estimators.KL_ESTIMATORS)}), not {o.estimator}.")
 
 
 def parts(model_config):
@@ -82,7 +69,7 @@ def validate_family(config) -> None:
   """Checks the posterior family, the prior and the second stochastic layer (each part
   its own keys: ``vae_jax.families``) and what they support of ``config.objective``;
   UserError names the key."""
-  m, o = config.model, config.objective
+  m = config.model
   posterior = POSTERIORS.validate(m)
   prior = PRIORS.validate(m)
   if m.top_latent_dim is None:
@@ -101,14 +88,6 @@ def validate_family(config) -> None:
                       f"prior p(z2) p(z|z2) over Gaussian layers; it takes "
                       f"--config.model.posterior=gaussian and --config.model.prior=standard "
                       f"(here {m.posterior}, {m.prior}).")
-  if not posterior.HAS_DENSITY and o.estimator not in estimators.FLOW_ESTIMATORS:
-    raise UserError(f"--config.objective.estimator={o.estimator} needs log q(z|x) at a given "
-                    f"z, which the {m.posterior} flow posterior does not have here; use one of "
-                    f"{', '.join(estimators.FLOW_ESTIMATORS)}.")
-  if o.free_bits and not analytic_kl(m):
-    raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
-                    f"dimension, which posterior={m.posterior} with prior={m.prior} "
-                    f"does not have; set free_bits=0.")
 
 
 def prior_is_fixed(model_config) -> bool:
@@ -200,7 +179,7 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
       est_state=est0,
       train_metrics=functools.partial(
           common.elbo_metrics, dataset_size=num_train,
-          bound="iwae_bound" if estimators.ESTIMATORS[o.estimator] == "iwae" else "elbo"),
+          bound=estimators.ESTIMATORS[o.estimator].objective.metric),
       eval_step=functools.partial(eval_step, model=model),
       final_eval_step=functools.partial(eval_step, model=model, iw_samples=iw),
       bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
