@@ -19,6 +19,8 @@ Sources (``load_arrays(name, ...)``):
   each raw or ``.gz``; ``*-labels-idx1-ubyte`` are read when present.
 * ``mnist_t10k``: only ``t10k-images-idx3-ubyte[.gz]`` in ``data_dir`` (the
   10,000 MNIST test images): the first 9,000 train, the last 1,000 are held out.
+  ``python scripts/download_mnist.py --dir=DIR`` gets the files
+  (``vae_jax.mnist_files``).
 
 Binarization (``binarize``): ``none`` keeps grey levels; ``static`` draws
 x ~ Bernoulli(pixel) once from the seed and keeps it fixed; ``dynamic``
@@ -38,6 +40,7 @@ from typing import Iterator
 
 import numpy as np
 
+from vae_jax import mnist_files
 from vae_jax.compilation_cache import user_cache_dir
 from vae_jax.errors import UserError
 
@@ -263,12 +266,14 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
-def _load_idx_split(data_dir: str, prefix: str):
+def _load_idx_split(data_dir: str, prefix: str, needs: str):
+  """(x [N, H*W], labels [N], (H, W, 1)) of ``prefix``; ``needs`` ends the message
+  of a missing file (what the dataset reads there, and how to get it)."""
   images_path = _find_idx(data_dir, f"{prefix}-images-idx3-ubyte")
   if images_path is None:
     raise UserError(
         f"missing {prefix}-images-idx3-ubyte[.gz] in --config.data.data_dir={data_dir}; "
-        f"mnist_idx needs train-images-idx3-ubyte and t10k-images-idx3-ubyte there.")
+        f"{needs}.")
   images = read_idx(images_path)
   if images.ndim != 3:
     raise UserError(f"{images_path} holds shape {images.shape}, expected [N, H, W] images.")
@@ -284,19 +289,22 @@ def _load_idx_split(data_dir: str, prefix: str):
   return x, labels, (images.shape[1], images.shape[2], 1)
 
 
-def _check_idx_dir(name: str, data_dir: str | None, files: str) -> None:
+def _check_idx_dir(name: str, data_dir: str | None, files: str, get: str = "") -> None:
+  """Refuses a missing or absent ``data_dir``; ``get`` says how to get the files."""
   if not data_dir:
     raise UserError(f"--config.data.dataset={name} needs --config.data.data_dir=DIR holding "
-                    f"{files}.")
+                    f"{files}{get}.")
   if not os.path.isdir(data_dir):
-    raise UserError(f"--config.data.data_dir={data_dir} is not a directory.")
+    raise UserError(f"--config.data.data_dir={data_dir} is not a directory: {name} reads "
+                    f"{files} there{get}.")
 
 
 def _load_mnist_idx(data_dir: str | None):
-  _check_idx_dir("mnist_idx", data_dir,
-                 "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]")
-  train_x, train_y, shape = _load_idx_split(data_dir, "train")
-  eval_x, eval_y, eval_shape = _load_idx_split(data_dir, "t10k")
+  files = "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]"
+  _check_idx_dir("mnist_idx", data_dir, files)
+  needs = f"mnist_idx needs {files} there"
+  train_x, train_y, shape = _load_idx_split(data_dir, "train", needs)
+  eval_x, eval_y, eval_shape = _load_idx_split(data_dir, "t10k", needs)
   if shape != eval_shape:
     raise UserError(f"train images are {shape} but t10k images are {eval_shape}.")
   return train_x, train_y, eval_x, eval_y, shape
@@ -308,8 +316,11 @@ MNIST_T10K_TRAIN = 9000
 
 
 def _load_mnist_t10k(data_dir: str | None):
-  _check_idx_dir("mnist_t10k", data_dir, "t10k-images-idx3-ubyte[.gz]")
-  x, y, shape = _load_idx_split(data_dir, "t10k")
+  get = f"; get them with {mnist_files.how_to_get(data_dir or 'DIR')}"
+  _check_idx_dir("mnist_t10k", data_dir,
+                 "t10k-images-idx3-ubyte[.gz] (the MNIST test images)", get)
+  x, y, shape = _load_idx_split(data_dir, "t10k",
+                                f"mnist_t10k reads the MNIST test images there{get}")
   if len(x) <= MNIST_T10K_TRAIN:
     raise UserError(f"{data_dir} holds {len(x)} t10k images; mnist_t10k needs more than "
                     f"{MNIST_T10K_TRAIN}.")

@@ -26,8 +26,9 @@ with two stochastic layers. Each records the paper's NLL in ``config.paper``
 we could not check them against the paper's table). The full recipes need TFDS ``mnist``
 (prepared with ``tfds build mnist --data_dir=DIR --file_format=array_record``)
 and an accelerator: 9.8 million steps. Add ``cpu`` (e.g. ``iwae_k5,cpu``) for a
-few-minute form on the shared MNIST test images (``mnist_t10k``: 9,000 train
-/ 1,000 held out, from ``../shared/data/mnist``), 20 epochs.
+few-minute form on the MNIST test images (``mnist_t10k``: 9,000 train / 1,000
+held out), 20 epochs, read from ``mnist_dir()``: ``../shared/data/mnist`` on
+development machines, else where ``python scripts/download_mnist.py`` puts them.
 """
 
 import os
@@ -51,6 +52,16 @@ SHARED_MNIST = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".
 CPU_EPOCHS = 20
 
 
+def mnist_dir() -> str:
+  """The cpu forms' MNIST test files: ``SHARED_MNIST`` beside the clone where it
+  exists (development and CI machines), else the folder that
+  ``python scripts/download_mnist.py`` fills (``vae_jax.mnist_files.default_dir()``)."""
+  if os.path.isdir(SHARED_MNIST):
+    return SHARED_MNIST
+  from vae_jax import mnist_files  # pylint: disable=g-import-not-at-top
+  return mnist_files.default_dir()
+
+
 def _recipe(name):
   objective, k = name.split("_k")
   layers = 2 if objective.endswith("2") else 1
@@ -71,7 +82,7 @@ def _recipe(name):
 
 
 def _cpu(config):
-  config.data.update(dataset="mnist_t10k", data_dir=SHARED_MNIST)
+  config.data.update(dataset="mnist_t10k", data_dir=mnist_dir())
   steps_per_epoch = 9000 // config.train.batch_size
   config.train.update(num_steps=CPU_EPOCHS * steps_per_epoch, eval_every=5 * steps_per_epoch,
                       checkpoint_every=5 * steps_per_epoch, log_every=steps_per_epoch)

@@ -19,9 +19,10 @@ TFDS ``mnist`` (prepared with ``tfds build mnist --data_dir=DIR
 accelerator. The MoG prior is this project's addition (the paper's tables
 compare standard and VampPrior only).
 
-Variants: cpu (the shared MNIST test images ``mnist_t10k``: 9,000 train /
-1,000 held out, 20 epochs, K = 5,000 on 500 images), tiny (seconds on the
-8x8 digits).
+Variants: cpu (the MNIST test images ``mnist_t10k``: 9,000 train / 1,000
+held out, 20 epochs, K = 5,000 on 500 images; the files as for burda2015.py's
+cpu forms: ``python scripts/download_mnist.py`` gets them), tiny (seconds on
+the 8x8 digits).
 """
 
 import ml_collections
@@ -37,7 +38,7 @@ CPU_EPOCHS = 20
 
 
 def _cpu(config):
-  config.data.update(dataset="mnist_t10k", data_dir=burda2015.SHARED_MNIST)
+  config.data.update(dataset="mnist_t10k", data_dir=burda2015.mnist_dir())
   steps_per_epoch = 9000 // config.train.batch_size
   config.train.update(num_steps=CPU_EPOCHS * steps_per_epoch, eval_every=5 * steps_per_epoch,
                       checkpoint_every=5 * steps_per_epoch, log_every=steps_per_epoch)
