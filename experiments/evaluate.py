@@ -33,6 +33,7 @@ at every tenth of the examples and at least once a minute.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 
@@ -75,6 +76,17 @@ def validate(config) -> None:
                     f"{config.max_examples!r}.")
 
 
+def config_file_defaults(experiment: str):
+  """The defaults of experiments/configs/<experiment>.py (no variant), which fill
+  the keys a run was written before (a ConfigDict); None for an experiment without
+  a config file."""
+  try:
+    module = importlib.import_module(f"experiments.configs.{experiment}")
+  except ImportError:
+    return None
+  return module.get_config()
+
+
 def load_run(config):
   """(model, state, run config) of ``config.checkpoint``; UserError if it is no run."""
   path = config.checkpoint
@@ -84,7 +96,9 @@ def load_run(config):
       os.path.join(path, wd.DATA_SPEC_FILE)):
     raise UserError(f"--config.checkpoint={path} is not a training run: it needs "
                     f"{wd.CONFIG_FILE}, {wd.DATA_SPEC_FILE} and checkpoints/.")
-  return tasks.load_checkpoint(path, config.step)
+  saved = tasks.read_run_config(path)
+  return tasks.load_checkpoint(path, config.step,
+                               defaults=config_file_defaults(saved.get("experiment")))
 
 
 def split_data(config, run_config, eval_key: jax.Array) -> tuple[data_lib.Dataset, np.ndarray,

@@ -128,10 +128,22 @@ flags.DEFINE_string("workdir", "./workdir",
 FLAGS = flags.FLAGS
 
 
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")   # absl's, without dashes
+
+
+def exit_after_help(argv: list[str], error: SystemExit) -> None:
+  """Exit status 0 where absl ends a help request with 1: asked-for help is no error."""
+  if error.code == 1 and any(a.split("=")[0].lstrip("-") in HELP_FLAGS for a in argv[1:]):
+    sys.exit(0)
+  raise error
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with every flag or config error as one ``error:`` line."""
   try:
     return FLAGS(argv)
+  except SystemExit as e:   # --help and its kin print the usage, then exit
+    exit_after_help(argv, e)
   except flags.Error as e:
     wrapped = config_error(e)   # an unknown variant: its message says it all
     fail(one_line(wrapped or e))
@@ -141,6 +153,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     # A config file that fails to load or an override that cannot apply: an
     # unexpected error, so its class is part of the message.
     fail(f"{type(e).__name__}: {one_line(e)}")
+
+
+def config_file_defaults():
+  """The --config file's values (with its variants) before the command line's
+  overrides: what a key that a resumed run predates had in that run."""
+  flag = FLAGS["config"]
+  return flag.parser.parse(config_flags.get_config_filename(flag))
 
 
 def experiment_module(name: str):
@@ -177,6 +196,9 @@ def main(argv):
     if distributed.initialize(section, on_timeout=fail_now):
       logging.info("process %d of %d, %d devices in all", jax.process_index(),
                    jax.process_count(), jax.device_count())
+    # A key the workdir's run predates had the config file's default there: the
+    # command line may not change it (the experiment checks the other keys).
+    wd.check_predated_keys(FLAGS.workdir, config, config_file_defaults())
     cache = compilation_cache.enable(config.get("compilation_cache", "default"))
     logging.info("experiment %s, workdir %s, compilation cache %s", config.experiment,
                  FLAGS.workdir, cache or "off")

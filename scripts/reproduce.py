@@ -1,6 +1,6 @@
 r"""Reproduce rows of Burda et al. (2015), Table 1: train, evaluate at k = 5000, compare.
 
-  python scripts/reproduce.py iwae_k5,cpu            # minutes on CPU (shared MNIST test images)
+  python scripts/reproduce.py iwae_k5,cpu            # minutes on CPU (the MNIST test images)
   python scripts/reproduce.py iwae_k5 --workdir=W    # the paper's recipe (TFDS mnist, accelerator)
   python scripts/reproduce.py all --cpu              # both halves of the table, cpu forms
   python scripts/reproduce.py vae_k1,cpu --num_steps=4 --max_examples=20 --iw_samples=3
@@ -9,7 +9,9 @@ r"""Reproduce rows of Burda et al. (2015), Table 1: train, evaluate at k = 5000,
 Each VARIANT is one of experiments/configs/burda2015.py's (vae_k1, vae_k5,
 vae_k50, iwae_k1, iwae_k5, iwae_k50 with one stochastic layer; vae2_k1 ...
 iwae2_k50 with two), optionally with ``,cpu`` (or ``--cpu`` for all); ``all``
-is every recipe. Each model trains (or resumes) through the runner's VAE
+is every recipe. The ``,cpu`` forms read the MNIST test images from
+burda2015.mnist_dir(); ``python scripts/download_mnist.py`` puts them there.
+Each model trains (or resumes) through the runner's VAE
 experiment in WORKDIR/VARIANT/train; then experiments/evaluate.py scores the
 held-out split with the IWAE bound at --iw_samples in WORKDIR/VARIANT/eval.
 Prints the Markdown table, one half per number of stochastic layers (target
@@ -109,5 +111,21 @@ def main(argv):
     print(json.dumps(row))
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser: --help (and --helpfull, ...) exits with status 0, not 1, and a
+  bad flag is one ``error:`` line with status 2, as in the runner."""
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:   # absl prints the asked-for help, then exits with 1
+    if e.code == 1 and any(a.split("=")[0].lstrip("-") in ("help", "helpshort", "helpfull",
+                                                            "helpxml", "?")
+                           for a in argv[1:]):
+      sys.exit(0)
+    raise
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

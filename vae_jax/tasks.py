@@ -62,28 +62,31 @@ def build_task(config, image_shape: Sequence[int], num_train: int | None = None
   return models.build_task(config, image_shape, num_train)
 
 
-def read_run_config(workdir: str):
-  """The saved ``config.json`` of a run as a ConfigDict."""
+def read_run_config(workdir: str, defaults=None):
+  """The saved ``config.json`` of a run as a ConfigDict; keys the run predates
+  come from ``defaults`` (its config file's values; ``workdir.upgrade_config``)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, wd.CONFIG_FILE)
   if not os.path.exists(path):
     raise UserError(f"{workdir} holds no {wd.CONFIG_FILE}; is it a vae_jax workdir?")
-  return ml_collections.ConfigDict(wd.upgrade_config(wd.read_json(path)))
+  return ml_collections.ConfigDict(wd.upgrade_config(wd.read_json(path), defaults))
 
 
-def load_checkpoint(workdir: str, step: int | None = None):
+def load_checkpoint(workdir: str, step: int | None = None, defaults=None):
   """Loads a trained model from its workdir (for notebooks, evaluation, tests).
 
   Args:
     workdir: a run's ``--workdir`` (VAE, discrete VAE or MADE).
     step: checkpoint step; the newest intact one when None.
+    defaults: the config the run's config file gives today (a ConfigDict or
+      dict): it fills the keys the run was written before.
 
   Returns:
     (model, state, config): the Flax module, the restored
     ``trainer.TrainState`` (``state.params`` are the model's variables) and
     the run's config (a ConfigDict).
   """
-  config = read_run_config(workdir)
+  config = read_run_config(workdir, defaults)
   spec_path = os.path.join(workdir, wd.DATA_SPEC_FILE)
   if not os.path.exists(spec_path):
     raise UserError(f"{workdir} holds no {wd.DATA_SPEC_FILE}; it is not a training run.")

@@ -205,22 +205,24 @@ def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult
   """
   started = time.perf_counter()
   validate_train_config(config)
-  wd.prepare(workdir, config)
+  # Everything that can refuse the settings comes before the workdir is touched:
+  # a refused run leaves nothing behind (not even an empty checkpoints/).
   tc = config.train
   batch_size, eval_batch_size = int(tc.batch_size), int(config.eval.batch_size)
   shardings = sharding.make_shardings(
       {"config.train.batch_size": batch_size, "config.eval.batch_size": eval_batch_size})
   root = keys.root(config.seed)
   tx = optim.make_optimizer(tc, steps_per_epoch(ds, batch_size))
+  stream = data_lib.BatchStream(ds.train_x, batch_size,
+                                keys.numpy_seed(keys.stream(root, "data")))
+  steps_per_jit = int(tc.steps_per_jit)
+  feed = feed_lib.make_feed(tc.feed, stream, shardings, steps_per_jit)
+  wd.prepare(workdir, config)
   state = create_train_state(keys.stream(root, "init"), keys.stream(root, "noise"), task, tx)
   state = jax.tree_util.tree_map(   # every process builds the same state
       lambda a: sharding.global_array(jax.device_get(a), shardings.replicated), state)
 
   manager = checkpointing.make_manager(workdir)
-  stream = data_lib.BatchStream(ds.train_x, batch_size,
-                                keys.numpy_seed(keys.stream(root, "data")))
-  steps_per_jit = int(tc.steps_per_jit)
-  feed = feed_lib.make_feed(tc.feed, stream, shardings, steps_per_jit)
   try:
     restored = checkpointing.restore_latest(manager, state)
   except BaseException:

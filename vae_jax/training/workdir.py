@@ -42,10 +42,14 @@ IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
 # posterior and prior families existed, and what such a run had: a Gaussian q
 # and the N(0, I) prior. ``upgrade_config`` fills them in so old runs resume,
 # reload and evaluate (a migration of old files, not a default of new runs).
+# They equal today's defaults: with the config file's defaults at hand
+# (``fill_missing``) they are not needed; they stay for the callers that have
+# none (``tasks.load_checkpoint`` from a notebook).
 PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "standard",
                          "prior_components": None, "top_latent_dim": None, "top_hidden_dims": []}
 # Runs written before ``model.scale_head`` existed had q's head output log sigma
-# (the configs' default is now log sigma^2: issue 24, docs/vs_pythae.md).
+# (the configs' default is now log sigma^2: issue 24, docs/vs_pythae.md): a
+# change of meaning, which no default can fill in.
 PRE_SCALE_HEAD_MODEL_KEYS = {"scale_head": "log_scale"}
 # Keys older versions wrote that no longer exist: ``train.xla_cpu_tree_reduction``
 # (until 2026-12; the train step now chooses its XLA:CPU options itself and
@@ -53,20 +57,45 @@ PRE_SCALE_HEAD_MODEL_KEYS = {"scale_head": "log_scale"}
 REMOVED_KEYS = (("train", "xla_cpu_tree_reduction"),)
 
 
-def upgrade_config(saved: dict) -> dict:
-  """A saved config dict with the keys older versions did not write filled in,
-  and those they wrote that no longer exist (``REMOVED_KEYS``) dropped."""
+def fill_missing(saved: Mapping, defaults: Mapping) -> dict:
+  """``saved`` with every key of ``defaults`` it lacks added, section by section.
+
+  The saved values win wherever both have a key; a section ``saved`` lacks
+  altogether comes from ``defaults`` whole.
+  """
+  out = dict(saved)
+  for key, default in defaults.items():
+    if key not in out:
+      out[key] = default
+    elif isinstance(out[key], Mapping) and isinstance(default, Mapping):
+      out[key] = fill_missing(out[key], default)
+  return out
+
+
+def upgrade_config(saved: dict, defaults: Any = None) -> dict:
+  """A saved config dict as today's code reads it.
+
+  First the changes of meaning: keys whose absence meant something other than
+  today's default (``PRE_SCALE_HEAD_MODEL_KEYS``), and keys that no longer
+  exist (``REMOVED_KEYS``, dropped). Then every other key the run predates,
+  from ``defaults`` (the config file's values, a ConfigDict or a dict; None:
+  none). So a config key added with a default that keeps the old behaviour
+  needs no entry here: older workdirs resume, load and evaluate with it.
+  """
   model = saved.get("model")
   if isinstance(model, dict) and model.get("name") == "vae":
     saved = {**saved, "model": {**PRE_FAMILY_MODEL_KEYS, **PRE_SCALE_HEAD_MODEL_KEYS, **model}}
   for section, key in REMOVED_KEYS:
     if isinstance(saved.get(section), dict) and key in saved[section]:
       saved = {**saved, section: {k: v for k, v in saved[section].items() if k != key}}
+  if defaults is not None:
+    saved = fill_missing(saved, to_jsonable(config_to_dict(defaults)))
   return saved
 
 
 def prepare(workdir: str, config: Any = None) -> str:
-  """Creates ``workdir`` (and parents); a clear error if a file is in the way.
+  """Creates ``workdir`` (and parents); a clear error if a file is in the way or
+  the folder cannot be written (a read-only file system, no permission).
 
   With ``config``, also refuses a workdir that holds another run
   (``check_resumable``), before anything in it is overwritten.
@@ -82,6 +111,13 @@ def prepare(workdir: str, config: Any = None) -> str:
     os.makedirs(path, exist_ok=True)
   except OSError as e:
     raise UserError(f"cannot create --workdir={workdir}: {e.strerror}.") from None
+  if is_writer():
+    try:   # an existing workdir may be read-only: say so before anything is written
+      with tempfile.TemporaryFile(dir=path):
+        pass
+    except OSError as e:
+      raise UserError(f"cannot write into --workdir={workdir}: {e.strerror}; make it "
+                      f"writable or choose another --workdir.") from None
   if config is not None:
     check_resumable(path, config)
   return path
@@ -113,32 +149,68 @@ def _flatten(d: Any, prefix: str) -> dict:
   return out
 
 
+def _identity(config: Mapping) -> dict:
+  """{dotted key: value} of the settings that define a workdir's checkpoints."""
+  flat = {}
+  for name in IDENTITY_SECTIONS + IDENTITY_KEYS:
+    flat.update(_flatten(_lookup(config, name), name))
+  return flat
+
+
+def _saved_config(workdir: str) -> dict | None:
+  """The workdir's config.json with the changes of meaning applied; None if none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    return upgrade_config(read_json(path))
+  except (OSError, json.JSONDecodeError):
+    raise UserError(f"{path} is not valid JSON; fix or remove it, or use a new --workdir.") from None
+
+
+def _refuse_changes(workdir: str, saved: dict, now: dict, note: str = "") -> None:
+  diffs = [f"{k}: saved {saved.get(k)!r}{note}, now {now.get(k)!r}"
+           for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+  if diffs:
+    raise UserError(f"--workdir={workdir} holds a run with a different model, data or "
+                    f"objective ({'; '.join(diffs)}); use a new --workdir or its saved "
+                    f"config.")
+
+
 def check_resumable(workdir: str, config: Any) -> None:
   """Refuses a workdir whose saved run has other data, model or objective.
 
   Compares the ``data``, ``model`` and ``objective`` sections and the keys of
   ``IDENTITY_KEYS`` of the saved ``config.json`` with ``config``. Other
   settings (``train.num_steps``, logging periods, ...) may change on resume.
+  A key the saved run predates is not compared here: it had its default
+  then, and the runner's ``check_predated_keys`` refuses another value.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  saved = _saved_config(workdir)
+  if saved is None:
     return
-  try:
-    saved = upgrade_config(read_json(path))
-  except (OSError, json.JSONDecodeError):
-    raise UserError(f"{path} is not valid JSON; fix or remove it, or use a new --workdir.") from None
   now = to_jsonable(config_to_dict(config))
-  saved_flat, now_flat = {}, {}
-  for name in IDENTITY_SECTIONS + IDENTITY_KEYS:
-    saved_flat.update(_flatten(_lookup(saved, name), name))
-    now_flat.update(_flatten(_lookup(now, name), name))
-  diffs = [f"{k}: saved {saved_flat.get(k)!r}, now {now_flat.get(k)!r}"
-           for k in sorted(set(saved_flat) | set(now_flat))
-           if saved_flat.get(k) != now_flat.get(k)]
-  if diffs:
-    raise UserError(f"--workdir={workdir} holds a run with a different model, data or "
-                    f"objective ({'; '.join(diffs)}); use a new --workdir or its saved "
-                    f"config.")
+  _refuse_changes(workdir, _identity(fill_missing(saved, now)), _identity(now))
+
+
+def check_predated_keys(workdir: str, config: Any, defaults: Any) -> None:
+  """Refuses a value other than its default for a key the workdir's run predates.
+
+  Such a key had the config file's default in that run (``upgrade_config``):
+  another value now would change the model under its checkpoints. The runner
+  calls this with ``defaults``, the config file's values before the command
+  line's overrides; every other change is ``check_resumable``'s, once the
+  experiment has validated its settings.
+  """
+  saved = _saved_config(workdir)
+  if saved is None:
+    return
+  known = _identity(saved)
+  then = _identity(fill_missing(saved, to_jsonable(config_to_dict(defaults))))
+  now = _identity(to_jsonable(config_to_dict(config)))
+  predated = [k for k in then if k not in known]
+  _refuse_changes(workdir, {k: then[k] for k in predated}, {k: now.get(k) for k in predated},
+                  note=" (its default: the run predates the key)")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -196,16 +268,21 @@ def write_json(path: str, obj: Any) -> None:
   if not is_writer():
     return
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
+  except OSError as e:   # a read-only file system, a full disk, no permission
+    raise UserError(f"cannot write {path}: {e.strerror}.") from None
   try:
     with os.fdopen(fd, "w") as f:
       json.dump(_sort_keys(to_jsonable(obj)), f, indent=2)
       f.write("\n")
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError):
+      raise UserError(f"cannot write {path}: {e.strerror}.") from None
     raise
 
 
