@@ -5,9 +5,11 @@ resume in ``workdir``), then writes ``summary.json`` (final eval -ELBO, recon,
 KL, bits/dim, the K = ``eval.iw_samples`` IWAE estimate of -log p(x),
 throughput) and three figures:
 
-* ``samples.png``: decoder means E[x|z] for z ~ N(0, I);
+* ``samples.png``: decoder means E[x|z] for z drawn from the model's prior;
 * ``reconstructions.png``: held-out inputs and E[x|z] at the mean of q(z|x);
-* ``training_curves.png``: train and eval -ELBO per step.
+* ``training_curves.png``: train and eval -ELBO per step (the train -IWAE
+  bound when the estimator trains on it, the final IWAE estimate of -log p(x)
+  when the run made one), on a y-range that leaves out the first steps.
 """
 
 from __future__ import annotations
@@ -28,6 +30,22 @@ from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
 
 
+# How samples.png says z was drawn, by the prior object's ``name``. A prior that
+# carries a ``description`` says it itself, and one this table does not know
+# gets the generic line: an added prior never breaks a finished run's figures.
+SAMPLED_FROM = {"standard": "z ~ N(0, I)",
+                "two_layer": "z2 ~ N(0, I), then z1 ~ p(z1|z2)",
+                "mog": "z ~ the learned mixture prior",
+                "vamp": "z ~ the VampPrior"}
+
+
+def sampled_from(prior) -> str:
+  """How z ~ ``prior`` (a prior distribution object) was drawn, for a title."""
+  return (getattr(prior, "description", None)
+          or SAMPLED_FROM.get(getattr(prior, "name", None))
+          or "z ~ p(z), the model's prior")
+
+
 def spread_rows(x: np.ndarray, n: int = 50) -> np.ndarray:
   """n rows spread over the split (it is sorted by label for some sets)."""
   return x[np.linspace(0, len(x) - 1, min(n, len(x))).astype(int)]
@@ -44,18 +62,29 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
     return objectives.decoder_mean(dec), objectives.reconstruct(params, x, model=model)
 
   samples, recon = jax.device_get(decode(params, key, x))
-  prior = {"standard": "N(0, I)", "mog": "the learned mixture prior",
-           "vamp": "the VampPrior"}[config.model.prior]
+  # The prior object's static fields only: nothing is computed.
+  prior = jax.eval_shape(lambda p: model.apply(p, method="prior_distribution"), params)
   plots.save_image_grid(os.path.join(workdir, "samples.png"), np.asarray(samples),
-                        ds.image_shape, title=f"decoder means E[x|z], z ~ {prior} (step {step})")
+                        ds.image_shape,
+                        title=f"decoder means E[x|z], {sampled_from(prior)} (step {step})")
   plots.save_reconstructions(os.path.join(workdir, "reconstructions.png"), x,
                              np.asarray(recon), ds.image_shape)
+  save_training_curves(workdir, config, ds.name)
+
+
+def save_training_curves(workdir: str, config, dataset: str) -> str:
+  """training_curves.png from metrics.jsonl: train and eval -ELBO, the train -IWAE
+  bound and the final IWAE estimate of -log p(x) when logged, on ``focus_ylim``'s range."""
+  iwae = f"eval IWAE estimate of -log p(x), K = {config.eval.iw_samples}"
   curves = plots.metric_curves(wd.read_metrics(workdir), {
       "train -ELBO (batch avg)": ("train", "elbo", -1.0),
       "train -IWAE bound (batch avg)": ("train", "iwae_bound", -1.0),
-      "eval -ELBO": ("eval", "neg_elbo", 1.0)})
-  plots.save_curves(os.path.join(workdir, "training_curves.png"), curves, xlabel="step",
-                    ylabel="nats per example", title=f"VAE on {ds.name}")
+      "eval -ELBO": ("eval", "neg_elbo", 1.0),
+      iwae: ("eval", "neg_log_likelihood_iw", 1.0)})
+  return plots.save_curves(
+      os.path.join(workdir, "training_curves.png"), curves, xlabel="step",
+      ylabel="nats per example", title=f"VAE on {dataset}", ylim=plots.focus_ylim(curves),
+      styles={iwae: {"marker": "*", "markersize": 11, "linestyle": "none"}})
 
 
 def train(config, workdir: str):

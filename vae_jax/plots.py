@@ -100,22 +100,61 @@ def save_reconstructions(path: str, inputs: np.ndarray, recons: np.ndarray,
   return save(fig, path)
 
 
+def focus_ylim(curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+               skip: float = 0.1, pad: float = 0.06) -> tuple[float, float] | None:
+  """y-limits for the part of training that matters, not its first steps.
+
+  The range of the curves' finite values at x past the first ``skip`` of the
+  x-span (and never a curve's first point, when it has more than one: a
+  training loss's first logged mean is often several times its final value),
+  padded by ``pad`` of that range on each side. None (autoscale) when no value
+  is left or the curves cannot be ranged this way.
+  """
+  xs = [float(v) for x, _ in curves.values() for v in x]
+  if not xs:
+    return None
+  cut = min(xs) + skip * (max(xs) - min(xs))
+  kept = [float(v) for x, y in curves.values()
+          for i, (s, v) in enumerate(zip(x, y))
+          if (i > 0 or len(x) == 1) and float(s) >= cut and math.isfinite(float(v))]
+  if not kept:
+    return None
+  low, high = min(kept), max(kept)
+  margin = pad * (high - low) or pad * max(abs(high), 1.0)
+  return low - margin, high + margin
+
+
 def save_curves(path: str, curves: dict[str, tuple[Sequence[float], Sequence[float]]], *,
                 xlabel: str, ylabel: str, title: str = "", logy: bool = False,
-                styles: dict[str, dict] | None = None) -> str:
+                styles: dict[str, dict] | None = None,
+                ylim: tuple[float, float] | None = None) -> str:
   """Line plot of named (x, y) curves.
 
   ``styles``: {name: keyword arguments of ``Axes.plot``} for curves that need
   their own look (e.g. a dashed estimate drawn over the exact value it tracks).
+  ``ylim``: the y-range (e.g. ``focus_ylim(curves)``); values above it are cut,
+  and a note in the lower left says how high they went. A curve of one point
+  (a final estimate) has its value written beside it.
   """
   fig, ax = new_figure(figsize=(6, 4))
   for name, (x, y) in curves.items():
     ax.plot(x, y, **{"label": name, "marker": "." if len(x) < 30 else None,
                      **(styles or {}).get(name, {})})
+    if len(x) == 1:
+      ax.annotate(f"{y[0]:.2f}", (x[0], y[0]), xytext=(-8, -6), textcoords="offset points",
+                  ha="right", va="top", fontsize=8)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   if logy:
     ax.set_yscale("log")
+  if ylim is not None:
+    ax.set_ylim(*ylim)
+    above = [float(v) for _, y in curves.values() for v in y
+             if math.isfinite(float(v)) and float(v) > ylim[1]]
+    if above:
+      ax.text(0.02, 0.03, f"{len(above)} earlier value{'s' if len(above) > 1 else ''} above "
+              f"the axis, up to {max(above):.4g}", transform=ax.transAxes, ha="left",
+              va="bottom", fontsize=8, color="0.35")
   if title:
     ax.set_title(title)
   ax.grid(alpha=0.3)
