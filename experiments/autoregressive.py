@@ -24,6 +24,9 @@ from vae_jax import tasks
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 
+# Several processes can train it (config.distributed: vae_jax.training.distributed).
+MULTI_PROCESS = True
+
 
 def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
   params = jax.device_get(params)   # off the training mesh

@@ -29,6 +29,9 @@ from vae_jax import tasks
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 
+# Several processes can train it (config.distributed: vae_jax.training.distributed).
+MULTI_PROCESS = True
+
 
 def check_binary(ds: data_lib.Dataset, what: str) -> bool:
   """Refuses pixels outside [0, 1]; warns when the eval split is not binary."""

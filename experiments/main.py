@@ -7,27 +7,11 @@ r"""The vae_jax runner: a config file in, one experiment's ``run``, outputs in -
 
 --config names a file of experiments/configs/ (``:variant[,variant]`` after it
 selects variants); --config.<section>.<key>=value overrides one setting and a
-misspelt key is refused. The experiment is ``config.experiment``: one of vae,
-bayes, gmm, ppca, estimator_variance, amortization, discrete_vae,
-autoregressive, evaluate, priors. Every run writes its resolved config.json,
-metrics.jsonl, TensorBoard events, summary.json and figures into --workdir;
-re-running with the same --workdir resumes a trained model from its newest
-checkpoint. Errors a user can cause print one ``error:`` line and exit 2.
-
-Config files (experiments/configs/) and their variants; each documents its keys:
-  vae.py                 tiny, conv, gaussian, vem, mnist_idx   (the default);
-                         planar, iaf (q's family), mog, vamp (p(z))
-  burda2015.py           vae_k1, vae_k5, vae_k50, iwae_k1, iwae_k5, iwae_k50;
-                         vae2_k1, vae2_k5, vae2_k50, iwae2_k1, iwae2_k5, iwae2_k50
-                         (two stochastic layers); cpu
-                         (Burda et al. 2015, Table 1; experiment vae)
-  bayes.py, ppca.py      tiny
-  gmm.py                 tiny, mnist_pca
-  estimator_variance.py  tiny, digits
-  amortization.py        tiny, l2   (gaps per posterior family; l2: posterior_2d.png)
-  discrete_vae.py, autoregressive.py                            tiny
-  priors.py              tiny, cpu   (standard vs mog vs vamp priors)
-  evaluate.py            tiny   (--config.checkpoint=RUN_WORKDIR: IWAE-5000 or exact NLL)
+misspelt key is refused. The config's ``experiment`` names the module
+experiments/<experiment>.py that runs it. Every run writes its resolved
+config.json, metrics.jsonl, TensorBoard events, summary.json and figures into
+--workdir; re-running with the same --workdir resumes a trained model from its
+newest checkpoint. Errors a user can cause print one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -36,7 +20,6 @@ import time
 
 STARTED = time.perf_counter()   # the run's clock: imports are part of a user's wait
 
-import importlib
 import logging as std_logging
 import os
 import re
@@ -47,11 +30,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import experiments
 from experiments.configs.common import ConfigError
 
-EXPERIMENTS = ("vae", "bayes", "gmm", "ppca", "estimator_variance", "amortization",
-               "discrete_vae", "autoregressive", "evaluate", "priors")
-MULTI_PROCESS = ("vae", "discrete_vae", "autoregressive")   # config.distributed
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "vae.py")
 
 
@@ -164,10 +145,10 @@ def config_file_defaults():
 
 def experiment_module(name: str):
   """``experiments.<name>``, the module whose ``run(config, workdir)`` runs it."""
-  if name not in EXPERIMENTS:
-    fail(f"config.experiment={name!r} is not an experiment; choose one of "
-         f"{', '.join(EXPERIMENTS)}.")
-  return importlib.import_module(f"experiments.{name}")
+  try:
+    return experiments.module(name)
+  except LookupError as e:
+    fail(str(e.args[0]))
 
 
 def main(argv):
@@ -190,9 +171,10 @@ def main(argv):
   try:
     # Before anything touches a device: several processes meet here.
     section = config.get("distributed")
-    if section is not None and section.coordinator_address and experiment not in MULTI_PROCESS:
+    if (section is not None and section.coordinator_address
+        and not getattr(module, "MULTI_PROCESS", False)):
       raise UserError(f"config.experiment={experiment!r} runs in one process; several "
-                      f"processes train {', '.join(MULTI_PROCESS)}.")
+                      f"processes train {', '.join(experiments.multi_process())}.")
     if distributed.initialize(section, on_timeout=fail_now):
       logging.info("process %d of %d, %d devices in all", jax.process_index(),
                    jax.process_count(), jax.device_count())
@@ -214,6 +196,10 @@ def main(argv):
 
 
 def run():
+  if any(a.split("=")[0].lstrip("-") in HELP_FLAGS for a in sys.argv[1:]):
+    # absl prints __main__'s docstring: the config files and their variants, as
+    # the configs folder holds them today.
+    sys.modules["__main__"].__doc__ = f"{__doc__}\n{experiments.catalog()}\n"
   app.run(main, flags_parser=parse_flags)
 
 

@@ -29,21 +29,15 @@ from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
 
-
-# How samples.png says z was drawn, by the prior object's ``name``. A prior that
-# carries a ``description`` says it itself, and one this table does not know
-# gets the generic line: an added prior never breaks a finished run's figures.
-SAMPLED_FROM = {"standard": "z ~ N(0, I)",
-                "two_layer": "z2 ~ N(0, I), then z1 ~ p(z1|z2)",
-                "mog": "z ~ the learned mixture prior",
-                "vamp": "z ~ the VampPrior"}
+# Several processes can train it (config.distributed: vae_jax.training.distributed).
+MULTI_PROCESS = True
 
 
 def sampled_from(prior) -> str:
-  """How z ~ ``prior`` (a prior distribution object) was drawn, for a title."""
-  return (getattr(prior, "description", None)
-          or SAMPLED_FROM.get(getattr(prior, "name", None))
-          or "z ~ p(z), the model's prior")
+  """How z ~ ``prior`` (a prior distribution object) was drawn, for a title: the
+  object's own ``description``, or a generic line (an added prior never breaks a
+  finished run's figures)."""
+  return getattr(prior, "description", None) or "z ~ p(z), the model's prior"
 
 
 def spread_rows(x: np.ndarray, n: int = 50) -> np.ndarray:

@@ -5,7 +5,6 @@ estimator family, kill -9 and resume for every trained model, and every user
 error as one line with exit status 2.
 """
 
-import ast
 import importlib
 import itertools
 import json
@@ -22,6 +21,7 @@ import jax
 import numpy as np
 import pytest
 
+import experiments
 from tests.conftest import (CONFIGS, ROOT, config_path, failure_report, overrides,
                             run_main)
 from vae_jax import tasks
@@ -314,29 +314,26 @@ def test_an_unmarked_test_may_not_start_the_runner():
     run_main(["--helpfull"])
 
 
-def _runner_module():
-  """experiments/main.py's docstring (what --help prints) and its EXPERIMENTS, read
-  without importing the runner (importing it parses sys.argv)."""
-  with open(os.path.join(ROOT, "experiments", "main.py")) as f:
-    tree = ast.parse(f.read())
-  experiments = next(ast.literal_eval(node.value) for node in tree.body
-                     if isinstance(node, ast.Assign) and node.targets[0].id == "EXPERIMENTS")
-  return ast.get_docstring(tree), experiments
-
-
-def test_help_lists_every_experiment_and_every_config_with_its_variants():
-  text, experiments = _runner_module()
-  for name in experiments:
-    assert re.search(rf"\b{name}\b", " ".join(text.split())), name
-  rows = text[text.index("Config files"):].splitlines()
+def test_help_lists_every_config_with_its_experiment_and_variants():
+  """--help's catalog is read from experiments/configs/ as it is: every config file,
+  the experiment it runs and each of its variants; every experiment has a config."""
+  rows = experiments.catalog().splitlines()
+  run_by_configs = set()
   for name in _config_modules():
-    at = [i for i, row in enumerate(rows) if f"{name}.py" in row]
+    at = [i for i, row in enumerate(rows) if row.split()[:1] == [f"{name}.py"]]
     assert at, f"{name}.py is not listed by --help"
-    # its variants: on its row, or on the indented rows that continue it
-    listed = " ".join([rows[at[0]]] + list(itertools.takewhile(
-        lambda row: row.startswith(" " * 4) and ".py" not in row, rows[at[0] + 1:])))
-    for variant in importlib.import_module(f"experiments.configs.{name}").VARIANTS:
+    config_module = importlib.import_module(f"experiments.configs.{name}")
+    experiment = config_module.get_config(None).experiment
+    assert rows[at[0]].split() == [f"{name}.py", "experiment", experiment]
+    run_by_configs.add(experiment)
+    listed = " ".join(itertools.takewhile(lambda row: row.startswith("    "), rows[at[0] + 1:]))
+    for variant in config_module.VARIANTS:
       assert re.search(rf"\b{variant}\b", listed), (name, variant)
+  assert run_by_configs == set(experiments.names())
+  assert set(experiments.multi_process()) == {"vae", "discrete_vae", "autoregressive"}
+  with pytest.raises(LookupError, match="'main' is not an experiment; choose one of "
+                                        "amortization, autoregressive, bayes"):
+    experiments.module("main")
 
 
 @pytest.mark.slow

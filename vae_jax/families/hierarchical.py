@@ -102,6 +102,7 @@ class TwoLayerPrior:
   net: tuple
   top_dim: int = struct.field(pytree_node=False)
   name = "two_layer"
+  description = "z2 ~ N(0, I), then z1 ~ p(z1|z2)"
 
   @property
   def bottom_dim(self) -> int:

@@ -39,6 +39,7 @@ class DiagNormalMixture:
   loc: Array
   log_scale: Array
   name: str = struct.field(pytree_node=False, default="mog")
+  description: str = struct.field(pytree_node=False, default="z ~ a mixture of Gaussians")
 
   @property
   def latent_dim(self) -> int:

@@ -70,6 +70,7 @@ class StandardNormal:
   """p(z) = N(0, I_L): the VAE's fixed prior (no parameters)."""
   latent_dim: int = struct.field(pytree_node=False)
   name = "standard"
+  description = "z ~ N(0, I)"      # how a draw is made, for figures' titles
 
   def distrax(self):
     """The same prior as a ``distrax.Distribution``."""

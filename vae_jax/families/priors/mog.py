@@ -34,7 +34,7 @@ class Prior(nn.Module):
     return DiagNormalMixture(self.param("logits", nn.initializers.zeros, (k,)),
                              self.param("loc", nn.initializers.normal(1.0), (k, l)),
                              self.param("log_scale", nn.initializers.zeros, (k, l)),
-                             name="mog")
+                             name="mog", description="z ~ the learned mixture prior")
 
 
 def module(settings, input_dim: int) -> Prior:

@@ -40,7 +40,7 @@ class Prior(nn.Module):
     q = encoder(u)                                            # q(z | u_k), K components
     base = getattr(q, "base", q)                              # a flow's Gaussian
     return DiagNormalMixture(uniform_logits(self.num_components), base.loc, base.log_scale,
-                             name="vamp")
+                             name="vamp", description="z ~ the VampPrior")
 
 
 def module(settings, input_dim: int) -> Prior:
