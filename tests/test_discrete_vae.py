@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from tests.conftest import get_config
 from vae_jax.models import discrete_vae as dv
 from vae_jax import distributions as D
+from vae_jax.families.discrete import Bernoulli
 from vae_jax.inference import estimators
 from vae_jax.errors import UserError
 
 L, DIM, BATCH = 3, 6, 4
+# The estimators a discrete z allows: the score function with each baseline.
+SCORE_ESTIMATORS = ("score", "score_baseline", "score_loo")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def tiny():
 def _numpy_enumeration(model, params, x):
   """log p(x), ELBO and KL(q(z|x) || p(z|x)) per example, in float64 NumPy."""
   codes = np.array(list(itertools.product([0.0, 1.0], repeat=model.latent_dim)))  # [K, L]
-  enc = np.asarray(model.apply(params, x, method="encode"), np.float64)            # [B, L]
+  enc = np.asarray(model.apply(params, x, method="encode").logits, np.float64)     # [B, L]
   dec = np.asarray(model.apply(params, jnp.asarray(codes, jnp.float32),
                                method="decode")["logits"], np.float64)             # [K, D]
   xs = np.asarray(x, np.float64)
@@ -87,7 +91,7 @@ def test_exact_log_marginal_is_elbo_plus_kl_to_the_posterior(tiny):
   assert np.all(kl_posterior > 1e-2)
   assert np.all(elbo <= log_px)
   # The exact ELBO also splits as E_q[log p(x|z)] - KL(q || p(z)).
-  logits = model.apply(params, x, method="encode")
+  logits = model.apply(params, x, method="encode").logits
   log_lik, log_q = dv._enumerate(params, x, model)
   np.testing.assert_allclose(
       elbo, jnp.sum(jnp.exp(log_q) * log_lik, -1) - dv.kl_bernoulli_uniform(logits),
@@ -96,7 +100,7 @@ def test_exact_log_marginal_is_elbo_plus_kl_to_the_posterior(tiny):
 
 def _loss_and_state(model, estimator, num_samples):
   loss_fn, state = dv.make_loss(model, estimator, num_samples)
-  if estimator == "score_baseline":  # a nonzero, fixed baseline from "earlier steps"
+  if "baseline" in state:  # a nonzero, fixed baseline from "earlier steps"
     state = {"baseline": jnp.asarray(-3.0), "count": jnp.asarray(5, jnp.int32)}
   return loss_fn, state
 
@@ -114,7 +118,7 @@ def encoder_stats(tiny):
   @jax.jit
   def all_stats(key):
     out = {}
-    for est in dv.DISCRETE_ESTIMATORS:
+    for est in SCORE_ESTIMATORS:
       loss_fn, state = _loss_and_state(model, est, num_samples)
       out[est] = estimators.gradient_statistics(
           estimators.encoder_grad_fn(loss_fn, params, x, state), key, num_draws)
@@ -129,7 +133,7 @@ def encoder_stats(tiny):
   return out
 
 
-@pytest.mark.parametrize("estimator", dv.DISCRETE_ESTIMATORS)
+@pytest.mark.parametrize("estimator", SCORE_ESTIMATORS)
 @pytest.mark.slow
 def test_every_estimator_is_unbiased_for_the_exact_encoder_gradient(encoder_stats, estimator):
   exact, s = encoder_stats["exact"], encoder_stats[estimator]
@@ -154,14 +158,14 @@ def test_decoder_gradient_is_the_direct_one(tiny):
   @jax.jit
   def surrogate_grads():
     out = {}
-    for est in dv.DISCRETE_ESTIMATORS:
+    for est in SCORE_ESTIMATORS:
       loss_fn, state = _loss_and_state(model, est, num_samples)
       out[est] = jax.value_and_grad(loss_fn, has_aux=True)(params, x, key, state)
     return out
 
   @jax.jit
   def direct_grad():
-    logits = model.apply(params, x, method="encode")
+    logits = model.apply(params, x, method="encode").logits
     z = D.bernoulli_sample(key, logits, (num_samples,))                     # [S, B, L]
 
     def neg_recon(p):
@@ -197,12 +201,35 @@ def test_running_baseline_is_updated_from_the_current_learning_signal(tiny):
 @pytest.mark.parametrize("estimator,num_samples,match", [
     ("reparam", 4, "reparametrization.*discrete"),
     ("stl", 4, "reparametrization.*discrete"),
-    ("bogus", 4, "unknown"),
+    ("iwae", 4, "reparametrization.*discrete"),
+    ("dreg", 4, "reparametrization.*discrete"),
+    ("vimco", 4, "trains the IWAE bound, which this model does not train"),
+    ("bogus", 4, "unknown.*choose one of score, score_baseline, score_loo\\.$"),
     ("score_loo", 1, "num_samples >= 2"),
 ])
-def test_bad_estimator_settings_are_user_errors(tiny, estimator, num_samples, match):
+def test_bad_estimator_settings_are_user_errors(estimator, num_samples, match):
+  config = get_config("discrete_vae", "tiny")
+  config.objective.update(estimator=estimator, num_samples=num_samples)
   with pytest.raises(UserError, match=match):
-    dv.make_loss(tiny[0], estimator, num_samples)
+    dv.validate(config)
+
+
+def test_q_is_a_bernoulli_object(tiny):
+  """The encoder returns q(z|x) as a distribution object, like every other family."""
+  model, params, x = tiny
+  q = model.apply(params, x, method="encode")
+  assert isinstance(q, Bernoulli) and q.logits.shape == (BATCH, L)
+  key = jax.random.key(2)
+  np.testing.assert_array_equal(q.sample(key, (3,)), D.bernoulli_sample(key, q.logits, (3,)))
+  np.testing.assert_array_equal(q.mode(), (q.logits > 0).astype(jnp.float32))
+  for est in SCORE_ESTIMATORS:
+    dv.validate(_config(est))
+
+
+def _config(estimator):
+  config = get_config("discrete_vae", "tiny")
+  config.objective.estimator = estimator
+  return config
 
 
 def test_exact_enumeration_refuses_large_latents():

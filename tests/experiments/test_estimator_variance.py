@@ -82,3 +82,15 @@ def test_bad_settings(tmp_path, settings, match):
   config.variance.update(settings)
   with pytest.raises(UserError, match=match):
     estimator_variance.run(config, str(tmp_path))
+
+
+def test_an_estimator_the_model_cannot_use_is_refused_before_training(tmp_path):
+  """Each measured estimator is validated against the VAE it measures, once, by the
+  VAE's own rules: the score function needs log q at any z, which iaf lacks."""
+  config = get_config("estimator_variance", "tiny")
+  config.model.update(posterior="iaf", flow_steps=2)
+  config.variance.update(estimators=("reparam", "score"), num_samples=(2,))
+  with pytest.raises(UserError, match=r"--config.variance.estimators: "
+                                      r"--config.objective.estimator=score needs log q"):
+    estimator_variance.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path)

@@ -272,8 +272,9 @@ def _dreg(d: Draws, state):
   zs = sg(d.z)
   log_w_dec = d.log_lik_at(d.decoder, zs) + d.prior.log_prob(zs) - sg(d.log_q)
   bound_dec = iwae.log_mean_exp(log_w_dec)
+  log_q_stopped = _stopped(d.q).log_prob(d.z)          # before the decoder: the recorded bits
   log_w_enc = (d.log_lik_at(sg(d.decoder), d.z) + _stopped(d.prior).log_prob(d.z)
-               - _stopped(d.q).log_prob(d.z))
+               - log_q_stopped)
   w_tilde = sg(jax.nn.softmax(log_w_enc, 0))
   enc_sur = jnp.sum(w_tilde**2 * log_w_enc, 0)
   return bound_dec + enc_sur - sg(enc_sur), state
@@ -534,6 +535,9 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   entry = ESTIMATORS[estimator]
   enc, dec = _split(params)
   q, prior = objectives.posterior_and_prior(params, x, model=model)
+  # (The order of these lines is the order in which the gradient's sums accumulate:
+  # kept as it was, so that every estimator's gradient keeps its recorded bits.)
+  kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
 
   def log_lik_at(dec_params, z):
     return objectives.log_likelihood(
@@ -546,7 +550,6 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     log_q = q.log_prob(z)                                                   # grad to phi
   log_lik = log_lik_at(dec, z)                                              # [S, B]
   log_prior = prior.log_prob(z)                                             # [S, B]
-  kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
   if kl_dims is None:
     kl, kl_term = sg(jnp.mean(log_q - log_prior, 0)), None                  # MC KL: [B]
   else:
