@@ -364,7 +364,7 @@ plt.show()
 # The grid KL of the encoder's $q_\phi$ checks the library's Monte-Carlo ELBO
 # (`amortization.elbo_estimate`, 4,000 draws, closed-form KL to the prior) through the identity, and
 # the quadrature $\log p(\mathbf{x})$ checks the library's importance-weighted estimate
-# (`amortization.iw_log_likelihood`, 2,000 draws). Shown: the three images with the largest
+# (`iwae.iwae_terms_given_q` with q as the proposal, 2,000 draws). Shown: the three images with the largest
 # Gaussian approximation gap, the true posterior (grey), the encoder's $q_\phi$ (red) and the
 # Gaussian $q^*$ (blue, dashed).
 
@@ -374,8 +374,9 @@ x_pick = x_gap[picks]
 q_all = model_g.apply(params_g, x_pick, method="encode")
 elbo_mc = np.asarray(amortization.elbo_estimate(params_g, x_pick, k_elbo, q_all, model=model_g,
                                                 num_samples=4000, chunk=1000), np.float64)
-log_px_iw = np.asarray(amortization.iw_log_likelihood(params_g, x_pick, k_iw, q_all, model=model_g,
-                                                      num_samples=2000, chunk=1000), np.float64)
+prior_g = model_g.apply(params_g, method="prior_distribution")
+log_px_iw = np.asarray(iwae.iwae_terms_given_q(params_g, x_pick, k_iw, q_all, prior_g, model=model_g,
+                                               num_samples=2000, chunk_size=1000)["iwae"], np.float64)
 z1 = np.asarray(grids["gaussian"][0], np.float64)
 cell = (z1[1] - z1[0]) ** 2
 grid = np.stack(np.meshgrid(z1, z1), -1)                                   # [G, G, 2]

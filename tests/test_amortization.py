@@ -21,6 +21,7 @@ from scipy import special, stats
 
 from vae_jax import data, models
 from vae_jax.inference import amortization
+from vae_jax.inference import iwae
 from vae_jax.inference import objectives
 from vae_jax.classical import ppca
 from vae_jax.families.normal import DiagNormal
@@ -92,9 +93,9 @@ def test_decoder_is_the_ppca_model(ppca_vae):
   # With the exact posterior as proposal, log w = log p(x) for every z: the
   # importance-weighted estimate is exact whatever the number of samples.
   log_scale = jnp.broadcast_to(0.5 * jnp.log(jnp.diag(post_cov)), post_mean.shape)
-  log_px = amortization.iw_log_likelihood(params, x, jax.random.key(1),
-                                          DiagNormal(post_mean, log_scale), model=model,
-                                          num_samples=4)
+  prior = model.apply(params, method="prior_distribution")
+  log_px = iwae.iwae_terms_given_q(params, x, jax.random.key(1), DiagNormal(post_mean, log_scale),
+                                   prior, model=model, num_samples=4)["iwae"]
   np.testing.assert_allclose(np.asarray(log_px), np.asarray(ppca.log_prob(fit, x)), rtol=0,
                              atol=2e-3)
 
@@ -217,8 +218,9 @@ def test_sample_counts_are_used_exactly(ppca_vae):
   np.testing.assert_allclose(elbo, log_lik(z).mean(0) - kl, rtol=1e-5)
 
   rec = _Recording(model)
-  iw = amortization.iw_log_likelihood(params, xs, jax.random.key(7), q,
-                                      model=rec, num_samples=150, chunk=100)
+  prior = model.apply(params, method="prior_distribution")
+  iw = iwae.iwae_terms_given_q(params, xs, jax.random.key(7), q, prior, model=rec,
+                               num_samples=150, chunk_size=100)["iwae"]
   # iwae.log_weights decodes a chunk as one [n * B, L] batch.
   z = np.concatenate([r.reshape(-1, len(xs), LATENT) for r in rec.recorded()])
   assert z.shape[0] == 150

@@ -259,6 +259,25 @@ def test_linear_gaussian_bound_rises_with_k_to_the_exact_log_likelihood():
   assert abs(np.mean(diff)) < 0.1 * (np.mean(exact) - means[0])        # the gap has closed
 
 
+@pytest.mark.slow
+def test_the_bound_with_q_given_is_the_models_bound():
+  """iwae_terms_streamed is iwae_terms_given_q with the encoder's q and the prior:
+  the same bits; with q given, the encoder is not used."""
+  model, params, x = _small_vae("bernoulli")
+  key = jax.random.key(3)
+  q = model.apply(params, x, method="encode")
+  prior = model.apply(params, method="prior_distribution")
+  own = jax.jit(functools.partial(iwae.iwae_terms_streamed, model=model, num_samples=10,
+                                  chunk_size=4))(params, x, key)
+  given = jax.jit(functools.partial(iwae.iwae_terms_given_q, model=model, num_samples=10,
+                                    chunk_size=4))
+  for other in (params, {"params": {**params["params"], "encoder": jax.tree_util.tree_map(
+      lambda a: a + 1.0, params["params"]["encoder"])}}):
+    got = given(other, x, key, q, prior)
+    np.testing.assert_array_equal(got["iwae"], own["iwae"])
+    np.testing.assert_array_equal(got["elbo"], own["elbo"])
+
+
 # ----------------------------------------------------------------------------
 # Errors.
 # ----------------------------------------------------------------------------

@@ -7,8 +7,6 @@ non-zero; library callers get an ordinary ``ValueError`` subclass.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -48,13 +46,44 @@ def check_choice(value, choices, name: str):
   return value
 
 
-def check_positive(value, name: str, *, integer: bool = False):
-  """Raises UserError unless ``value`` is a finite number > 0."""
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    raise UserError(f"--{name} must be a positive number, got {value!r}.") from None
-  if not math.isfinite(v) or v <= 0 or (integer and v != int(v)):
-    kind = "a positive integer" if integer else "a positive finite number"
-    raise UserError(f"--{name} must be {kind}, got {value!r}.")
+def check_positive(value, name: str, *, integer: bool = False, minimum=None,
+                   meaning: str | None = None):
+  """Returns ``value`` if it is a finite number > 0, else raises one UserError that names it.
+
+  The one check of a count, size, rate or scale, wherever one is read (a
+  config key when the config is validated, a library function's argument).
+
+  Args:
+    value: the number (a float may also be an array: every element is checked).
+    name: what the user set. A config key, ``config.train.batch_size``, is
+      written as its flag ``--config.train.batch_size``; any other name (a
+      function's argument, ``num_samples``) as it is.
+    integer: ``value`` must be an integer (Python's or NumPy's; not a bool,
+      not 3.0).
+    minimum: the least value allowed (inclusive) in place of "> 0": 0 for a
+      count that may be zero, 2 for a number of draws.
+    meaning: a few words on what the number is, shown after the rule.
+
+  Raises:
+    UserError: e.g. ``--config.train.batch_size must be a positive integer, got 0.``
+  """
+  shown = f"--{name}" if name.startswith("config.") else name
+  rule = ((f"an integer >= {minimum}" if integer else f"a finite number >= {minimum}")
+          if minimum is not None else
+          ("a positive integer" if integer else "a positive finite number"))
+  if meaning:
+    rule += f" ({meaning})"
+  if integer:
+    ok = (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+          and value >= (1 if minimum is None else minimum))
+  else:
+    try:
+      v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+      v = np.array(np.nan)
+    ok = (v.size > 0 and bool(np.all(np.isfinite(v)))
+          and bool(np.all(v > 0 if minimum is None else v >= minimum)))
+  if not ok:
+    got = value.tolist() if hasattr(value, "tolist") else value    # arrays as lists
+    raise UserError(f"{shown} must be {rule}, got {got!r}.")
   return value

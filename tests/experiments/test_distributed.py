@@ -225,7 +225,7 @@ def _error_line(proc) -> str:
 @pytest.mark.parametrize("settings, message", [
     ({"distributed.process_id": 2}, "process_id=2 is outside the range of num_processes=2"),
     ({"distributed.process_id": -1}, "outside the range"),
-    ({"distributed.num_processes": 0}, "num_processes must be an integer >= 1"),
+    ({"distributed.num_processes": 0}, "num_processes must be a positive integer"),
     ({"distributed.coordinator_address": "127.0.0.1"}, "is not host:port"),
     ({"distributed.coordinator_address": "no-such-host.invalid:1234"}, "cannot resolve host"),
     # process 0 listens at the address: TEST-NET-1 is no machine's own.

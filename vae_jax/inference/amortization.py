@@ -24,7 +24,6 @@ takes part in the same code: ``q = model.apply(params, x, method="encode")``.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
@@ -33,82 +32,30 @@ import optax
 
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
-from vae_jax.errors import UserError
+from vae_jax.errors import check_positive
 
 Array = jax.Array
 
 
-def elbo_given_q(params: Any, x: Array, key: Array, q, *, model, num_samples: int) -> Array:
-  """Per-example ELBO [B] of an explicit q(z) (a distribution object with batch [B]).
-
-  Reparametrized Monte-Carlo reconstruction term; the KL to the model's prior
-  in closed form where there is one, else on the same draws
-  (``objectives.kl_terms``).
-  """
-  z, log_q = q.sample_and_log_prob(key, (num_samples,))                 # [S, B, L], [S, B]
-  dec_out = model.apply(params, z, method="decode")
-  recon = jnp.mean(objectives.log_likelihood(x, dec_out), 0)
-  prior = model.apply(params, method="prior_distribution")
-  return recon - objectives.kl_terms(q, prior, z, log_q)
-
-
-def check_count(name: str, value: int) -> None:
-  """Raises UserError unless ``value`` is a positive integer (a number of samples or steps)."""
-  if int(value) != value or value < 1:
-    raise UserError(f"{name} must be a positive integer, got {value}.")
-
-
-def _over_chunks(fn, combine, key: Array, num_samples: int, chunk: int) -> Array:
-  """Combines fn(k, n) over chunks that hold exactly ``num_samples`` samples.
-
-  The chunks are num_samples // chunk of ``chunk`` samples (a ``scan``) and,
-  if needed, one of the remaining num_samples % chunk; chunk i draws with
-  fold_in(key, i). ``fn(k, n)`` summarizes n samples as [B] (a sum or a
-  logsumexp); ``combine`` merges two summaries (``jnp.add``, ``jnp.logaddexp``).
-  Memory is O(chunk x B x D).
-  """
-  check_count("num_samples", num_samples)
-  check_count("chunk", chunk)
-  chunk = min(chunk, num_samples)
-  num_full, rest = divmod(num_samples, chunk)
-  total = fn(jax.random.fold_in(key, 0), chunk)
-  if num_full > 1:
-    total, _ = jax.lax.scan(
-        lambda acc, i: (combine(acc, fn(jax.random.fold_in(key, i), chunk)), None),
-        total, jnp.arange(1, num_full))
-  if rest:
-    total = combine(total, fn(jax.random.fold_in(key, num_full), rest))
-  return total
+# Samples per chunk of ``elbo_estimate`` and of the IW estimate in ``gaps``
+# (memory O(CHUNK x B x D)); the draws depend on it (``iwae.over_chunks``).
+CHUNK = 100
 
 
 def elbo_estimate(params: Any, x: Array, key: Array, q, *, model, num_samples: int,
-                  chunk: int = 100) -> Array:
-  """``elbo_given_q`` with ``num_samples`` samples drawn in chunks: [B].
+                  chunk: int = CHUNK) -> Array:
+  """The ELBO of an explicit q (``objectives.elbo`` with q given) from
+  ``num_samples`` draws taken ``chunk`` at a time: [B].
 
-  Any positive ``num_samples`` is used exactly (chunks of ``chunk`` plus a
-  remainder), with memory O(chunk x B x D).
+  Chunk i holds C_i draws from fold_in(key, i) (``iwae.over_chunks``) and
+  adds C_i / num_samples of its ELBO, so any positive ``num_samples`` is used
+  exactly, with memory O(chunk x B x D).
   """
   def weighted(k, n):  # the chunk's share n / num_samples of the mean
-    return (n / num_samples) * elbo_given_q(params, x, k, q, model=model, num_samples=n)
-  return _over_chunks(weighted, jnp.add, key, num_samples, chunk)
+    per_example = objectives.elbo(params, x, k, model=model, num_samples=n, q=q)[1]["elbo"]
+    return (n / num_samples) * per_example
 
-
-def iw_log_likelihood(params: Any, x: Array, key: Array, q, *, model, num_samples: int,
-                      chunk: int = 100) -> Array:
-  """Importance-weighted estimate of log p(x) with proposal q: [B].
-
-  log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k), z_k ~ q, accumulated over chunks
-  of samples with a running logsumexp (memory O(chunk x B x D)); any positive
-  K = num_samples is used exactly. A consistent, downward-biased estimate
-  (the IWAE bound, Burda et al. 2015), with ``iwae.log_weights``.
-  """
-  prior = model.apply(params, method="prior_distribution")
-
-  def log_sum_w(k, n):
-    z, log_q = q.sample_and_log_prob(k, (n,))                              # [n, B, L]
-    return jax.nn.logsumexp(iwae.log_weights(params, x, z, log_q, prior, model=model), 0)
-
-  return _over_chunks(log_sum_w, jnp.logaddexp, key, num_samples, chunk) - math.log(num_samples)
+  return iwae.over_chunks(weighted, jnp.add, 0.0, key, num_samples, chunk)
 
 
 def _per_example_axes(q, shared_batched: bool = False):
@@ -124,10 +71,10 @@ def _per_example_axes(q, shared_batched: bool = False):
 
 
 def _add_batch(q1):
-  """One example's q (its per-example arrays without the example axis) as a batch of 1."""
-  shared = getattr(q1, "shared_fields", ())
-  batched = jax.tree_util.tree_map(lambda a: a[None], q1)
-  return batched.replace(**{f: getattr(q1, f) for f in shared}) if shared else batched
+  """One example's q (per-example arrays without their batch axis) as a batch of 1."""
+  axes = _per_example_axes(q1)
+  return jax.tree_util.tree_map(lambda a, ax: a if ax is None else a[None], q1, axes,
+                                is_leaf=lambda a: a is None)
 
 
 def per_example(fn, q, x: Array, key: Array, *, shared_batched: bool = False) -> Array:
@@ -166,8 +113,8 @@ def optimize_local(params: Any, x: Array, key: Array, q, *, model, num_steps: in
 
   def one_example(q0, x1):
     def loss(q1, k):
-      return -jnp.sum(elbo_given_q(params, x1[None], k, _add_batch(q1), model=model,
-                                   num_samples=num_samples))
+      return -jnp.sum(objectives.elbo(params, x1[None], k, model=model, num_samples=num_samples,
+                                      q=_add_batch(q1))[1]["elbo"])
 
     def step(carry, t):
       q1, opt = carry
@@ -181,13 +128,6 @@ def optimize_local(params: Any, x: Array, key: Array, q, *, model, num_steps: in
   q_star, traces = jax.vmap(one_example, in_axes=(_per_example_axes(q), 0))(q, x)
   # q_star: every array now has a leading example axis
   return q_star, jnp.mean(traces, 0)
-
-
-def _add_batch(q1):
-  """One example's q (per-example arrays without their batch axis) as a batch of 1."""
-  axes = _per_example_axes(q1)
-  return jax.tree_util.tree_map(lambda a, ax: a if ax is None else a[None], q1, axes,
-                                is_leaf=lambda a: a is None)
 
 
 def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
@@ -213,7 +153,7 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
   """
   for name, value in (("local_steps", local_steps), ("local_samples", local_samples),
                       ("eval_samples", eval_samples), ("iw_samples", iw_samples)):
-    check_count(name, value)
+    check_positive(value, name, integer=True)
   k_opt, k_eval, k_iw = jax.random.split(key, 3)
   q_enc = model.apply(params, x, method="encode")
   q_star, trace = optimize_local(
@@ -224,7 +164,9 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
     return elbo_estimate(params, xi, k, qi, model=model, num_samples=eval_samples)
 
   def iw_fn(xi, k, qi):
-    return iw_log_likelihood(params, xi, k, qi, model=model, num_samples=iw_samples)
+    prior = model.apply(params, method="prior_distribution")
+    return iwae.iwae_terms_given_q(params, xi, k, qi, prior, model=model,
+                                   num_samples=iw_samples, chunk_size=CHUNK)["iwae"]
 
   amortized = jax.jit(lambda q: per_example(elbo_fn, q, x, k_eval))(q_enc)
   optimized = jax.jit(lambda q: per_example(elbo_fn, q, x, k_eval, shared_batched=True))(q_star)

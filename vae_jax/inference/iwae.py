@@ -12,11 +12,16 @@ O(chunk_size * B * D) whatever K is. The encoder runs once per batch; each
 chunk decodes its ``[chunk_size * B, L]`` latents as one batch of matrix
 products.
 
-Any posterior and prior (``vae_jax.families``) take part through their
-objects: chunk i draws ``q.sample_and_log_prob(fold_in(key, i), (C_i,))`` and
-scores the draws with ``prior.log_prob``. This is the one IWAE bound: training
-(``objectives.iwae_bound``, the IWAE-objective estimators' ``log_mean_exp`` of
-``log_weights``) and evaluation compute it with the same functions.
+The bound takes q and p as objects (``vae_jax.families``):
+``iwae_terms_given_q`` draws chunk i as ``q.sample_and_log_prob(fold_in(key,
+i), (C_i,))`` and scores the draws with ``prior.log_prob``, for any proposal
+q. The model's own posterior is one caller (``iwae_terms_streamed``, q =
+``encode(x)``); the per-example optimum q* of ``amortization`` is another.
+This is the one IWAE bound: training (``objectives.iwae_bound``, the
+IWAE-objective estimators' ``log_mean_exp`` of ``log_weights``), evaluation
+and the amortization gaps compute it with the same functions, and
+``over_chunks`` is the one chunk loop (``amortization.elbo_estimate`` streams
+the ELBO with it).
 
 Draws (so that a reference can reproduce them): with C = min(chunk_size, K),
 chunk i = 0, 1, ..., ceil(K / C) - 1 holds samples k = i*C ... min((i+1)*C, K) - 1;
@@ -47,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax import data as data_lib
-from vae_jax.errors import UserError, check_data_matrix
+from vae_jax.errors import check_data_matrix, check_positive
 from vae_jax.inference.likelihoods import log_likelihood
 
 Array = jax.Array
@@ -64,18 +69,13 @@ DECODE_ROWS = 2000
 DEFAULT_BATCH_SIZE = 20
 
 
-def _check_count(value, name: str, what: str) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise UserError(f"{name} must be an integer >= 1 ({what}), got {value!r}.")
-
-
 def check_sizes(num_samples: int, chunk_size: int | None = None) -> None:
   """Raises UserError unless K = num_samples (and chunk_size, if given) are integers >= 1."""
-  _check_count(num_samples, "num_samples",
-               "K, the number of draws z ~ q(z|x) per example; K = 1 is the ELBO")
+  check_positive(num_samples, "num_samples", integer=True,
+                 meaning="K, the number of draws z ~ q(z|x) per example; K = 1 is the ELBO")
   if chunk_size is not None:
-    _check_count(chunk_size, "chunk_size",
-                 "how many of the K draws are decoded at a time; None picks one")
+    check_positive(chunk_size, "chunk_size", integer=True,
+                   meaning="how many of the K draws are decoded at a time; None picks one")
 
 
 def default_chunk_size(batch_size: int) -> int:
@@ -116,15 +116,48 @@ def log_weights(params: Any, x: Array, z: Array, log_q: Array, prior, *,
   return log_likelihood(x, dec_out) + prior.log_prob(z) - log_q           # [C, B]
 
 
-def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
-                        num_samples: int, chunk_size: int | None = None) -> dict[str, Array]:
-  """The K-sample IWAE bound and the K-sample Monte-Carlo ELBO, streamed.
+def over_chunks(fn: Callable[[Array, int], Any], combine: Callable[[Any, Any], Any],
+                identity: Any, key: Array, num_samples: int, chunk_size: int) -> Any:
+  """Folds ``fn`` over the chunks that hold exactly K = num_samples samples.
+
+  Chunk i (sizes ``chunk_sizes(K, chunk_size)``) gives ``fn(fold_in(key, i),
+  C_i)``, a summary of its C_i draws (an array or a tuple of them: a sum, a
+  logsumexp); ``combine(a, b)`` merges two summaries (``jnp.add``,
+  ``jnp.logaddexp``), starting from ``identity`` (a scalar per array of the
+  summary: 0 for a sum, -inf for a logsumexp). The chunks of size C run in
+  one ``lax.scan`` (no loop for a single chunk), a shorter last one after it
+  at its own size. Memory is O(C x B x D) whatever K is.
+  """
+  sizes = chunk_sizes(num_samples, chunk_size)
+
+  def step(carry, i, size):
+    return combine(carry, fn(jax.random.fold_in(key, i), size))
+
+  shapes = jax.eval_shape(lambda k: fn(k, sizes[0]), key)               # the summary's [B], dtype
+  carry = jax.tree_util.tree_map(lambda s, e: jnp.full(s.shape, e, s.dtype), shapes, identity)
+  num_full = num_samples // sizes[0]                                    # chunks of size C
+  if num_full == 1 and len(sizes) == 1:                                 # one chunk: no loop
+    carry = step(carry, 0, sizes[0])
+  else:
+    carry, _ = jax.lax.scan(lambda c, i: (step(c, i, sizes[0]), None), carry,
+                            jnp.arange(num_full))
+  if num_full < len(sizes):                                            # the shorter last chunk
+    carry = step(carry, num_full, sizes[-1])
+  return carry
+
+
+def iwae_terms_given_q(params: Any, x: Array, key: Array, q, prior, *, model: nn.Module,
+                       num_samples: int, chunk_size: int | None = None) -> dict[str, Array]:
+  """The K-sample IWAE bound and Monte-Carlo ELBO of a proposal q, streamed.
 
   Args:
-    params: the VAE's parameters (``{"params": {"encoder", "decoder"[, "prior"]}}``).
+    params: the VAE's parameters (its decoder is used).
     x: [B, D] data batch.
     key: PRNG key; chunk i draws from ``fold_in(key, i)`` (module docstring).
-    model: the ``vae_jax.models.VAE`` module, any posterior and prior (static).
+    q: the proposal, a distribution object with batch [B] (the encoder's
+      q(z|x), or any other).
+    prior: p(z), a distribution object.
+    model: the VAE module (static).
     num_samples: K >= 1 (static).
     chunk_size: samples per chunk, >= 1 (static); memory is
       O(chunk_size * B * D). None: ``default_chunk_size(B)``.
@@ -137,30 +170,39 @@ def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
   check_sizes(num_samples, chunk_size)
   if chunk_size is None:
     chunk_size = default_chunk_size(x.shape[0])
-  sizes = chunk_sizes(num_samples, chunk_size)
+
+  def chunk(k, size):
+    z, log_q = q.sample_and_log_prob(k, (size,))
+    log_w = log_weights(params, x, z, log_q, prior, model=model)       # [C, B]
+    return jax.nn.logsumexp(log_w, axis=0), jnp.sum(log_w, axis=0)     # [B], [B]
+
+  def combine(a, b):                                                   # running logsumexp, sum
+    return jnp.logaddexp(a[0], b[0]), a[1] + b[1]
+
+  lse, total = over_chunks(chunk, combine, (-jnp.inf, 0.0), key, num_samples, chunk_size)
+  return {"iwae": lse - math.log(num_samples), "elbo": total / num_samples}
+
+
+def iwae_terms_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
+                        num_samples: int, chunk_size: int | None = None) -> dict[str, Array]:
+  """``iwae_terms_given_q`` with the model's own q(z|x) and prior p(z).
+
+  Args:
+    params: the VAE's parameters (``{"params": {"encoder", "decoder"[, "prior"]}}``).
+    x: [B, D] data batch.
+    key: PRNG key; chunk i draws from ``fold_in(key, i)`` (module docstring).
+    model: the ``vae_jax.models.VAE`` module, any posterior and prior (static).
+    num_samples: K >= 1 (static).
+    chunk_size: samples per chunk, >= 1 (static). None: ``default_chunk_size(B)``.
+
+  Returns:
+    ``{"iwae": [B], "elbo": [B]}`` in nats, as ``iwae_terms_given_q``.
+  """
+  check_sizes(num_samples, chunk_size)
   q = model.apply(params, x, method="encode")                          # q(z|x), batch [B]
   prior = model.apply(params, method="prior_distribution")
-  batch = x.shape[0]
-
-  def chunk(carry, i, size):
-    lse, total = carry                                                 # [B], [B]
-    z, log_q = q.sample_and_log_prob(jax.random.fold_in(key, i), (size,))
-    log_w = log_weights(params, x, z, log_q, prior, model=model)       # [C, B]
-    return (jnp.logaddexp(lse, jax.nn.logsumexp(log_w, axis=0)),
-            total + jnp.sum(log_w, axis=0))
-
-  dtype = jnp.float32
-  carry = (jnp.full((batch,), -jnp.inf, dtype), jnp.zeros((batch,), dtype))
-  num_full = num_samples // sizes[0]                                    # chunks of size C
-  if num_full == 1 and len(sizes) == 1:                                 # one chunk: no loop
-    carry = chunk(carry, 0, sizes[0])
-  else:
-    carry, _ = jax.lax.scan(lambda c, i: (chunk(c, i, sizes[0]), None), carry,
-                            jnp.arange(num_full))
-  if num_full < len(sizes):                                            # the shorter last chunk
-    carry = chunk(carry, num_full, sizes[-1])
-  lse, total = carry
-  return {"iwae": lse - math.log(num_samples), "elbo": total / num_samples}
+  return iwae_terms_given_q(params, x, key, q, prior, model=model, num_samples=num_samples,
+                            chunk_size=chunk_size)
 
 
 def iwae_bound_streamed(params: Any, x: Array, key: Array, *, model: nn.Module,
@@ -205,7 +247,7 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
     [N] float64 NumPy array of log p(x) estimates in nats.
   """
   check_sizes(num_samples, chunk_size)
-  _check_count(batch_size, "batch_size", "examples per jitted call")
+  check_positive(batch_size, "batch_size", integer=True, meaning="examples per jitted call")
   x_all = check_data_matrix(np.asarray(x_all), "x_all")
   n = len(x_all)
   batch = min(int(batch_size), n)

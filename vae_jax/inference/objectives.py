@@ -51,11 +51,13 @@ def kl_terms(q, prior, z: Array, log_q: Array) -> Array:
 
 
 def elbo(params: Any, x: Array, key: Array, *, model: nn.Module,
-         num_samples: int = 1, beta: float = 1.0) -> tuple[Array, dict]:
+         num_samples: int = 1, beta: float = 1.0, q=None) -> tuple[Array, dict]:
   """Reparametrized Monte-Carlo ELBO, with the analytic KL where there is one.
 
   Bind the model with ``functools.partial(elbo, model=vae)`` to get
-  ``elbo(params, x, key, num_samples=...)``.
+  ``elbo(params, x, key, num_samples=...)``. The one ELBO: of the encoder's
+  q(z|x) (training), or of any q given (the per-example q* of
+  ``vae_jax.inference.amortization``).
 
   Args:
     params: the VAE's parameters (``{"params": {"encoder", "decoder"[, "prior"]}}``).
@@ -65,13 +67,18 @@ def elbo(params: Any, x: Array, key: Array, *, model: nn.Module,
     num_samples: S, the number of z samples per example.
     beta: weight of the KL term (1 gives the ELBO; other values are a
       beta-VAE objective and no longer a bound).
+    q: None for the encoder's q(z|x); else q itself, a distribution object
+      with batch [B] (then the encoder is not used).
 
   Returns:
     (loss, aux): loss = -mean_b(recon_b - beta * kl_b), a scalar;
     aux has per-example [B] arrays ``recon`` (E_q log p(x|z)), ``kl``
     (KL(q||p(z)), analytic or Monte-Carlo) and ``elbo`` (recon - kl), in nats.
   """
-  q, prior = posterior_and_prior(params, x, model=model)
+  if q is None:
+    q, prior = posterior_and_prior(params, x, model=model)
+  else:
+    prior = model.apply(params, method="prior_distribution")
   z, log_q = q.sample_and_log_prob(key, (num_samples,))          # [S, B, L], [S, B]
   dec_out = model.apply(params, z, method="decode")              # [S, B, D]
   recon = jnp.mean(log_likelihood(x, dec_out), axis=0)           # [B]

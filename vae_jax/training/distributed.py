@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import jax
 
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, check_positive
 
 _ADDRESS = re.compile(r"^\[?[A-Za-z0-9._:-]+?\]?:(\d{1,5})$")
 
@@ -52,13 +52,11 @@ def validate(section: Any) -> tuple[str, int, int, float]:
   address = str(section.get("coordinator_address") or "")
   num, pid = section.get("num_processes", 1), section.get("process_id", 0)
   timeout = section.get("timeout_s", 120)
-  if not isinstance(num, int) or num < 1:
-    raise UserError(f"--config.distributed.num_processes must be an integer >= 1, got {num!r}.")
+  check_positive(num, "config.distributed.num_processes", integer=True)
   if not isinstance(pid, int) or not 0 <= pid < num:
     raise UserError(f"--config.distributed.process_id={pid!r} is outside the range of "
                     f"num_processes={num}: use 0 .. {num - 1}.")
-  if not isinstance(timeout, (int, float)) or timeout <= 0:
-    raise UserError(f"--config.distributed.timeout_s must be > 0, got {timeout!r}.")
+  check_positive(timeout, "config.distributed.timeout_s")
   if address:
     match = _ADDRESS.match(address)
     if not match or not 0 < int(match.group(1)) < 65536:
