@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -50,6 +51,17 @@ def test_bad_names_are_clear_errors():
     data.load_arrays("mnist5k")
   with pytest.raises(UserError, match="--config.data.binarize"):
     data.load_arrays("digits", binarize="sometimes")
+
+
+def test_binarize_draws_bernoulli_pixels_from_the_key():
+  x = np.linspace(0.0, 1.0, 11, dtype=np.float32)[None, :].repeat(20000, axis=0)
+  b = np.asarray(jax.jit(data.binarize)(x, jax.random.key(0)))
+  assert set(np.unique(b)) <= {0.0, 1.0}
+  # Frequencies match the pixel values (binomial standard error <= 0.0036).
+  np.testing.assert_allclose(b.mean(axis=0), x[0], atol=0.015)
+  assert b[:, 0].max() == 0.0 and b[:, -1].min() == 1.0
+  b2 = np.asarray(data.binarize(x, jax.random.key(1)))
+  assert not np.array_equal(b, b2)
 
 
 @pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)), ("binarized_mnist", (28, 28, 1)),
@@ -235,3 +247,13 @@ def test_an_unwritable_cache_folder_only_costs_the_parse(tmp_path, monkeypatch):
   monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
   x, y = data.load_shipped("digits")
   assert x.shape == (1797, 64) and y.shape == (1797,)
+
+
+def test_static_binarization_draws_are_the_documented_numpy_stream():
+  """binarize_array's draws are pinned: every static split and evaluation split
+  recorded depends on them (one float64 uniform per pixel, x_bin = 1 when u < x)."""
+  x = np.random.default_rng(1).uniform(size=(7, 9)).astype(np.float32)
+  want = (np.random.default_rng(5).uniform(size=x.shape) < x).astype(np.float32)
+  got = data.binarize_array(x, 5)
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, want)

@@ -52,17 +52,6 @@ def test_auto_feed_is_the_device_feed_unless_the_data_exceeds_the_budget(monkeyp
     feed.make_feed("gpu", stream, _shardings(), 5)
 
 
-def test_binarize_draws_bernoulli_pixels_from_the_key():
-  x = np.linspace(0.0, 1.0, 11, dtype=np.float32)[None, :].repeat(20000, axis=0)
-  b = np.asarray(jax.jit(feed.binarize)(x, jax.random.key(0)))
-  assert set(np.unique(b)) <= {0.0, 1.0}
-  # Frequencies match the pixel values (binomial standard error <= 0.0036).
-  np.testing.assert_allclose(b.mean(axis=0), x[0], atol=0.015)
-  assert b[:, 0].max() == 0.0 and b[:, -1].min() == 1.0
-  b2 = np.asarray(feed.binarize(x, jax.random.key(1)))
-  assert not np.array_equal(b, b2)
-
-
 def _run(tmp_path, name, **train):
   config = get_config("vae")
   config.data.binarize = "dynamic"   # exercise the on-device binarization
@@ -118,7 +107,7 @@ def test_the_fused_loop_binarizes_step_t_from_fold_in_binarize_t():
   losses = []
   for t in range(3):
     grey = ds.train_x[stream.indices(t)]
-    x = feed.binarize(grey, jax.random.fold_in(bkey, t))
+    x = data.binarize(grey, jax.random.fold_in(bkey, t))
     assert set(np.unique(np.asarray(x))) == {0.0, 1.0}
     ref, m = step(ref, x)
     losses.append(float(m["loss"]))

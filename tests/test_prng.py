@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import prng
+from vae_jax import data, prng
 from vae_jax.families.normal import DiagNormal, StandardNormal
-from vae_jax.training import feed
 
 SHAPES = [(), (1,), (5,), (3, 7), (2, 3, 4), (100, 392), (1, 100, 50)]
 KEYS = {"typed": jax.random.key(3), "raw": jax.random.PRNGKey(11),
@@ -94,4 +93,4 @@ def test_binarize_uses_the_same_bits_as_before():
   bits = jax.random.bits(key, (9, 7), jnp.uint32)            # the jax.random formulation
   u = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[:, :13]
   want = ((u.astype(jnp.float32) + 0.5) / 65536 < x).astype(x.dtype)
-  np.testing.assert_array_equal(jax.jit(feed.binarize)(x, key), want)
+  np.testing.assert_array_equal(jax.jit(data.binarize)(x, key), want)

@@ -117,7 +117,7 @@ def test_trainer_steps_are_the_reference_loop(tmp_path):
 
   @jax.jit
   def step(params, opt_state, rows, t):
-    x = feed_lib.binarize(rows, jax.random.fold_in(bin_key, t))
+    x = data_lib.binarize(rows, jax.random.fold_in(bin_key, t))
     eps = jax.random.normal(jax.random.fold_in(noise_key, t), (1, x.shape[0], latent))[0]
     grads = jax.grad(lambda p: -jnp.mean(reference_elbo(p, x, eps, config.model.scale_head)))(
         params)
@@ -140,7 +140,7 @@ def test_dynamic_binarization_means_are_the_grey_levels_and_draws_independent():
   levels = np.arange(784) % 256 / 255.0                       # every grey level, 0 and 1 too
   x = jnp.asarray(np.stack([levels, levels[::-1]]).astype(np.float32))   # [2, 784]
   key = jax.random.key(5)
-  draws = jax.jit(jax.vmap(lambda t: feed_lib.binarize(x, jax.random.fold_in(key, t))))(
+  draws = jax.jit(jax.vmap(lambda t: data_lib.binarize(x, jax.random.fold_in(key, t))))(
       jnp.arange(steps))
   draws = np.asarray(draws, np.float64)                       # [T, 2, 784]
   assert set(np.unique(draws)) <= {0.0, 1.0}

@@ -4,7 +4,7 @@ JAX lowers its threefry2x32 hash on CPU as a rolled loop of five iterations
 (to keep compile times short): each iteration is a kernel of its own, and the
 loop copies its carried buffers between them. Written out in ``jnp``, the same
 20 rounds are one element-wise expression that XLA fuses with the draw's
-consumer (the Bernoulli threshold of ``feed.binarize``, the Normal's inverse
+consumer (the Bernoulli threshold of ``data.binarize``, the Normal's inverse
 error function). In the default VAE's training step on a 2-core CPU the two
 draws (dynamic binarization and the reparametrized eps) written this way save
 0.43 ms of 4.7 ms a step, and 1.4 ms of 27 ms per image in the IWAE-5000

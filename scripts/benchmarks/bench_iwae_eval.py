@@ -77,8 +77,7 @@ def _peak_rss_mb() -> float:
 def _images(path: str, n: int, seed: int) -> np.ndarray:
   """[n, 784] float32 in {0, 1}: the first n test images, binarized once."""
   x = data_lib.read_idx(path).reshape(-1, 784).astype(np.float32) / 255.0
-  x = (np.random.default_rng(seed).uniform(size=x.shape) < x).astype(np.float32)
-  return x[:n]
+  return data_lib.binarize_array(x, seed)[:n]
 
 
 def _flops(k: int) -> dict:

@@ -127,7 +127,7 @@ def _uint8_batch(self, args, i, step):
 
 
 def _binarize_bitcast(x: jax.Array, key: jax.Array) -> jax.Array:
-  """``feed.binarize`` with each word's 16-bit halves taken by a bitcast
+  """``data.binarize`` with each word's 16-bit halves taken by a bitcast
   instead of a mask, a shift and a concatenate (the same pixels)."""
   d = x.shape[-1]
   h = (d + 1) // 2
@@ -193,7 +193,7 @@ LEVERS: dict[str, Lever] = {
     "gather_clip": Lever("the batch gather clipping its indices (mode='clip')", _gather("clip")),
     "binarize_bitcast": Lever(
         "the binarization's 16-bit halves by a bitcast instead of a mask, a shift and a "
-        "concatenate", lambda: _patched(feed_lib, "binarize", _binarize_bitcast)),
+        "concatenate", lambda: _patched(data_lib, "binarize", _binarize_bitcast)),
     "data_uint8": Lever(
         "the training split held as uint8 on the device (a quarter of the bytes), each batch "
         "converted to float32 k / 255 (the same pixels)",

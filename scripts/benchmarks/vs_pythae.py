@@ -135,7 +135,6 @@ def export_pairing(seed: int, steps: int, path: str) -> None:
   import numpy as np
   from vae_jax import data as data_lib, keys
   from vae_jax.models import vae
-  from vae_jax.training import feed as feed_lib
   ds = _load_data()
   config = _jax_config(seed, steps, "default")
   root = keys.root(seed)
@@ -143,7 +142,7 @@ def export_pairing(seed: int, steps: int, path: str) -> None:
   params = jax.device_get(jax.jit(task.init_params)(keys.stream(root, "init")))
   stream = data_lib.BatchStream(ds.train_x, BATCH, keys.numpy_seed(keys.stream(root, "data")))
   bin_key, noise_key = keys.stream(root, "binarize"), keys.stream(root, "noise")
-  draw = jax.jit(lambda x, t: (feed_lib.binarize(x, jax.random.fold_in(bin_key, t)),
+  draw = jax.jit(lambda x, t: (data_lib.binarize(x, jax.random.fold_in(bin_key, t)),
                                jax.random.normal(jax.random.fold_in(noise_key, t),
                                                  (1, BATCH, LATENT))[0]))
   bits = np.zeros((steps, BATCH, DIMS // 8), np.uint8)

@@ -6,7 +6,8 @@ the feed or on how many steps one dispatch runs (``train.steps_per_jit``):
 * its rows are ``BatchStream.indices(t)`` of the training split (one NumPy
   permutation per epoch, from the run's ``data`` stream);
 * with ``data.binarize == "dynamic"`` they are binarized on device,
-  x ~ Bernoulli(pixels) from ``fold_in(binarize, t)`` (``binarize``).
+  x ~ Bernoulli(pixels) from ``fold_in(binarize, t)`` (``data.binarize``,
+  called by the step).
 
 ``DeviceFeed`` keeps the training split on every device; a dispatch of k
 steps uploads nothing but, once per epoch, the epoch's permutation ([N]
@@ -30,30 +31,12 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vae_jax import data as data_lib
-from vae_jax import prng
 from vae_jax.training import sharding as sharding_lib
 from vae_jax.errors import UserError, check_choice
 
 FEEDS = ("auto", "device", "host")
 CPU_DEVICE_DATA_BYTES = 2 << 30     # auto: the device feed up to 2 GiB of training data on CPU
 DEVICE_DATA_FRACTION = 0.25         # and up to a quarter of an accelerator's memory
-
-
-def binarize(x: jax.Array, key: jax.Array) -> jax.Array:
-  """x_bin ~ Bernoulli(x) elementwise, in x's dtype.
-
-  Each threefry word gives two pixels 16 random bits each: x_bin = 1 when
-  (u + 1/2) / 2**16 < x, u uniform on 0 .. 2**16 - 1, so P(x_bin = 1) is x
-  to within 2**-16 (exact for 0 and 1), at half the cost of a float32
-  uniform per pixel (which took 15% of the default VAE's step on CPU).
-  With ``jax_threefry_partitionable`` (JAX's default) the draws do not depend
-  on how x is sharded along its first axis, so one process and several draw
-  the same bits.
-  """
-  d = x.shape[-1]
-  bits = prng.bits(key, x.shape[:-1] + ((d + 1) // 2,))   # = jax.random.bits's
-  u = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[..., :d]
-  return ((u.astype(jnp.float32) + 0.5) * (1.0 / 65536) < x).astype(x.dtype)
 
 
 def device_budget_bytes() -> int:

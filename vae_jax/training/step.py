@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vae_jax import data as data_lib
 from vae_jax.inference import estimators
 from vae_jax.training import feed as feed_lib
 
@@ -121,7 +122,7 @@ def step_batch(feed_batch: Callable, feed_args: Any, i: jax.Array, step: jax.Arr
   if not binarize:
     return x
   with jax.named_scope("binarize"):
-    return feed_lib.binarize(x, jax.random.fold_in(jax.random.wrap_key_data(binarize_key),
+    return data_lib.binarize(x, jax.random.fold_in(jax.random.wrap_key_data(binarize_key),
                                                    step))
 
 
