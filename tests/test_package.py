@@ -104,3 +104,34 @@ def test_library_modules_do_not_import_flags_matplotlib_or_experiments(path):
     glob.glob(os.path.join(ROOT, "experiments", "*.py"))), ids=_id)
 def test_no_module_is_over_500_lines(path):
   assert sum(1 for _ in open(path)) <= 550, "split it: one job per module"
+
+
+def _library_imports(pattern):
+  """{module: the vae_jax modules it imports} of the library files under ``pattern``,
+  lazy imports too; ``from vae_jax.training import trainer`` counts as
+  ``vae_jax.training.trainer``."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(ROOT, "vae_jax", pattern), recursive=True)):
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+      if isinstance(node, ast.Import):
+        found |= {a.name for a in node.names}
+      elif isinstance(node, ast.ImportFrom) and node.module:
+        found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    out[_module(path)] = {m for m in found if m.startswith("vae_jax")}
+  return out
+
+
+def test_the_layers_point_one_way():
+  """The models and families hand the loop a Task; they never import the loop.
+  task.py imports nothing from the loop; no module of families/ climbs into models/
+  (MADE's masks live in vae_jax/masks.py, which both reach)."""
+  loop = ("vae_jax.training.trainer", "vae_jax.training.step")
+  below = {**_library_imports("models/*.py"), **_library_imports("families/**/*.py"),
+           **_library_imports("inference/*.py")}
+  assert {m: i & set(loop) for m, i in below.items() if i & set(loop)} == {}
+  task = _library_imports("training/task.py")["vae_jax.training.task"]
+  assert not [m for m in task if m.startswith("vae_jax.training")], task
+  families = _library_imports("families/**/*.py")
+  assert {m: [i for i in imp if i.startswith("vae_jax.models")]
+          for m, imp in families.items() if any(i.startswith("vae_jax.models") for i in imp)} == {}

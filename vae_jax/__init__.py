@@ -12,9 +12,10 @@ The library (experiments live in ``experiments/``), by what a reader looks for:
   (the streamed IWAE bound), ``estimators`` (score function, reparametrization,
   VIMCO, DReG, STL and their statistics), ``amortization`` (per-example q*,
   the gaps), ``evaluation``.
-* ``training/``    the one ``trainer`` and its parts: ``step`` (the jitted
-  train step), ``feed``, ``sharding``, ``distributed``, ``checkpointing``,
-  ``workdir`` (run files), ``progress``, ``optim``.
+* ``training/``    the one ``trainer`` and its parts: ``task`` (the ``Task`` a
+  model hands the loop, its ``TrainState``), ``step`` (the jitted train step),
+  ``feed``, ``sharding``, ``distributed``, ``checkpointing``, ``workdir`` (run
+  files), ``progress``, ``optim``.
 * ``classical/``   exact models: ``bayes`` (conjugate: MLE, MAP, posterior,
   evidence, predictive), ``gmm`` and ``ppca`` (EM, posterior, ELBO identity).
 * ``distributions`` the densities and KLs written out; ``data`` datasets and
@@ -54,8 +55,8 @@ _API = {
     "Dataset": "vae_jax.data",
     "load_arrays": "vae_jax.data",
     "train_step": "vae_jax.training.step",
-    "Task": "vae_jax.training.trainer",
-    "TrainState": "vae_jax.training.trainer",
+    "Task": "vae_jax.training.task",
+    "TrainState": "vae_jax.training.task",
     "create_train_state": "vae_jax.training.trainer",
     "train": "vae_jax.training.trainer",
     "build_task": "vae_jax.tasks",

@@ -59,6 +59,7 @@ from vae_jax.training import feed as feed_lib
 from vae_jax.training import optim
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
+from vae_jax.training import task as task_lib
 from vae_jax.training import trainer
 import machine  # this folder (scripts/benchmarks/) is on sys.path
 import paired
@@ -235,7 +236,7 @@ _STEPS = flags.DEFINE_integer("steps", 40, "Steps per dispatch.")
 
 class Program(NamedTuple):
   compiled: Callable
-  state0: trainer.TrainState
+  state0: task_lib.TrainState
   feed_args: tuple
   cost: dict
   hlo_text: str   # the compiled (optimized) HLO module

@@ -48,7 +48,7 @@ def get(config) -> ModuleType:
 
 
 def build_task(config, image_shape: Sequence[int], num_train: int | None = None):
-  """Validates ``config`` once and builds its model's ``trainer.Task``."""
+  """Validates ``config`` once and builds its model's ``Task`` (``vae_jax.training.task``)."""
   module = get(config)
   module.validate(config)
   return module.build(config, image_shape, num_train)

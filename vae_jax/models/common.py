@@ -1,7 +1,7 @@
 """What the trainable models share: config helpers, the dtype, metric and init glue.
 
 Each model module (``vae``, ``discrete_vae``, ``made``) builds its
-``trainer.Task`` from these; nothing here knows a model by name.
+``Task`` (``vae_jax.training.task``) from these; nothing here knows a model by name.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from vae_jax import distributions as D
 from vae_jax.families.discrete import Bernoulli
 from vae_jax.inference import estimators
 from vae_jax.inference import objectives
-from vae_jax.training import trainer
+from vae_jax.training import task as task_lib
 from vae_jax.models import common
 from vae_jax.models import networks as models
 from vae_jax.errors import UserError, check_positive
@@ -278,7 +278,7 @@ def validate_data(ds, config) -> None:
   del ds, config     # binarized or grey levels in [0, 1]: the data loader checks the range
 
 
-def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> task_lib.Task:
   """Bernoulli latents trained with a score-function estimator; exact eval when small."""
   num_dims = int(np.prod(image_shape))
   model = build_network(config.model, num_dims)
@@ -286,7 +286,7 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
   loss_fn, est0 = make_loss(model, o.estimator, int(o.num_samples),
                                          float(o.baseline_decay))
   exact = model.latent_dim <= MAX_EXACT_LATENT_DIM
-  return trainer.Task(
+  return task_lib.Task(
       name="discrete_vae", model=model, init_params=common.init_fn(model, num_dims),
       loss_fn=common.no_step(loss_fn), est_state=est0,
       train_metrics=functools.partial(common.elbo_metrics, dataset_size=num_train),

@@ -39,7 +39,7 @@ import numpy as np
 from vae_jax import distributions
 from vae_jax.masks import made_masks
 from vae_jax.inference import objectives
-from vae_jax.training import trainer
+from vae_jax.training import task as task_lib
 from vae_jax.models import common
 
 # ----------------------------------------------------------------------------
@@ -185,12 +185,12 @@ def validate_data(ds, config) -> None:
   del ds, config     # binary or grey levels in [0, 1]: the data loader checks the range
 
 
-def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> task_lib.Task:
   """MADE trained by maximum likelihood (no noise: the key is unused)."""
   del num_train
   model = build_network(config.model)
   num_dims = int(np.prod(image_shape))
-  return trainer.Task(
+  return task_lib.Task(
       name="made", model=model, init_params=common.init_fn(model, num_dims),
       loss_fn=functools.partial(_made_loss, model=model), est_state={},
       train_metrics=functools.partial(_made_metrics, num_dims=num_dims),

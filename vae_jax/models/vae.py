@@ -21,7 +21,7 @@ from vae_jax import data as data_lib
 from vae_jax.inference import estimators
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
-from vae_jax.training import trainer
+from vae_jax.training import task as task_lib
 from vae_jax.errors import UserError, check_choice, check_positive
 from vae_jax.models import common
 from vae_jax.models import networks
@@ -156,7 +156,7 @@ def _vae_loss(params, x, key, est_state, step, *, base, warmup_steps):
   return base(params, x, key, est_state, kl_weight=kl_weight(step, warmup_steps))
 
 
-def build(config, image_shape: Sequence[int], num_train: int | None = None) -> trainer.Task:
+def build(config, image_shape: Sequence[int], num_train: int | None = None) -> task_lib.Task:
   """The VAE of ``config.model`` trained with ``config.objective``'s estimator
   (``config`` already ``validate``d).
 
@@ -172,7 +172,7 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
                                         baseline_decay=float(o.baseline_decay),
                                         free_bits=float(o.free_bits))
   iw = int(config.eval.iw_samples)
-  return trainer.Task(
+  return task_lib.Task(
       name="vae", model=model, init_params=common.init_fn(model, int(np.prod(image_shape))),
       loss_fn=functools.partial(_vae_loss, base=base,
                                 warmup_steps=int(o.kl_warmup_steps)),

@@ -17,7 +17,7 @@ benchmarks and tests build the same program from here.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +25,7 @@ import optax
 
 from vae_jax import data as data_lib
 from vae_jax.inference import estimators
-from vae_jax.training import feed as feed_lib
-
-if TYPE_CHECKING:
-  from vae_jax.training.trainer import Task, TrainState
+from vae_jax.training import task as task_lib
 
 
 def _select(pred, new, old):
@@ -65,8 +62,8 @@ def _update(do: jax.Array, params: Any, opt_state: Any, grads: Any,
     return jax.lax.cond(do, apply, lambda operands: operands[:2], (params, opt_state, grads))
 
 
-def train_step(state: TrainState, x: jax.Array, *, task: Task,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+def train_step(state: task_lib.TrainState, x: jax.Array, *, task: task_lib.Task,
+               tx: optax.GradientTransformation) -> tuple[task_lib.TrainState, dict]:
   """One gradient step on ``task.loss_fn`` (jit with task and tx static).
 
   Args:
@@ -126,9 +123,9 @@ def step_batch(feed_batch: Callable, feed_args: Any, i: jax.Array, step: jax.Arr
                                                    step))
 
 
-def train_steps(state: TrainState, feed_args: Any, binarize_key: jax.Array,
-                num_steps: jax.Array, *, task: Task, tx: optax.GradientTransformation,
-                feed_batch: Callable, binarize: bool) -> tuple[TrainState, dict]:
+def train_steps(state: task_lib.TrainState, feed_args: Any, binarize_key: jax.Array,
+                num_steps: jax.Array, *, task: task_lib.Task, tx: optax.GradientTransformation,
+                feed_batch: Callable, binarize: bool) -> tuple[task_lib.TrainState, dict]:
   """``num_steps`` train steps in one dispatch (jit with the keywords static).
 
   The steps run in one ``lax.fori_loop`` whose trip count is an argument,
@@ -185,7 +182,7 @@ def step_compiler_options(platform: str | None = None) -> dict[str, str]:
   return dict(_NO_TREE_REDUCTION)
 
 
-def jit_train_steps(task: Task, tx: optax.GradientTransformation, feed_batch: Callable,
+def jit_train_steps(task: task_lib.Task, tx: optax.GradientTransformation, feed_batch: Callable,
                     binarize: bool, compiler_options: dict[str, str]) -> Callable:
   """``train_steps`` jitted as ``train`` runs it: the state donated, compiled with
   ``compiler_options`` (``step_compiler_options``)."""

@@ -1,6 +1,6 @@
 """The one training loop: every model that trains plugs a ``Task`` into it.
 
-A ``Task`` (see ``vae_jax.tasks``) supplies the model-specific parts: the
+A ``Task`` (``vae_jax.training.task``) supplies the model-specific parts: the
 parameters' initialization, a loss function ``(params, x, key, est_state) ->
 (loss, (aux, est_state))`` whose gradient is the model's estimator, the scalar
 metrics to log from ``aux``, and an eval step. The trainer supplies the rest,
@@ -35,10 +35,8 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable, Mapping
 
 from absl import logging
-import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -53,78 +51,15 @@ from vae_jax.training import progress
 from vae_jax.training.progress import NonFiniteLossError, StepMeter, format_eta  # pylint: disable=unused-import
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
+from vae_jax.training import task as task_lib
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice, check_positive
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a resumed run needs (a pytree of arrays).
-
-  Attributes:
-    step: [] int32, number of updates done.
-    params: model variables {"params": {...}}.
-    opt_state: optimizer state; a dict {group: state} when the task has
-      parameter groups (the VAE's encoder phi and decoder theta).
-    est_state: estimator state (e.g. a running-mean baseline); {} if none.
-    key: [2] uint32 key data of the ``noise`` stream; step t uses
-      ``fold_in(key, t)``.
-  """
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  est_state: Any
-  key: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-  """The model-specific parts of training (see ``vae_jax.tasks``).
-
-  Attributes:
-    name: the model's name in logs.
-    model: the Flax module.
-    init_params: key -> model variables.
-    loss_fn: (params, x [B, D], key, est_state, step) -> (loss, (aux,
-      est_state)); aux holds per-example [B] terms. Its gradient is the
-      training gradient; ``step`` (the number of updates so far) drives
-      schedules such as KL warm-up.
-    est_state: the estimator's initial state.
-    train_metrics: aux -> {name: scalar} logged every step (device side).
-    eval_step: (params, x [B, D], mask [B], key) -> {name: sum, "count"}.
-    final_eval_step: the same for the final evaluation (e.g. with an
-      importance-weighted bound); ``eval_step`` when None.
-    bits_per_dim: {nats key: bits key} of the eval results.
-    headline: train metrics shown in the progress line.
-    eval_headline: the eval result shown in the log.
-    groups: parameter groups under "params" with their own optimizer state;
-      None: one optimizer state for all.
-    phases: steps per group and cycle (variational EM: encoder steps, then
-      decoder steps); groups past the last phase move with it (a learned
-      prior is part of theta: it follows the decoder); None: every group at
-      every step.
-    eval_at_start: also evaluate the untrained model (step 0).
-  """
-  name: str
-  model: Any
-  init_params: Callable[[jax.Array], Any]
-  loss_fn: Callable
-  est_state: Any
-  train_metrics: Callable[[dict], dict]
-  eval_step: Callable
-  final_eval_step: Callable | None = None
-  bits_per_dim: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  headline: tuple[str, ...] = ("loss",)
-  eval_headline: str = "neg_elbo"
-  groups: tuple[str, ...] | None = None
-  phases: tuple[int, ...] | None = None
-  eval_at_start: bool = False
 
 
 @dataclasses.dataclass
 class TrainResult:
   """What ``train`` returns: the final state and evaluations."""
-  state: TrainState
+  state: task_lib.TrainState
   final_eval: dict
   initial_eval: dict | None
   steps_per_s: float | None
@@ -135,8 +70,8 @@ class TrainResult:
   timings: dict = dataclasses.field(default_factory=dict)
 
 
-def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
-                       tx: optax.GradientTransformation) -> TrainState:
+def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: task_lib.Task,
+                       tx: optax.GradientTransformation) -> task_lib.TrainState:
   """Initializes parameters and optimizer state(s), in one compiled program."""
   @jax.jit
   def init(init_key, noise_key):
@@ -145,8 +80,9 @@ def create_train_state(init_key: jax.Array, noise_key: jax.Array, task: Task,
       opt_state = {g: tx.init(params["params"][g]) for g in task.groups}
     else:
       opt_state = tx.init(params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                      est_state=task.est_state, key=jax.random.key_data(noise_key))
+    return task_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                               opt_state=opt_state, est_state=task.est_state,
+                               key=jax.random.key_data(noise_key))
   return init(init_key, noise_key)
 
 
@@ -191,7 +127,7 @@ def validate_train_config(config) -> None:
                     f"grad_stats_every > 0, got {t.get('grad_stats_draws')}.")
 
 
-def train(task: Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult:
+def train(task: task_lib.Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult:
   """Trains ``task`` on ``ds`` as ``config`` says, resuming from ``workdir``.
 
   Writes ``config.json`` and ``data_spec.json`` once the workdir's
