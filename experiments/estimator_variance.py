@@ -127,9 +127,7 @@ def validate(config) -> tuple[list[str], list[int], list[int], int]:
   if not steps or steps[0] < 0:
     raise UserError(f"--config.variance.steps must be a non-empty tuple of integers "
                     f">= 0, got {tuple(v.steps)}.")
-  check_positive(v.draws, "config.variance.draws", integer=True)
-  if int(v.draws) < 2:
-    raise UserError(f"--config.variance.draws must be >= 2, got {v.draws}.")
+  check_positive(v.draws, "config.variance.draws", integer=True, minimum=2)
   return names, counts, steps, int(v.draws)
 
 

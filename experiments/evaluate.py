@@ -71,9 +71,8 @@ def validate(config) -> None:
       check_positive(config[name], f"config.{name}", integer=True)
   check_choice(config.split, SPLITS, "config.split")
   check_choice(config.estimate, ESTIMATES, "config.estimate")
-  if not isinstance(config.max_examples, int) or config.max_examples < 0:
-    raise UserError(f"--config.max_examples must be an integer >= 0 (0: all), got "
-                    f"{config.max_examples!r}.")
+  check_positive(config.max_examples, "config.max_examples", integer=True, minimum=0,
+                 meaning="0: all")
 
 
 def config_file_defaults(experiment: str):

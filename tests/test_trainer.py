@@ -138,6 +138,16 @@ def test_bad_train_settings_are_refused(tiny_vae, tmp_path, key, value, match):
   assert not os.path.exists(tmp_path / "config.json")
 
 
+
+def test_gradient_statistics_need_two_draws(tiny_vae, tmp_path):
+  ds, task, _, _ = _setup(tiny_vae)
+  tiny_vae.train.update(grad_stats_every=10, grad_stats_draws=1)
+  with pytest.raises(UserError, match=r"--config\.train\.grad_stats_draws must be an "
+                                      r"integer >= 2 \(gradients per statistic"):
+    trainer.train(task, tiny_vae, ds, str(tmp_path))
+  tiny_vae.train.grad_stats_every = 0       # no statistics: the draws are not read
+  trainer.validate_train_config(tiny_vae)
+
 def test_batch_larger_than_dataset_is_refused(tiny_vae, tmp_path):
   tiny_vae.train.batch_size = 5000
   ds, task, _, _ = _setup(tiny_vae)

@@ -75,7 +75,7 @@ def test_variance_figure_legend_is_below_the_panels(tmp_path, monkeypatch):
     (dict(estimators=("reparam", "nope")), "unknown"),
     (dict(estimators=("score_loo",), num_samples=(1, 4)), "S >= 2"),
     (dict(steps=(-1, 3)), "config.variance.steps"),
-    (dict(draws=1), "config.variance.draws must be >= 2"),
+    (dict(draws=1), "config.variance.draws must be an integer >= 2"),
 ])
 def test_bad_settings(tmp_path, settings, match):
   config = get_config("estimator_variance")

@@ -146,6 +146,7 @@ def test_exact_models_match_what_training_reported(tmp_path, name, key):
 @pytest.mark.parametrize("settings,match", [
     (dict(iw_samples=0), "config.iw_samples"),
     (dict(chunk_size=0), "config.chunk_size"),
+    (dict(max_examples=-1), r"--config\.max_examples must be an integer >= 0 \(0: all\)"),
     (dict(split="test"), "config.split must be one of eval, train"),
     (dict(estimate="exact"), "no closed form"),
     (dict(checkpoint=""), "checkpoint is required"),

@@ -53,7 +53,7 @@ from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
 from vae_jax.training import task as task_lib
 from vae_jax.training import workdir as wd
-from vae_jax.errors import UserError, check_choice, check_positive
+from vae_jax.errors import check_choice, check_positive
 
 
 @dataclasses.dataclass
@@ -113,18 +113,16 @@ def validate_train_config(config) -> None:
     check_positive(t[name], f"config.train.{name}", integer=True)
   check_positive(t.steps_per_jit, "config.train.steps_per_jit", integer=True)
   check_choice(t.feed, feed_lib.FEEDS, "config.train.feed")
-  if not isinstance(t.num_steps, int) or t.num_steps < 0:
-    raise UserError(f"--config.train.num_steps must be an integer >= 0 (0 evaluates "
-                    f"the initialization), got {t.num_steps!r}.")
+  check_positive(t.num_steps, "config.train.num_steps", integer=True, minimum=0,
+                 meaning="0 evaluates the initialization")
   check_positive(t.learning_rate, "config.train.learning_rate")
   optim.validate(t)
   check_positive(config.eval.batch_size, "config.eval.batch_size", integer=True)
-  every = t.grad_stats_every
-  if int(every) < 0:
-    raise UserError(f"--config.train.grad_stats_every must be >= 0, got {every}.")
-  if int(every) > 0 and int(t.grad_stats_draws) < 2:
-    raise UserError(f"--config.train.grad_stats_draws must be >= 2 when "
-                    f"grad_stats_every > 0, got {t.get('grad_stats_draws')}.")
+  check_positive(t.grad_stats_every, "config.train.grad_stats_every", integer=True, minimum=0,
+                 meaning="0: no gradient statistics")
+  if t.grad_stats_every > 0:
+    check_positive(t.grad_stats_draws, "config.train.grad_stats_draws", integer=True,
+                   minimum=2, meaning="gradients per statistic, when grad_stats_every > 0")
 
 
 def train(task: task_lib.Task, config, ds: data_lib.Dataset, workdir: str) -> TrainResult:
