@@ -7,6 +7,8 @@ objective (ELBO, IWAE, the gradient estimators, evaluation, the amortization
 gaps) takes any family. The objects:
 
 * ``normal``: ``DiagNormal`` (q), ``StandardNormal`` (p = N(0, I));
+* ``discrete``: ``Bernoulli``, ``Categorical`` (the discrete VAE's q, and the
+  generic estimators' discrete q);
 * ``mixture``: ``DiagNormalMixture`` (the learned priors);
 * ``flows``: ``FlowPosterior``, a Gaussian pushed through invertible maps;
 * ``hierarchical``: two stochastic layers, q(z1|x) q(z2|z1) and p(z2) p(z1|z2).
@@ -20,6 +22,7 @@ Each part declares its config keys, validates them and builds itself (a head
 that turns the encoder's features into q; a module whose call gives p).
 """
 
+from vae_jax.families.discrete import Bernoulli, Categorical
 from vae_jax.families.mixture import DiagNormalMixture
 from vae_jax.families.normal import DiagNormal, StandardNormal
 
@@ -33,4 +36,5 @@ def __getattr__(name):
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DiagNormal", "StandardNormal", "DiagNormalMixture", "FlowPosterior"]
+__all__ = ["DiagNormal", "StandardNormal", "DiagNormalMixture", "FlowPosterior", "Bernoulli",
+           "Categorical"]

@@ -64,6 +64,7 @@ class TwoLayerPosterior(NoClosedFormKL):
   net: tuple
   name = "gaussian"
   has_density = True
+  reparametrized = True
   shared_fields = ("net",)
 
   @property

@@ -102,6 +102,8 @@ class DiagNormal:
   name = "gaussian"
   # log_prob at any z (so the score-function estimators, STL and DReG apply).
   has_density = True
+  # Draws are a differentiable function of the parameters (the pathwise estimators apply).
+  reparametrized = True
 
   @property
   def latent_dim(self) -> int:
