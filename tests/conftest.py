@@ -75,6 +75,21 @@ def pytest_terminal_summary(terminalreporter):
       terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")
 
 
+def code_lines_matching(pattern) -> list[str]:
+  """``path:line: text`` of every line of the library and the experiments (their
+  config files aside, which may name parts) that ``pattern`` (a compiled regex) finds."""
+  found = []
+  for folder in ("vae_jax", "experiments"):
+    for root, _, files in os.walk(os.path.join(ROOT, folder)):
+      for f in sorted(files):
+        if f.endswith(".py") and "configs" not in root:
+          path = os.path.join(root, f)
+          for i, line in enumerate(open(path), 1):
+            if pattern.search(line):
+              found.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+  return found
+
+
 def config_path(name: str, variants: str = "") -> str:
   """``experiments/configs/<name>.py[:variants]`` for --config."""
   path = os.path.join("experiments", "configs", f"{name}.py")

@@ -10,7 +10,6 @@ same eps. Each rule of the table is checked through ``validate``: one
 UserError per bad combination, the posterior's lack of a density first.
 """
 
-import os
 import re
 
 import jax
@@ -21,7 +20,7 @@ from scipy import special, stats
 
 import ml_collections
 
-from tests.conftest import ROOT, get_config
+from tests.conftest import code_lines_matching, get_config
 from vae_jax import models
 from vae_jax.errors import UserError
 from vae_jax.families import DiagNormal
@@ -592,13 +591,5 @@ def test_no_code_branches_on_an_estimator_name():
   pattern = re.compile(
       rf"""estimator\w*\s*[!=]=|ESTIMATORS\[[^]]*\]\s*[!=]=|[!=]=\s*["']({names})["']"""
       rf"""|["']({names})["']\s*[!=]=|\(\s*["']({every})["']\s*,\s*["']({every})["']""")
-  found = []
-  for folder in ("vae_jax", "experiments"):
-    for root, _, files in os.walk(os.path.join(ROOT, folder)):
-      for f in files:
-        if f.endswith(".py") and "configs" not in root:
-          path = os.path.join(root, f)
-          for i, line in enumerate(open(path), 1):
-            if pattern.search(line):
-              found.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+  found = code_lines_matching(pattern)
   assert not found, "\n".join(found)
