@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments.discrete_vae import check_binary
 from vae_jax.models import made as autoregressive
+from vae_jax.models import common
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
@@ -44,7 +45,7 @@ def write_figures(workdir: str, config, ds, model, params, step: int) -> None:
 
 def run(config, workdir: str) -> dict:
   """Trains (or resumes) MADE by maximum likelihood; returns the summary."""
-  hidden = tasks.hidden_dims(config.model.hidden_dims)
+  hidden = common.hidden_dims(config.model.hidden_dims)
   ds = tasks.load_data(config)
   eval_binary = check_binary(ds, "the autoregressive baseline")
   task = tasks.build_task(config, ds.image_shape)

@@ -32,6 +32,7 @@ from vae_jax.inference import estimators
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
+from vae_jax.models import vae as vae_model
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
@@ -139,7 +140,7 @@ def _check_model_allows(config, names: list[str], sample_counts: list[int]) -> N
     trial.objective.update(estimator=name, num_samples=max(sample_counts), free_bits=0.0,
                            kl_warmup_steps=0)
     try:
-      tasks.validate_vae_config(trial)
+      vae_model.validate(trial)
     except UserError as e:
       raise UserError(f"--config.variance.estimators: {e}") from None
 
@@ -165,18 +166,18 @@ def run(config, workdir: str) -> dict:
   train_config.objective.estimator = "reparam"
   train_config.objective.num_samples = 1
   train_config.eval.iw_samples = 0          # the stops need no IWAE estimate
-  tasks.validate_vae_config(train_config)
+  vae_model.validate(train_config)
   _check_model_allows(config, names, sample_counts)
   wd.prepare(workdir, config)
   ds = tasks.load_data(config)
-  tasks.validate_vae_data(ds, config)
+  vae_model.validate_data(ds, config)
   batch_size = int(config.train.batch_size)
   if batch_size > len(ds.eval_x):
     raise UserError(f"--config.train.batch_size={batch_size} is larger than the held-out "
                     f"split ({len(ds.eval_x)} examples) the measurements draw one fixed "
                     f"batch from; lower it.")
   wd.write_config(workdir, config)
-  task = tasks.vae_task(train_config, ds.image_shape, len(ds.train_x))
+  task = vae_model.build(train_config, ds.image_shape, len(ds.train_x))
   stream = keys.stream(keys.root(config.seed), "variance")
   # One fixed held-out batch for every measurement.
   rng = np.random.default_rng(keys.numpy_seed(jax.random.fold_in(stream, 0)))

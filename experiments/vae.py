@@ -25,6 +25,7 @@ from vae_jax import keys
 from vae_jax.inference import objectives
 from vae_jax import plots
 from vae_jax import tasks
+from vae_jax.models import vae as vae_model
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
@@ -90,9 +91,9 @@ def train(config, workdir: str):
   """
   started = time.perf_counter()
   ds = tasks.load_data(config)
-  tasks.validate_vae_data(ds, config)
+  vae_model.validate_data(ds, config)
   timings = {"data": time.perf_counter() - started}
-  task = tasks.vae_task(config, ds.image_shape, len(ds.train_x))
+  task = vae_model.build(config, ds.image_shape, len(ds.train_x))
   result = trainer.train(task, config, ds, workdir)
   started = time.perf_counter()
   write_figures(workdir, config, ds, task.model, result.state.params, int(result.state.step))
@@ -107,7 +108,7 @@ def train(config, workdir: str):
 
 def run(config, workdir: str) -> dict:
   """Trains (or resumes) the VAE of ``config`` in ``workdir``; returns the summary."""
-  tasks.validate_vae_config(config)     # before the data is loaded
+  vae_model.validate(config)     # before the data is loaded
   return train(config, workdir)[0]
 
 
@@ -137,4 +138,4 @@ def validate_sweep(config, values, allowed, key: str, fixed: dict, make) -> None
     raise UserError(f"this experiment trains one VAE per value of --config.{key}; leave "
                     + ", ".join(f"config.model.{k} at {v!r}" for k, v in fixed.items()) + ".")
   for v in values:
-    tasks.validate_vae_config(make(v))
+    vae_model.validate(make(v))

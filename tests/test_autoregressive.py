@@ -14,7 +14,6 @@ from scipy import stats
 from tests.conftest import get_config
 from vae_jax import masks
 from vae_jax.models import made as ar
-from vae_jax import tasks
 from vae_jax.training import optim
 from vae_jax.training import trainer
 from vae_jax.training import step as step_lib
@@ -131,7 +130,7 @@ def test_mle_reaches_the_entropy_of_a_markov_chain():
   config = get_config("autoregressive")
   config.model.hidden_dims = (32,)
   config.train.learning_rate = 0.03
-  task = tasks.made_task(config, (d, 1, 1))
+  task = ar.build(config, (d, 1, 1))
   model, tx = task.model, optim.make_optimizer(config.train)
   state = trainer.create_train_state(jax.random.key(0), jax.random.key(1), task, tx)
   step = functools.partial(step_lib.train_step, task=task, tx=tx)

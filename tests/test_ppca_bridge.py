@@ -19,6 +19,7 @@ from sklearn.decomposition import PCA
 from tests.conftest import get_config
 from vae_jax import data, tasks
 from vae_jax.inference import objectives
+from vae_jax.models import vae as vae_model
 from vae_jax.training import trainer
 
 
@@ -37,7 +38,7 @@ def test_linear_vae_reaches_the_ppca_maximum_likelihood(tmp_path, latent_dim):
   config.train.update(batch_size=len(x), num_steps=4000, learning_rate=3e-3,
                       eval_every=10**6, checkpoint_every=10**6, log_every=1000)
   config.eval.iw_samples = 0
-  task = tasks.vae_task(config, centred.image_shape, len(x))
+  task = vae_model.build(config, centred.image_shape, len(x))
   trainer.train(task, config, centred, str(tmp_path))
   model, state, _ = tasks.load_checkpoint(str(tmp_path))
   elbo_fn = jax.jit(functools.partial(objectives.elbo, model=model, num_samples=2000))

@@ -9,6 +9,8 @@ from tests.conftest import get_config
 from vae_jax import models, tasks
 from vae_jax.models import made as autoregressive
 from vae_jax.models import discrete_vae
+from vae_jax.models import common
+from vae_jax.models import vae as vae_model
 from vae_jax.training import trainer
 from vae_jax.errors import UserError
 
@@ -16,13 +18,13 @@ from vae_jax.errors import UserError
 @pytest.mark.parametrize("value,want", [((200, 200), (200, 200)), ([7], (7,)), ((), ()),
                                         ("200,100", (200, 100)), ("", ()), (5, (5,))])
 def test_hidden_dims_forms(value, want):
-  assert tasks.hidden_dims(value) == want
+  assert common.hidden_dims(value) == want
 
 
 @pytest.mark.parametrize("value", [(0,), (10, -1), "10,x", ("a",)])
 def test_bad_hidden_dims_name_the_key(value):
   with pytest.raises(UserError, match="--config.model.hidden_dims must be a tuple"):
-    tasks.hidden_dims(value)
+    common.hidden_dims(value)
 
 
 @pytest.mark.parametrize("name,model_type", [("vae", models.VAE),
@@ -65,11 +67,11 @@ def test_bad_model_and_objective_settings_name_their_keys():
     config = get_config("vae")
     config[section][key] = value
     with pytest.raises(UserError, match=match):
-      tasks.validate_vae_config(config)
+      vae_model.validate(config)
   config = get_config("vae")
   config.objective.update(estimator="vimco", num_samples=1)
   with pytest.raises(UserError, match="num_samples >= 2"):
-    tasks.validate_vae_config(config)
+    vae_model.validate(config)
   config = get_config("discrete_vae")
   config.objective.estimator = "reparam"
   with pytest.raises(UserError, match="reparametrization trick"):
@@ -79,11 +81,11 @@ def test_bad_model_and_objective_settings_name_their_keys():
 def test_conv_model_needs_sides_divisible_by_four():
   config = get_config("vae", "conv,tiny")
   ds = tasks.load_data(config)
-  tasks.validate_vae_data(ds, config)          # 8x8 digits: fine
+  vae_model.validate_data(ds, config)          # 8x8 digits: fine
   bad = ds.__class__("odd", ds.train_x[:, :63], ds.train_y, ds.eval_x[:, :63], ds.eval_y,
                      (7, 9, 1))
   with pytest.raises(UserError, match="divisible by 4"):
-    tasks.validate_vae_data(bad, config)
+    vae_model.validate_data(bad, config)
 
 
 def test_activation_reaches_the_network():
@@ -91,7 +93,7 @@ def test_activation_reaches_the_network():
   outs = {}
   for act in ("relu", "tanh"):
     config.model.activation = act
-    model = tasks.build_vae(config.model, (8, 8, 1))
+    model = vae_model.build_network(config.model, (8, 8, 1))
     params = model.init(jax.random.key(0), jnp.zeros((1, 64)))
     outs[act] = model.apply(params, jnp.ones((1, 64)), method="encode").loc
   assert not np.allclose(outs["relu"], outs["tanh"])

@@ -16,6 +16,7 @@ from vae_jax import data, tasks
 from vae_jax.training import optim
 from vae_jax.training import trainer
 from vae_jax.errors import UserError
+from vae_jax.models import vae as vae_model
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import sharding
 from vae_jax.training import step as step_lib
@@ -276,9 +277,9 @@ def test_bernoulli_on_data_outside_unit_interval_is_refused(tiny_vae):
   centred = data.Dataset("digits_centred", ds.train_x - 0.5, ds.train_y, ds.eval_x - 0.5,
                          ds.eval_y, ds.image_shape)
   with pytest.raises(UserError, match="bernoulli needs data in \\[0, 1\\]"):
-    tasks.validate_vae_data(centred, tiny_vae)
+    vae_model.validate_data(centred, tiny_vae)
   tiny_vae.model.likelihood = "gaussian"
-  tasks.validate_vae_data(centred, tiny_vae)   # the Gaussian likelihood is fine with it
+  vae_model.validate_data(centred, tiny_vae)   # the Gaussian likelihood is fine with it
 
 
 def _encoder_kl_dims(task, params, x):
@@ -345,7 +346,7 @@ def test_free_bits_value_and_gradient_match_the_formula(tiny_vae):
 def test_kl_options_refused_where_they_do_not_apply(tiny_vae, estimator, key, value, match):
   tiny_vae.objective.update({"estimator": estimator, "num_samples": 2, key: value})
   with pytest.raises(UserError, match=match):
-    tasks.validate_vae_config(tiny_vae)
+    vae_model.validate(tiny_vae)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from vae_jax import models, tasks
 from vae_jax.inference import estimators
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
+from vae_jax.models import vae as vae_model
 from vae_jax.errors import UserError
 from vae_jax.families import hierarchical
 
@@ -138,7 +139,7 @@ def test_bad_two_layer_settings_are_one_clear_error(settings, key):
   config = vae_config.get_config("tiny")
   config.model.update(**settings)
   with pytest.raises(UserError, match=key.replace("(", "\\(")):
-    tasks.validate_vae_config(config)
+    vae_model.validate(config)
 
 
 def test_free_bits_need_one_layer():
@@ -146,7 +147,7 @@ def test_free_bits_need_one_layer():
   config.model.top_latent_dim = 3
   config.objective.free_bits = 0.1
   with pytest.raises(UserError, match="free_bits"):
-    tasks.validate_vae_config(config)
+    vae_model.validate(config)
 
 
 @pytest.mark.slow

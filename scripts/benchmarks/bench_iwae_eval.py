@@ -47,7 +47,7 @@ from experiments.configs import vae as vae_config
 from vae_jax import data as data_lib
 from vae_jax import distributions as D
 from vae_jax.inference import iwae
-from vae_jax import tasks
+from vae_jax.models import vae as vae_model
 import machine  # this folder (scripts/benchmarks/) is on sys.path
 
 _MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
@@ -194,7 +194,7 @@ def run_torch(params, x, seed, k) -> tuple[np.ndarray, dict] | None:
   out, secs = _timed(fn, x)
   # The same model: log-weights of torch and vae_jax on the same 256 draws of image 0.
   eps = np.random.default_rng(seed).normal(size=(256, 50)).astype(np.float32)
-  model = tasks.build_vae(MODEL, (28, 28, 1))
+  model = vae_model.build_network(MODEL, (28, 28, 1))
   q = model.apply(params, x[:1], method="encode")
   z = q.loc + jnp.exp(q.log_scale) * eps[:, None]                      # [256, 1, L]
   log_q = q.log_prob(z)
@@ -298,7 +298,7 @@ def main(argv):
   iwae.check_sizes(k, _CHUNK.value)
   x = _images(_IMAGES.value, n, _SEED.value)
   n = len(x)
-  model = tasks.build_vae(MODEL, (28, 28, 1))
+  model = vae_model.build_network(MODEL, (28, 28, 1))
   params = model.init(jax.random.key(_SEED.value), jnp.zeros((1, 784), jnp.float32))
   key = jax.random.fold_in(jax.random.key(_SEED.value), 1)
   flops = _flops(k)

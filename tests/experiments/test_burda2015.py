@@ -12,7 +12,7 @@ import pytest
 
 from experiments.configs import burda2015
 from tests.conftest import ROOT, failure_report, require_slow
-from vae_jax import tasks
+from vae_jax.models import vae as vae_model
 
 
 def test_table_1_one_stochastic_layer():
@@ -59,7 +59,7 @@ def test_recipe_is_the_papers(name):
 def test_two_layer_network_shapes_are_the_papers():
   """The built model's weights: q x-200-200-z1(100)-100-100-z2(50), p z2-100-100-z1-200-200-x."""
   config = burda2015.get_config("iwae2_k5")
-  model = tasks.build_vae(config.model, (28, 28, 1))
+  model = vae_model.build_network(config.model, (28, 28, 1))
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 784)))["params"]
   enc, dec, prior = params["encoder"], params["decoder"], params["prior"]
   assert [enc[f"hidden_{i}"]["kernel"].shape for i in range(2)] == [(784, 200), (200, 200)]

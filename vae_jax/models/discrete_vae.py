@@ -26,7 +26,7 @@ the exact ELBO and the exact log p(x) = logsumexp_z log p(x, z): the run
 reports them next to the Monte-Carlo ELBO, and the tests use the exact ELBO's
 gradient to check that every estimator is unbiased.
 
-It trains through the one trainer (``vae_jax.tasks.discrete_vae_task``):
+It trains through the one trainer (``build``):
 
   python -m experiments.main --config=experiments/configs/discrete_vae.py --workdir=/tmp/dvae
 """

@@ -20,7 +20,7 @@ sees inputs of degree <= its own, and output i sees hidden units of degree
 of x_{1:i-1}.
 
 MADE trains by maximum likelihood through the one trainer
-(``vae_jax.tasks.made_task``); its exact held-out negative log-likelihood is
+(``build``); its exact held-out negative log-likelihood is
 the number to compare with the VAE's -ELBO and IWAE bound:
 
   python -m experiments.main --config=experiments/configs/autoregressive.py --workdir=/tmp/made
