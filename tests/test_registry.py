@@ -25,7 +25,7 @@ from vae_jax.registry import Registry
 
 
 def test_the_registries_find_every_part_by_its_module():
-  assert POSTERIORS.names() == ("gaussian", "iaf", "planar")
+  assert POSTERIORS.names() == ("coupling", "gaussian", "iaf", "planar")
   assert PRIORS.names() == ("mog", "standard", "vamp")
   assert MODELS.names() == ("discrete_vae", "made", "vae")   # networks, common are helpers
 
@@ -88,7 +88,7 @@ def test_each_prior_declares_whether_it_learns(name):
 
 
 @pytest.mark.parametrize("registry,field,key,value,owner", [
-    (POSTERIORS, "posterior", "flow_steps", 2, "iaf and planar posterior family"),
+    (POSTERIORS, "posterior", "flow_steps", 2, "coupling, iaf and planar posterior family"),
     (PRIORS, "prior", "prior_components", 3, "mog and vamp prior"),
 ])
 def test_another_parts_key_must_be_left_unset(registry, field, key, value, owner):

@@ -63,7 +63,8 @@ class Registry:
         users.setdefault(key, []).append(other)
     for key, names in users.items():
       if key not in own and section.get(key) is not None:
-        raise UserError(f"--{prefix}.{key}={section[key]!r} is for the {' and '.join(names)} "
+        owners = " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+        raise UserError(f"--{prefix}.{key}={section[key]!r} is for the {owners} "
                         f"{self.kind}; {field}={name} does not read it. Leave it unset.")
     part.validate(section)
     return part

@@ -43,6 +43,7 @@ def get_config(arg=None):
   config.compilation_cache = "default"
   config.amortization = ml_collections.ConfigDict(dict(
       examples=200, local_steps=1000, local_lr=1e-2, eval_samples=1000, iw_samples=1000,
-      posteriors=("gaussian", "planar", "iaf"),   # one VAE per family (Cremer et al.)
+      # One VAE per family (Cremer et al.); coupling: a flow with log q at any z.
+      posteriors=("gaussian", "planar", "iaf", "coupling"),
       flow_steps=2))                               # maps of each flow family
   return common.apply_variants(config, arg, VARIANTS)

@@ -14,6 +14,8 @@ Variants (comma-separated after the colon, applied in order):
   mnist_idx MNIST IDX files (set --config.data.data_dir=DIR)
   planar    q(z|x): the Gaussian through 4 planar maps (Rezende & Mohamed, 2015)
   iaf       q(z|x): the Gaussian through 2 IAF steps (Kingma et al., 2016)
+  coupling  q(z|x): the Gaussian through 4 spline coupling layers (Durkan et al., 2019),
+            with log q(z|x) at any z: every estimator takes it
   mog       p(z): a learned mixture of 10 Gaussians
   vamp      p(z): the VampPrior with 500 pseudo-inputs (Tomczak & Welling, 2018)
 """
@@ -60,6 +62,11 @@ def _iaf(config):
   config.model.flow_steps = 2
 
 
+def _coupling(config):
+  config.model.posterior = "coupling"
+  config.model.flow_steps = 4
+
+
 def _mog(config):
   config.model.prior = "mog"
   config.model.prior_components = 10
@@ -71,8 +78,8 @@ def _vamp(config):
 
 
 VARIANTS = {"tiny": _tiny, "conv": _conv, "gaussian": _gaussian, "vem": _vem,
-            "mnist_idx": _mnist_idx, "planar": _planar, "iaf": _iaf, "mog": _mog,
-            "vamp": _vamp}
+            "mnist_idx": _mnist_idx, "planar": _planar, "iaf": _iaf,
+            "coupling": _coupling, "mog": _mog, "vamp": _vamp}
 
 
 def get_config(arg=None):
@@ -94,7 +101,8 @@ def get_config(arg=None):
       latent_dim=50,            # L, the dimension of z
       hidden_dims=(200, 200),   # MLP encoder widths (the decoder mirrors them); () linear
       activation="relu",        # relu | tanh | elu | gelu | silu | softplus | leaky_relu | sigmoid
-      # q(z|x): gaussian (diagonal) | planar | iaf (the Gaussian through flow_steps maps).
+      # q(z|x): gaussian (diagonal) | planar | iaf | coupling (the Gaussian through
+      # flow_steps maps; coupling also has log q at any z).
       posterior="gaussian",
       # What q's log_scale head outputs: log_var (log sigma^2; log sigma is half of
       # it) | log_scale (log sigma itself, vae_jax's default until 2026-12; 1-1.5

@@ -93,7 +93,8 @@ def trained(tmp_path_factory):
 
 # (variants, settings): the gaussian posterior with a learned prior (mog, vamp:
 # a Monte-Carlo KL) covers the estimators that need log q(z|x) at a given z; the
-# flows get the two they support (reparam, iwae).
+# flows without a density (planar, iaf) get the two they support (reparam, iwae);
+# the coupling flow, which has one, trains with each estimator in tests/test_coupling.py.
 FAMILY_RUNS = [
     ("", {}),
     ("mog", {"objective.estimator": "score_loo", "objective.num_samples": 2}),
@@ -107,6 +108,9 @@ FAMILY_RUNS = [
     ("iaf", {}),
     ("iaf,mog", {"objective.kl_warmup_steps": 10}),
     ("iaf,vamp", {}),
+    ("coupling", {}),
+    ("coupling,mog", {"objective.estimator": "iwae", "objective.num_samples": 2}),
+    ("coupling,vamp", {"objective.kl_warmup_steps": 10}),
 ]
 
 
@@ -177,7 +181,8 @@ def test_evaluate_a_flow_run(tmp_path, trained):
 @pytest.mark.slow
 @pytest.mark.parametrize("variants,settings,messages", [
     ("", {"model.posterior": "realnvp"},
-     ["--config.model.posterior must be one of gaussian, iaf, planar", "'realnvp'"]),
+     ["--config.model.posterior must be one of coupling, gaussian, iaf, planar",
+      "'realnvp'"]),
     ("", {"model.prior": "flow"}, ["--config.model.prior must be one of", "'flow'"]),
     ("planar", {"model.flow_steps": 0}, ["--config.model.flow_steps must be a positive integer"]),
     ("", {"model.flow_steps": 2}, ["--config.model.flow_steps=2", "Leave it unset"]),
