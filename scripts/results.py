@@ -84,6 +84,10 @@ BENCHMARKS: dict[str, list[str]] = {
                         "--num_images=200"],
     "bench_vae_step": [sys.executable, "scripts/benchmarks/bench_vae_step.py",
                        "--batch_sizes=100", "--ks=50", "--repeats=5"],
+    # The posterior families' step at the same flow_steps (bench_vae_step.py's families alone).
+    "bench_vae_families": [sys.executable, "scripts/benchmarks/bench_vae_step.py",
+                           "--only_families", "--ks=50", "--repeats=3", "--flow_steps=2",
+                           "--families=gaussian,iaf,coupling,coupling_affine"],
     "bench_step_levers": [sys.executable, "scripts/benchmarks/bench_step_levers.py"],
     "profile_step": [sys.executable, "scripts/benchmarks/profile_step.py"],
 }
@@ -464,13 +468,36 @@ def table_bench_vae_step(results: dict[str, dict]) -> str:
                  f"{', '.join(f'{f:.1%}' for f in c['rounds'])}): the ceiling of a step "
                  "that did nothing else.")
   if fam := r["summary"].get("families"):
-    variant = lambda v: "the default config" if v == "(default)" else f"`vae.py:{v}`"
+    out.append(_families_table(fam))
+  return "\n\n".join(out) + "\n\n" + _footer([r])
+
+
+def _families_table(fam: dict, order: tuple[str, ...] = ()) -> str:
+  """bench_vae_step's ``families``: each family's runner loop against the Gaussian's, in
+  ``order`` (the benchmark's --families; the recorded JSON sorts its keys)."""
+  variant = lambda v: "the default config" if v == "(default)" else f"`vae.py:{v}`"
+  if fam.get("flow_steps") is None:         # each variant's own maps (the earlier records)
     rows = [f"| {name} ({variant(f['variant'])}) | {f['trainer_steps_per_s']:,.0f} | "
             f"{f['time_per_step_vs_gaussian']:.2f} |" for name, f in fam["families"].items()]
-    out.append(f"| family: runner loop, batch {fam['batch_size']}, k = {fam['k']}, "
-               f"{fam['num_steps']:,} steps | steps/s | time per step / the Gaussian's |\n"
-               "| --- | --- | --- |\n" + "\n".join(rows))
-  return "\n\n".join(out) + "\n\n" + _footer([r])
+    return (f"| family: runner loop, batch {fam['batch_size']}, k = {fam['k']}, "
+            f"{fam['num_steps']:,} steps | steps/s | time per step / the Gaussian's |\n"
+            "| --- | --- | --- |\n" + "\n".join(rows))
+  what = {"spline": "spline coupling layers", "affine": "affine coupling layers"}
+  rows = [f"| {name} ({variant(f['variant'])}"
+          + (f", {what[f['coupling_transform']]}" if f.get("coupling_transform") else "")
+          + f") | {f['flow_steps'] or '—'} | {f['trainer_steps_per_s']:,.0f} | "
+          f"{f['ms_per_step']:.2f} | {f['time_per_step_vs_gaussian']:.2f} |"
+          for name, f in _in_order(fam["families"], tuple(order))]
+  return (f"| family: runner loop, batch {fam['batch_size']}, k = {fam['k']}, "
+          f"{fam['num_steps']:,} steps, median of {fam['repeats']} | flow steps | steps/s | "
+          "ms per step | time per step / the Gaussian's |\n"
+          "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
+def table_bench_vae_families(results: dict[str, dict]) -> str:
+  r = results["bench_vae_families"]
+  return (_families_table(r["summary"]["families"], r["summary"]["flags"]["families"])
+          + "\n\n" + _footer([r]))
 
 
 def table_bench_step_levers(results: dict[str, dict]) -> str:
@@ -537,6 +564,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_gmm": table_bench_gmm,
     "bench_iwae_eval": table_bench_iwae_eval,
     "bench_vae_step": table_bench_vae_step,
+    "bench_vae_families": table_bench_vae_families,
     "bench_step_levers": table_bench_step_levers,
     "profile_step": table_profile_step,
 }

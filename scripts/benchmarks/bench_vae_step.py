@@ -39,6 +39,13 @@ size, in one process on the same machine:
   seconds before it on the machine as it was then; the reported limit is each
   product's best over all repeats.
 
+* ``families``: the runner loop (batch 100, the largest k) of each family of
+  ``--families`` (a posterior or prior variant of ``experiments/configs/vae.py``;
+  every flow with ``--flow_steps`` maps, so that the flows' times compare),
+  interleaved within each repeat, beside the Gaussian's. ``coupling_affine`` is
+  the coupling posterior with affine layers in place of its splines (what the
+  spline costs).
+
 Each vae_jax and torch figure also appears as a fraction of ``matmul_limit``
 and of ``independent_products_limit``. The runner's figures also appear as
 ``paired_fraction_of_independent_limit``: per repeat, its rate over the limit
@@ -52,6 +59,8 @@ largest k, for each of the three runner figures.
 
   python scripts/benchmarks/bench_vae_step.py                        # batch 100 and 1000, k = 1, 10, 50
   python scripts/benchmarks/bench_vae_step.py --batch_sizes=100 --steps=200 --repeats=1 --ks=1,10
+  python scripts/benchmarks/bench_vae_step.py --only_families --ks=50 \
+      --families=gaussian,iaf,coupling,coupling_affine --flow_steps=2   # the families alone
 
 ``--steps`` is the steps per measurement at batch 100; batch b runs
 steps * 100 / b of them (the same number of examples). Prints one JSON object.
@@ -59,6 +68,7 @@ steps * 100 / b of them (the same number of examples). Prints one JSON object.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -92,16 +102,23 @@ _STEPS = flags.DEFINE_integer("steps", 1000, "Steps per measurement at batch 100
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Measurements per setting; the median is reported.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch eager reference if torch imports.")
 _FAMILIES = flags.DEFINE_list(
-    "families", ["gaussian", "iaf", "vamp"],
+    "families", ["gaussian", "iaf", "coupling", "vamp"],
     "Posterior/prior families whose runner loop (batch 100, the largest k) is timed beside "
-    "the Gaussian: gaussian, planar (4 maps), iaf (2 steps), mog (10), vamp (500 "
-    "pseudo-inputs). Empty: skip.")
+    "the Gaussian: gaussian, planar, iaf, coupling (spline coupling layers), "
+    "coupling_affine (the same with affine layers), mog (10), vamp (500 pseudo-inputs). "
+    "Empty: skip.")
+_FLOW_STEPS = flags.DEFINE_integer(
+    "flow_steps", 2, "Maps of every flow family of --families (the same for each, so that "
+    "their times compare); 0: each variant's own (planar 4, iaf 2, coupling 4).")
 _ONLY_FAMILIES = flags.DEFINE_bool("only_families", False,
                                    "Time only the families (no batch sizes, limit, torch).")
 
-# The family variants of experiments/configs/vae.py that --families names.
-FAMILY_VARIANTS = {"gaussian": "", "planar": "planar", "iaf": "iaf", "mog": "mog",
-                   "vamp": "vamp"}
+# The family variants of experiments/configs/vae.py that --families names, and the
+# coupling layers' transformer where it is not the family's own (the spline):
+# vae_jax.families.posteriors.coupling.TRANSFORM, set while that model is built.
+FAMILY_VARIANTS = {"gaussian": "", "planar": "planar", "iaf": "iaf", "coupling": "coupling",
+                   "coupling_affine": "coupling", "mog": "mog", "vamp": "vamp"}
+COUPLING_TRANSFORMS = {"coupling_affine": "affine"}
 
 REFERENCE_BATCH = 100       # --steps counts steps at this batch size
 TARGET_FRACTION = 0.6       # the issue's target: runner loop >= 60% of the independent limit
@@ -141,6 +158,13 @@ NOTES = {
     "vae_jax_step_fn": "The jitted vae_jax.training.step.train_step alone, one step per dispatch, on 8 "
                        "batches binarized once and uploaded beforehand (no feed, no "
                        "binarization, no logging).",
+    "families": "trainer.train as vae_jax_runner (batch 100, the largest k), one config per "
+                "family: its experiments/configs/vae.py variant, flows with flow_steps maps "
+                "(None: the variant's own). trainer_steps_per_s and ms_per_step: the median "
+                "of the repeats' TrainResult.steps_per_s (rounds_steps_per_s), the families "
+                "interleaved within each repeat; time_per_step_vs_gaussian: the Gaussian's "
+                "median rate over this one's. coupling_transform: the coupling layers' "
+                "transformer (coupling_affine: affine in place of the family's spline).",
     "torch_eager": "PyTorch eager: the same model and Adam, with per-step row selection "
                    "(a torch.randperm per epoch) and torch.bernoulli binarization on the host, "
                    "loss read every 100 steps.",
@@ -260,23 +284,57 @@ def bench_runner(ds: data_lib.Dataset, batch_size: int, steps: int, ks: list[int
   return out
 
 
+def _family_config(family: str, steps: int, k: int, flow_steps: int):
+  """The runner's config of ``family`` (its vae.py variant; a flow with ``flow_steps``
+  maps unless 0)."""
+  config = _config(REFERENCE_BATCH, steps, k, FAMILY_VARIANTS[family])
+  if flow_steps and config.model.flow_steps is not None:
+    config.model.flow_steps = flow_steps
+  return config
+
+
+@contextlib.contextmanager
+def _transform(family: str):
+  """While ``family``'s model is built: its coupling layers' transformer, if not the spline."""
+  if family not in COUPLING_TRANSFORMS:
+    yield
+    return
+  from vae_jax.families.posteriors import coupling  # pylint: disable=g-import-not-at-top
+  saved, coupling.TRANSFORM = coupling.TRANSFORM, COUPLING_TRANSFORMS[family]
+  try:
+    yield
+  finally:
+    coupling.TRANSFORM = saved
+
+
+def _timed_family(family: str, config, ds: data_lib.Dataset):
+  with _transform(family):
+    return _timed_train(config, ds)
+
+
 def bench_families(ds: data_lib.Dataset, families: list[str], steps: int, k: int,
-                   repeats: int) -> dict:
+                   repeats: int, flow_steps: int) -> dict:
   """The whole runner loop (batch 100, k fused steps) for each family, interleaved
-  within each repeat; steps/s and the ratio of the Gaussian's time per step."""
-  configs = {f: _config(REFERENCE_BATCH, steps, k, FAMILY_VARIANTS[f]) for f in families}
-  for config in configs.values():             # compile once, filling the persistent cache
-    _timed_train(config, ds)
+  within each repeat; steps/s, ms per step and the ratio of the Gaussian's time per
+  step, each a median over the repeats."""
+  configs = {f: _family_config(f, steps, k, flow_steps) for f in families}
+  for f, config in configs.items():          # compile once, filling the persistent cache
+    _timed_family(f, config, ds)
   rates = {f: [] for f in families}
   for _ in range(repeats):
     for f, config in configs.items():
-      rates[f].append(_timed_train(config, ds)[1].steps_per_s)
-  out = {"batch_size": REFERENCE_BATCH, "k": k, "num_steps": steps, "families": {}}
+      rates[f].append(_timed_family(f, config, ds)[1].steps_per_s)
+  out = {"batch_size": REFERENCE_BATCH, "k": k, "num_steps": steps, "repeats": repeats,
+         "flow_steps": flow_steps or None, "families": {}}
   base = _median(rates["gaussian"]) if "gaussian" in rates else None
   for f in families:
     rate = _median(rates[f])
     out["families"][f] = {
         "variant": FAMILY_VARIANTS[f] or "(default)", "trainer_steps_per_s": rate,
+        "ms_per_step": 1e3 / rate, "rounds_steps_per_s": rates[f],
+        "flow_steps": configs[f].model.flow_steps,
+        "coupling_transform": COUPLING_TRANSFORMS.get(
+            f, "spline" if FAMILY_VARIANTS[f] == "coupling" else None),
         "time_per_step_vs_gaussian": base / rate if base else None}
   return out
 
@@ -468,14 +526,16 @@ def main(argv):
                     f"{ds.name}, {config.data.binarize} binarization",
            "machine": machine.describe(),
            "flags": {"batch_sizes": [int(b) for b in _BATCH_SIZES.value], "ks": ks,
-                     "steps": _STEPS.value, "repeats": _REPEATS.value, "torch": _TORCH.value},
+                     "steps": _STEPS.value, "repeats": _REPEATS.value, "torch": _TORCH.value,
+                     "families": list(_FAMILIES.value), "flow_steps": _FLOW_STEPS.value,
+                     "only_families": _ONLY_FAMILIES.value},
            "notes": NOTES}
     if not _ONLY_FAMILIES.value:
       out["results"] = {b: bench_batch(ds, int(b), ks) for b in _BATCH_SIZES.value}
       out["target"] = _target(out["results"], ks)
     if _FAMILIES.value:
       out["families"] = bench_families(ds, list(_FAMILIES.value), _STEPS.value, max(ks),
-                                       _REPEATS.value)
+                                       _REPEATS.value, _FLOW_STEPS.value)
     out["machine"]["load_average_at_end"] = os.getloadavg()[0]
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
