@@ -251,3 +251,122 @@ def test_bad_input_raises_user_error(fn):
       call(x, m)
   if fn == "fit":
     ppca.fit(x, D - 1)                             # the largest valid latent_dim works
+
+
+# ----------------------------------------------------------------------------
+# Choosing M by the evidence (Minka, 2000) against scikit-learn.
+# ----------------------------------------------------------------------------
+
+
+def _ppca_data(n, d, m, seed, noise=0.5):
+  """N draws of a PPCA with true latent dimension m (NumPy only)."""
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(d, m)) * rng.uniform(1.0, 3.0, size=m)
+  return rng.normal(size=(n, m)) @ w.T + noise * rng.normal(size=(n, d)) + rng.normal(size=d)
+
+
+# (N, D, true M); the larger ones (and the digits) compile and loop more: slow tier.
+KNOWN_M = [pytest.param((400, 8, 3), id="(400, 8, 3)"),
+           pytest.param((300, 12, 1), id="(300, 12, 1)"),
+           pytest.param((500, 20, 5), marks=pytest.mark.slow, id="(500, 20, 5)"),
+           pytest.param((2000, 40, 11), marks=pytest.mark.slow, id="(2000, 40, 11)")]
+DIGITS = pytest.param("digits", marks=pytest.mark.slow, id="digits")
+RANK_4 = pytest.param("rank 4 of 10", marks=pytest.mark.slow, id="rank 4 of 10")
+
+
+def _digits():
+  from vae_jax.data import load_arrays  # pylint: disable=g-import-not-at-top
+  return load_arrays("digits").train_x.astype(np.float64)              # 3 constant pixels
+
+
+def _sklearn_curve(spectrum, n):
+  """scikit-learn's log-likelihood of every rank (what PCA(n_components="mle") maximizes)."""
+  from sklearn.decomposition._pca import _assess_dimension  # pylint: disable=g-import-not-at-top
+  lam = np.asarray(spectrum, np.float64)
+  return np.array([_assess_dimension(lam, m, n) for m in range(1, len(lam))])
+
+
+@pytest.mark.parametrize("data", [*KNOWN_M, DIGITS])
+def test_log_evidence_is_sklearns_assess_dimension_for_every_m(data):
+  """Same eigenvalues: ours = sklearn's + the constant -N D/2 (log 2 pi + 1) it drops, at every
+  M (and -inf at the same M). sklearn's own spectrum (ddof=1, c = N / (N - 1) times ours)
+  lowers its value at every M by N D/2 log c (where v_M is not floored)."""
+  x = _digits() if data == "digits" else _ppca_data(*data, seed=data[2])
+  n, d = x.shape
+  lam = np.asarray(ppca.spectrum(x))
+  ours = np.asarray(ppca.log_evidence(lam, n))
+  theirs = _sklearn_curve(lam, n)
+  assert ours.shape == (d - 1,)
+  assert np.array_equal(np.isfinite(ours), np.isfinite(theirs))
+  assert np.all(ours[~np.isfinite(ours)] == -np.inf)
+  finite = np.isfinite(ours)
+  assert_allclose(ours[finite], theirs[finite] - n * d / 2 * (np.log(2 * np.pi) + 1), rtol=1e-12)
+  if data == "digits":
+    assert finite.sum() == 61                  # 3 pixels are constant: 61 directions remain
+
+  sk_lam = PCA(svd_solver="full").fit(x).explained_variance_     # S / (N - 1), sklearn's SVD
+  kept = lam > 1e-12
+  assert_allclose(sk_lam[kept], lam[kept] * n / (n - 1), rtol=1e-9)
+  theirs = _sklearn_curve(sk_lam, n)
+  unfloored = finite & (np.cumsum(lam[::-1])[::-1][1:] / (d - np.arange(1, d)) > 1e-12)
+  assert_allclose(ours[unfloored], theirs[unfloored] - n * d / 2 * (
+      np.log(2 * np.pi) + 1 - np.log(n / (n - 1))), rtol=1e-10)
+
+
+@pytest.mark.parametrize("data", [*KNOWN_M, DIGITS, RANK_4])
+def test_choose_latent_dim_is_sklearns_pca_mle(data):
+  """The same M as PCA(n_components="mle") on its own SVD; the true M where it is known."""
+  if data == "digits":
+    x, true_m = _digits(), 61                   # the span of the data: v_61 = 0, floored
+  elif data == "rank 4 of 10":
+    x, true_m = _ppca_data(200, 10, 4, seed=3, noise=0.0), 4   # noise-free: rank exactly 4
+  else:
+    x, true_m = _ppca_data(*data, seed=data[2]), data[2]
+  chosen, evidence = ppca.choose_latent_dim(x)
+  assert chosen == PCA(n_components="mle", svd_solver="full").fit(x).n_components_ == true_m
+  assert int(np.argmax(np.asarray(evidence))) + 1 == chosen
+  if data == "rank 4 of 10":                   # beyond the rank: no evidence, unbounded likelihood
+    ll = np.asarray(ppca.max_log_likelihood(ppca.spectrum(x), len(x)))
+    assert np.all(np.asarray(evidence)[4:] == -np.inf) and np.all(ll[3:] == np.inf)
+
+
+@pytest.mark.parametrize("m", [1, 3, 6])
+def test_max_log_likelihood_is_the_gaussian_log_density_at_the_mle(m):
+  """sum_n log N(x_n | mean, W W^T + sigma^2 I) at Tipping & Bishop's MLE, built with NumPy's
+  eigendecomposition and SciPy's density (not ppca.fit)."""
+  x = _data(seed=4)
+  n, d = x.shape
+  evals, evecs = np.linalg.eigh(np.cov(x, rowvar=False, ddof=0))
+  evals, evecs = evals[::-1], evecs[:, ::-1]
+  sigma2 = evals[m:].mean()
+  w = evecs[:, :m] * np.sqrt(evals[:m] - sigma2)
+  want = stats.multivariate_normal(x.mean(0), w @ w.T + sigma2 * np.eye(d)).logpdf(x).sum()
+  got = np.asarray(ppca.max_log_likelihood(ppca.spectrum(x), n))
+  assert_allclose(got[m - 1], want, rtol=1e-11)
+  assert np.all(np.diff(got) > 0)              # more directions never fit worse
+
+
+def test_spectrum_is_numpys_covariance_eigenvalues():
+  x = _data(seed=5)
+  want = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False, ddof=0)))[::-1]
+  assert_allclose(np.asarray(ppca.spectrum(x)), want, rtol=1e-11)
+  wide = _data(seed=5, n=5)                    # N <= D: zeros past N - 1
+  lam = np.asarray(ppca.spectrum(wide))
+  assert lam.shape == (D,) and np.all(lam[4:] < 1e-15) and np.all(lam[:4] > 1e-3)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: ppca.log_evidence(np.array([1.0, 2.0, 0.5]), 10), "descending"),
+    (lambda: ppca.log_evidence(np.array([[2.0, 1.0]]), 10), "1-D array"),
+    (lambda: ppca.log_evidence(np.array([2.0]), 10), "D >= 2"),
+    (lambda: ppca.log_evidence(np.array([2.0, np.nan]), 10), "finite"),
+    (lambda: ppca.log_evidence(np.array([2.0, 1.0]), 1), "num_samples"),
+    (lambda: ppca.max_log_likelihood(np.array([2.0, 1.0]), 2.5), "num_samples"),
+    (lambda: ppca.choose_latent_dim(np.ones((20, 4))), "no direction with variance"),
+    (lambda: ppca.choose_latent_dim(np.ones((20, 1))), "D >= 2"),
+    (lambda: ppca.choose_latent_dim(np.zeros((20, 4), np.int32)), "float"),
+], ids=["ascending", "rank 2", "D = 1", "nan", "N = 1", "N float", "constant", "D = 1 data",
+        "int data"])
+def test_evidence_bad_input_is_one_user_error(call, match):
+  with pytest.raises(UserError, match=match):
+    call()

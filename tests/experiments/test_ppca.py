@@ -26,7 +26,7 @@ def _em_log_likelihood(workdir):
 def test_tiny_matches_the_eigendecomposition_and_em_climbs_towards_it(tmp_path):
   config = ppca_config.get_config("tiny")
   summary = ppca.run(config, str(tmp_path))
-  for name in ("em_bounds.png", "ppca_latent.png", "ppca_components.png"):
+  for name in ("em_bounds.png", "ppca_latent.png", "ppca_components.png", "ppca_evidence.png"):
     with open(tmp_path / name, "rb") as f:
       assert f.read(8) == PNG, name
   assert os.listdir(tmp_path / "tensorboard")
@@ -56,6 +56,26 @@ def test_tiny_matches_the_eigendecomposition_and_em_climbs_towards_it(tmp_path):
   assert 0 <= summary["em_gap_to_closed_form"] < 0.5
   assert summary["pca_em_max_principal_angle_deg"] < 0.1            # same subspace
   assert summary["max_elbo_gap_at_posterior"] < 1e-9                # exact posterior: ELBO = log p
+
+  # The latent dimension by its evidence: scikit-learn's PCA(n_components="mle") picks the
+  # same M on the same images (61: three pixels of the digits are constant), and on the
+  # data drawn from the fitted PPCA the evidence finds the M they were drawn with.
+  evidence = summary["evidence"]
+  assert evidence["chosen_latent_dim"] == PCA(n_components="mle", svd_solver="full").fit(
+      x).n_components_ == evidence["rank"] == 61
+  assert len(evidence["log_evidence"]) == len(evidence["max_log_likelihood"]) == 63
+  assert np.all(np.asarray(evidence["log_evidence"][61:], float) == -np.inf)   # ("-inf" in JSON)
+  assert evidence["sklearn"]["max_abs_diff"] < 1e-6 and 61 in evidence["sklearn"]["ranks"]
+  simulated = evidence["simulated"]
+  assert simulated["true_latent_dim"] == simulated["chosen_latent_dim"] == 2
+  assert simulated["sklearn"]["max_abs_diff"] < 1e-6
+  # The evidence is the maximum log-likelihood (the closed form's, summed) plus a
+  # negative Occam term.
+  n = summary["num_train"]
+  assert evidence["max_log_likelihood"][1] == pytest.approx(
+      n * summary["closed_form_log_likelihood"], rel=1e-12)
+  assert all(e < ll for e, ll in zip(evidence["log_evidence"][:60],
+                                     evidence["max_log_likelihood"][:60]))
 
 
 def test_em_bound_figure_shows_the_first_iterations(tmp_path, monkeypatch):

@@ -18,6 +18,9 @@ Public API:
 * ``pca_em(x, latent_dim, key, num_iters)``: the sigma^2 -> 0 limit (Roweis, 1998).
 * ``elbo_decomposition(params, x, q_mean, q_cov)``: log p(x), ELBO(q) and
   KL(q || p(z|x)), each computed from its own formula, per example.
+* ``choose_latent_dim(x)``: the M of the largest Laplace-approximated evidence
+  log p(X | M) (Minka, 2000), from ``spectrum(x)`` through ``log_evidence`` and
+  ``max_log_likelihood`` (for every M at once, O(D^2) after the spectrum).
 """
 
 from __future__ import annotations
@@ -302,3 +305,170 @@ def elbo_decomposition(params: PPCAParams, x: Array, q_mean: Array,
   logdet_post = 2.0 * jnp.sum(jnp.log(jnp.diag(post_chol)))
   kl = 0.5 * (jnp.trace(prec_s, axis1=-2, axis2=-1) + maha - m_dim + logdet_post - logdet_s)
   return {"log_px": log_prob(params, x), "elbo": elbo, "kl": kl}
+
+
+# ----------------------------------------------------------------------------
+# Choosing M by the evidence: Minka (2000), "Automatic choice of dimensionality
+# for PCA", the Laplace approximation of p(X | M).
+# ----------------------------------------------------------------------------
+
+# sklearn's guard (sklearn.decomposition._pca._assess_dimension): an M whose
+# M-th eigenvalue is below it gets -inf, and v_M is floored at it.
+EVIDENCE_FLOOR = 1e-15
+
+
+def spectrum(x) -> Array:
+  """Eigenvalues of the maximum-likelihood sample covariance S = X_c^T X_c / N: [D], descending.
+
+  From the singular values of the centred data (s^2 / N), which resolve small
+  eigenvalues better than an eigendecomposition of S; zeros where N <= D.
+  Call under ``jax.enable_x64`` for the evidence (float32 cannot resolve it).
+
+  Args:
+    x: [N, D] data.
+  """
+  x = check_data_matrix(x, "x")
+  x = jnp.asarray(x)
+  return _spectrum(x)
+
+
+@jax.jit
+def _spectrum(x: Array) -> Array:
+  n, d = x.shape
+  s = jnp.linalg.svd(x - jnp.mean(x, axis=0), compute_uv=False)            # [min(N, D)]
+  return jnp.zeros(d, x.dtype).at[:s.shape[0]].set(s * s / n)
+
+
+def _check_spectrum(eigenvalues, num_samples):
+  eigenvalues = jnp.asarray(eigenvalues)
+  if eigenvalues.ndim != 1 or eigenvalues.shape[0] < 2:
+    raise UserError(f"eigenvalues must be a 1-D array of D >= 2 covariance eigenvalues, "
+                    f"got shape {tuple(eigenvalues.shape)}.")
+  host = np.asarray(eigenvalues)
+  if not np.all(np.isfinite(host)) or np.any(np.diff(host) > 0):
+    raise UserError("eigenvalues must be finite and sorted in descending order (as "
+                    "ppca.spectrum returns them).")
+  if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or (
+      num_samples < 2):
+    raise UserError(f"num_samples must be an integer N >= 2, got {num_samples!r}.")
+  return eigenvalues
+
+
+def max_log_likelihood(eigenvalues, num_samples: int) -> Array:
+  """The PPCA maximum log-likelihood of the whole data set for every M: [D - 1] (M = 1..D-1).
+
+    log p(X | W_ML, sigma^2_ML) = -N/2 [D log 2 pi + sum_{j<=M} log lambda_j
+                                        + (D - M) log v_M + D],
+    v_M = sum_{j>M} lambda_j / (D - M)  (= sigma^2_ML),
+
+  the sum over examples of ``log_prob(fit(x, M), x)``: at the maximum
+  tr(C^-1 S) = D. It never decreases with M. Where v_M < 1e-15 (the data lie
+  in M directions) it is +inf: sigma^2 -> 0 makes the likelihood unbounded.
+
+  Args:
+    eigenvalues: [D] of the ML covariance, descending (``spectrum(x)``).
+    num_samples: N.
+  """
+  lam = _check_spectrum(eigenvalues, num_samples)
+  return _evidence_terms(lam, int(num_samples))[0]
+
+
+def log_evidence(eigenvalues, num_samples: int) -> Array:
+  """Laplace-approximated log evidence log p(X | M) for M = 1..D-1: [D - 1] in nats.
+
+  Minka (2000), eq. 30, with the constants it drops (the same for every M)
+  put back, so that it is the maximum log-likelihood plus the log prior of the
+  principal directions and the Laplace (Occam) terms:
+
+    log p(X | M) ~= log p(X | theta_ML(M))                     (``max_log_likelihood``)
+                    + log p(U) + (m + M)/2 log 2 pi - log|A_Z|/2 - M/2 log N,
+    log p(U) = -M log 2 + sum_{i=1}^M [log Gamma((D - i + 1)/2) - (D - i + 1)/2 log pi]
+               (the uniform density on the Stiefel manifold),
+    m = D M - M (M + 1)/2                                      (free parameters of U),
+    log|A_Z| = sum_{i=1}^M sum_{j=i+1}^D log[N (lambda_i - lambda_j)(1/lh_j - 1/lh_i)],
+    lh_j = lambda_j for j <= M, v_M for j > M.
+
+  It is scikit-learn's ``_assess_dimension`` (maximized by
+  ``PCA(n_components="mle")``) plus -N D/2 (log 2 pi + 1): the same M wins.
+  The guards are sklearn's too: -inf where lambda_M < 1e-15 (the data span
+  fewer than M directions), and v_M is floored at 1e-15. Minka's lambda are
+  the eigenvalues of S / N; sklearn passes those of S / (N - 1), which lowers
+  its value at every M by the same N D/2 log(N / (N - 1)) (unless v_M is floored).
+
+  Args:
+    eigenvalues: [D] of the ML covariance, descending (``spectrum(x)``), float64
+      (``jax.enable_x64``): the terms are of size N D, their differences O(1).
+    num_samples: N.
+
+  Returns:
+    [D - 1]: entry M - 1 is log p(X | M).
+  """
+  lam = _check_spectrum(eigenvalues, num_samples)
+  return _evidence_terms(lam, int(num_samples))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("n",))
+def _evidence_terms(lam: Array, n: int) -> tuple[Array, Array]:
+  """(max log-likelihood [D - 1], log evidence [D - 1]) for M = 1..D-1, all O(D^2)."""
+  d = lam.shape[0]
+  dtype = lam.dtype
+  ms = jnp.arange(1, d, dtype=dtype)                                       # M: [D - 1]
+  idx = jnp.arange(d)
+  valid = lam[:-1] >= EVIDENCE_FLOOR                                       # lambda_M
+  pos = jnp.where(lam >= EVIDENCE_FLOOR, lam, 1.0)                         # safe for logs
+  tail = jnp.cumsum(lam[::-1])[::-1]                                       # sum_{j >= i}
+  v_ml = tail[1:] / (d - ms)                                               # v_M = sigma^2_ML
+  v = jnp.maximum(v_ml, EVIDENCE_FLOOR)
+  sum_log_top = jnp.cumsum(jnp.log(pos))[:-1]                              # sum_{j<=M} log l_j
+  log_lik = -0.5 * n * (d * LOG_2PI + sum_log_top + (d - ms) * jnp.log(v) + d)
+
+  i_dims = d - jnp.arange(d, dtype=dtype)                                  # D - i + 1, i = 1..D
+  log_pu = jnp.cumsum(jax.scipy.special.gammaln(i_dims / 2) - i_dims / 2 * math.log(math.pi)
+                      )[:-1] - ms * math.log(2.0)
+  m = d * ms - ms * (ms + 1) / 2
+  upper = idx[:, None] < idx[None, :]                                      # i < j
+  # log(lambda_i - lambda_j) summed over j > i, then over i <= M.
+  diff = jnp.where(upper, lam[:, None] - lam[None, :], 1.0)
+  rows = jnp.sum(jnp.where(upper, jnp.log(jnp.where(diff > 0, diff, 1.0)), 0.0), axis=1)
+  a_diff = jnp.cumsum(rows)[:-1]
+  # log(1/lambda_j - 1/lambda_i) for i < j <= M (both kept): column sums, then over j <= M.
+  inv = 1.0 / pos
+  gap = jnp.where(upper, inv[None, :] - inv[:, None], 1.0)
+  cols = jnp.sum(jnp.where(upper, jnp.log(jnp.where(gap > 0, gap, 1.0)), 0.0), axis=0)
+  a_kept = jnp.cumsum(cols)[:-1]
+  # (D - M) log(1/v_M - 1/lambda_i) for i <= M (j > M, where lh_j = v_M).
+  first = idx[None, :] < ms[:, None]                                       # [D - 1, D]: i <= M
+  to_v = jnp.where(first, 1.0 / v[:, None] - inv[None, :], 1.0)
+  a_tail = (d - ms) * jnp.sum(jnp.where(first, jnp.log(jnp.where(to_v > 0, to_v, 1.0)), 0.0),
+                              axis=1)
+  log_det_a = m * math.log(n) + a_diff + a_kept + a_tail
+  evidence = (log_lik + log_pu + 0.5 * (m + ms) * LOG_2PI - 0.5 * log_det_a
+              - 0.5 * ms * math.log(n))
+  return (jnp.where(v_ml >= EVIDENCE_FLOOR, log_lik, jnp.inf),
+          jnp.where(valid, evidence, -jnp.inf))
+
+
+def choose_latent_dim(x) -> tuple[int, Array]:
+  """The M with the largest Laplace evidence (Minka 2000), and the evidence of every M.
+
+  Args:
+    x: [N, D] data, D >= 2, N >= 2 (float64 under ``jax.enable_x64``).
+
+  Returns:
+    (M*, log_evidence [D - 1]): entry M - 1 is log p(X | M); M* is the first
+    maximizer, as ``sklearn.decomposition.PCA(n_components="mle")`` picks it.
+
+  Raises:
+    UserError: bad data, or no M has a finite evidence (no direction of the
+      data has variance above 1e-15).
+  """
+  x = check_data_matrix(x, "x")
+  n, d = x.shape
+  if d < 2 or n < 2:
+    raise UserError(f"choosing the latent dimension needs N >= 2 examples of D >= 2 "
+                    f"dimensions, got x of shape {tuple(x.shape)}.")
+  evidence = log_evidence(spectrum(x), int(n))
+  if not bool(jnp.any(jnp.isfinite(evidence))):
+    raise UserError(f"x has no direction with variance above {EVIDENCE_FLOOR:g}: every "
+                    "latent dimension has evidence -inf (is the data constant?).")
+  return int(jnp.argmax(evidence)) + 1, evidence
