@@ -5,13 +5,21 @@ invariants hold to round-off), either to 2-D points from a known 5-component
 mixture (``config.gmm.data = "toy2d"``) or to ``config.data.dataset`` images
 projected on their top ``config.gmm.pca_dim`` principal components
 (``"dataset"``: fitted on the train split, scored on the eval split).
+Then it chooses K: one fit per K of ``config.gmm.selection_components``, by
+our EM and by scikit-learn's, each scored by BIC and by the held-out
+log-likelihood (the toy's held-out points come from the same mixture), and
+each fit's BIC computed both ways (``gmm.bic`` and ``GaussianMixture.bic``).
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` and
 ``tensorboard/`` (one record per EM iteration t, split "em": the average
 log p(x | theta_t) and ELBO(q_t, theta_{t+1}) after the M-step),
-``summary.json``, ``em_bounds.png``, ``gmm_components.png`` and, for image
-data, ``gmm_means.png``. Keys: the toy mixture and its points from the
-``simulate`` stream, the EM initializations from ``init`` (``vae_jax.keys``).
+``summary.json`` (the choice of K in its ``selection`` section),
+``em_bounds.png``, ``gmm_components.png``, ``gmm_selection.png`` (BIC and
+held-out log-likelihood against K) and, for image data, ``gmm_means.png``.
+Keys: the toy mixture and its points from the ``simulate`` stream (its
+held-out points from ``fold_in(simulate, 1)``), the EM initializations from
+``init`` (``vae_jax.keys``): the fit of K in the selection from
+``fold_in(init, K)``, scikit-learn's from ``numpy_seed`` of that key.
 
 The EM-trace writer and the bound figure here are shared with
 ``experiments/ppca.py``.
@@ -25,6 +33,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 
 from absl import logging
 import jax
@@ -231,6 +240,128 @@ def save_gmm_components(path: str, x, params: gmm.GMMParams, *, true=None,
   return plots.save(fig, path)
 
 
+# ----------------------------------------------------------------------------
+# Choosing K.
+# ----------------------------------------------------------------------------
+
+
+def sklearn_mixture(params: gmm.GMMParams):
+  """A fitted ``sklearn.mixture.GaussianMixture`` holding ``params`` (to score them)."""
+  from sklearn.mixture import GaussianMixture  # pylint: disable=g-import-not-at-top
+  cov = np.asarray(params.covariances, np.float64)
+  sk = GaussianMixture(params.num_components, covariance_type=params.covariance_type)
+  sk.weights_, sk.means_ = np.asarray(params.weights, np.float64), np.asarray(params.means)
+  sk.covariances_ = cov
+  if params.covariance_type == "full":
+    sk.precisions_cholesky_ = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+  else:
+    sk.precisions_cholesky_ = 1.0 / np.sqrt(cov)
+  return sk
+
+
+def select_num_components(key: jax.Array, x, eval_x, c: ml_collections.ConfigDict) -> dict:
+  """Fits every K of ``c.selection_components`` (ours and scikit-learn's EM) and scores it.
+
+  Args:
+    key: the ``init`` stream; K's fit starts from ``fold_in(key, K)``.
+    x: [N, D] training data (float64).
+    eval_x: [M, D] held-out data.
+    c: the ``gmm`` config section (covariance type, EM options, restarts).
+
+  Returns:
+    Lists over K (``num_components``): ``bic``, ``train_log_likelihood``,
+    ``eval_log_likelihood`` (nats per point) and ``num_parameters`` of our
+    fits, ``sklearn_bic`` and ``sklearn_eval_log_likelihood`` of
+    scikit-learn's; the K each criterion picks (``bic_choice``,
+    ``eval_choice``, ``sklearn_bic_choice``, ``sklearn_eval_choice``); and
+    the largest relative difference between ``gmm.bic`` and
+    ``GaussianMixture.bic`` on the same parameters, over our fits and over
+    scikit-learn's (``bic_max_rel_diff_*``).
+  """
+  # pylint: disable=g-import-not-at-top
+  from sklearn.exceptions import ConvergenceWarning
+  from sklearn.mixture import GaussianMixture
+  # pylint: enable=g-import-not-at-top
+  x_np, eval_np = np.asarray(x), np.asarray(eval_x)
+  ks = sorted(int(k) for k in c.selection_components)
+  out = {name: [] for name in ("bic", "train_log_likelihood", "eval_log_likelihood",
+                               "num_parameters", "sklearn_bic", "sklearn_eval_log_likelihood")}
+  rel_ours, rel_sk = [], []
+  for k in ks:
+    k_key = jax.random.fold_in(key, k)
+    params, _ = gmm.fit_with_trace(
+        k_key, x, k, covariance_type=c.covariance_type, max_iters=int(c.em_iters),
+        tol=float(c.em_tol), num_restarts=int(c.num_restarts), reg_covar=float(c.reg_covar),
+        init_method=c.init_method)
+    ours = gmm.bic(params, x)
+    rel_ours.append(abs(ours - sklearn_mixture(params).bic(x_np)) / abs(ours))
+    out["bic"].append(ours)
+    out["train_log_likelihood"].append(float(jnp.mean(gmm.log_prob(params, x))))
+    out["eval_log_likelihood"].append(float(jnp.mean(gmm.log_prob(params, eval_x))))
+    out["num_parameters"].append(gmm.num_parameters(params))
+
+    sk = GaussianMixture(k, covariance_type=c.covariance_type, tol=float(c.em_tol),
+                         max_iter=int(c.em_iters), n_init=int(c.num_restarts),
+                         reg_covar=float(c.reg_covar), random_state=keys.numpy_seed(k_key) % 2**32)
+    with warnings.catch_warnings():      # a restart that hits max_iter: its BIC still counts
+      warnings.simplefilter("ignore", ConvergenceWarning)
+      sk.fit(x_np)
+    theirs = sk.bic(x_np)
+    sk_params = gmm.GMMParams(jnp.asarray(sk.weights_), jnp.asarray(sk.means_),
+                              jnp.asarray(sk.covariances_), c.covariance_type)
+    rel_sk.append(abs(gmm.bic(sk_params, x) - theirs) / abs(theirs))
+    out["sklearn_bic"].append(float(theirs))
+    out["sklearn_eval_log_likelihood"].append(float(sk.score(eval_np)))
+  pick = lambda values, best: ks[int(best(values))]
+  return dict(
+      num_components=ks, **out,
+      bic_choice=pick(out["bic"], np.argmin),
+      eval_choice=pick(out["eval_log_likelihood"], np.argmax),
+      sklearn_bic_choice=pick(out["sklearn_bic"], np.argmin),
+      sklearn_eval_choice=pick(out["sklearn_eval_log_likelihood"], np.argmax),
+      bic_max_rel_diff_our_fits=float(max(rel_ours)),
+      bic_max_rel_diff_sklearn_fits=float(max(rel_sk)))
+
+
+def save_selection_plot(path: str, selection: dict, *, true_k: int | None = None,
+                        title: str = "") -> str:
+  """BIC and held-out log-likelihood against K, ours and scikit-learn's fits.
+
+  Args:
+    path: the PNG to write.
+    selection: ``select_num_components``'s result.
+    true_k: the generating mixture's K, if known.
+    title: the figure's title.
+
+  Returns:
+    ``path``.
+  """
+  ks = np.asarray(selection["num_components"])
+  fig, axes = plots.new_figure(1, 2, figsize=(12, 4.3))
+  panels = (("bic", "BIC = −2 log p(X | θ) + P log N  (lower is better)", "bic_choice"),
+            ("eval_log_likelihood", "held-out log p(x)  [nats per point]", "eval_choice"))
+  for ax, (key, ylabel, choice) in zip(axes, panels):
+    ax.plot(ks, selection[key], "o-", color="C0", label="vae_jax EM")
+    ax.plot(ks, selection[f"sklearn_{key}"], "x--", color="C1", ms=8,
+            label="scikit-learn EM (its own fits)")
+    ax.axvline(selection[choice], color="C0", lw=1.5, alpha=0.7,
+               label=f"chosen K = {selection[choice]} (scikit-learn: "
+                     f"{selection['sklearn_' + choice]})")
+    if true_k is not None:
+      ax.axvline(true_k, color="k", ls=":", lw=1.5, label=f"true K = {true_k}")
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(ks)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  axes[0].set_title("BIC: the evidence's Laplace approximation", fontsize=10)
+  axes[1].set_title("Held-out log-likelihood", fontsize=10)
+  agree = max(selection["bic_max_rel_diff_our_fits"], selection["bic_max_rel_diff_sklearn_fits"])
+  fig.suptitle(f"{title}{': ' if title else ''}gmm.bic and GaussianMixture.bic on the same "
+               f"parameters agree to {agree:.0e} relative", fontsize=10)
+  return plots.save(fig, path)
+
+
 def _pca_basis(x: np.ndarray, dim: int):
   """Mean [D] and top-`dim` principal directions [D, dim] (for projecting images)."""
   mean = x.mean(0)
@@ -255,8 +386,16 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   if c.em_tol is None or not c.em_tol >= 0:
     raise UserError(f"--config.gmm.em_tol must be >= 0, got {c.em_tol!r}.")
   check_positive(c.reg_covar, "config.gmm.reg_covar")
+  ks = c.selection_components
+  if not isinstance(ks, (tuple, list)) or not all(
+      isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k > 0 for k in ks) or (
+          len(set(ks)) != len(ks)):
+    raise UserError(f"--config.gmm.selection_components must be a tuple of distinct positive "
+                    f"integers (the K to choose from; () for none), got {ks!r}; e.g. "
+                    f"--config.gmm.selection_components='(1, 2, 3, 4, 5, 6)'.")
   if c.data == "toy2d":
     check_positive(c.toy_num_points, "config.gmm.toy_num_points", integer=True)
+    check_positive(c.toy_num_eval_points, "config.gmm.toy_num_eval_points", integer=True)
   else:
     check_positive(c.pca_dim, "config.gmm.pca_dim", integer=True)
     check_dataset(config)
@@ -283,7 +422,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with jax.enable_x64(True):
     true, eval_x, labels, basis = None, None, None, None
     if c.data == "toy2d":
-      x, labels, true = make_toy2d(keys.stream(root, "simulate"), int(c.toy_num_points))
+      simulate = keys.stream(root, "simulate")
+      x, labels, true = make_toy2d(simulate, int(c.toy_num_points))
+      eval_x, _ = gmm.sample(jax.random.fold_in(simulate, 1), true, int(c.toy_num_eval_points))
       data_name = "toy2d"
     else:
       ds = data_lib.load_arrays(config.data.dataset, config.data.data_dir, binarize="none")
@@ -300,6 +441,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if k > x.shape[0]:
       raise UserError(f"--config.gmm.num_components={k} exceeds the number of points "
                       f"{x.shape[0]}.")
+    if c.selection_components and max(c.selection_components) > x.shape[0]:
+      raise UserError(f"--config.gmm.selection_components has K = "
+                      f"{max(c.selection_components)} above the number of points {x.shape[0]}.")
     wd.write_config(workdir, config)
     writer = wd.MetricWriter(workdir)
     writer.truncate_after(-1)  # a rerun starts the metrics afresh
@@ -339,6 +483,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         from sklearn.metrics import adjusted_rand_score  # pylint: disable=g-import-not-at-top
         summary["adjusted_rand_index"] = float(adjusted_rand_score(
             np.asarray(labels), np.asarray(q).argmax(1)))
+      if c.selection_components:
+        summary["selection"] = select_num_components(keys.stream(root, "init"), x, eval_x, c)
+        if true is not None:
+          summary["selection"]["true_num_components"] = true.num_components
       write_em_trace(writer, ll, elbo)
     finally:
       writer.close()
@@ -352,6 +500,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         title=(f"GMM, K={k} ({c.covariance_type}): avg log p(x) = {final_ll:.3f}, "
                f"BIC = {summary['bic']:.0f}"),
         axis_labels=("x1", "x2") if basis is None else ("PC 1", "PC 2"))
+    if "selection" in summary:
+      save_selection_plot(os.path.join(workdir, "gmm_selection.png"), summary["selection"],
+                          true_k=None if true is None else true.num_components,
+                          title=f"Choosing K on {data_name} ({c.covariance_type} covariances)")
     if basis is not None:
       images = np.clip(np.asarray(params.means) @ basis.T + mean, 0, 1)
       order = np.argsort(-np.asarray(params.weights))
@@ -360,4 +512,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                             "by decreasing weight")
   wd.write_summary(workdir, summary)
   logging.info("GMM: %d iterations, avg log p(x) %.4f, BIC %.1f", n_it, final_ll, summary["bic"])
+  if "selection" in summary:
+    sel = summary["selection"]
+    logging.info("GMM: K by BIC %d (scikit-learn %d), by held-out log-likelihood %d "
+                 "(scikit-learn %d)", sel["bic_choice"], sel["sklearn_bic_choice"],
+                 sel["eval_choice"], sel["sklearn_eval_choice"])
   return summary

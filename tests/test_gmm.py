@@ -134,6 +134,65 @@ def test_bic_and_num_parameters_match_sklearn(ctype):
   assert_allclose(gmm.bic(params, jnp.asarray(x)), sk.bic(x), rtol=1e-12)
 
 
+@pytest.mark.parametrize("ctype,want", [("full", 4 * 6 + 12 + 3), ("diag", 4 * 3 + 12 + 3),
+                                         ("spherical", 4 + 12 + 3)])
+def test_num_parameters_counts_each_covariance_type(ctype, want):
+  """K = 4, D = 3: 3 free weights, 12 means, and per component 6 (a symmetric 3 x 3), 3 or 1."""
+  params = _params(np.full(4, 0.25), np.zeros((4, 3)),
+                   {"full": np.tile(np.eye(3), (4, 1, 1)), "diag": np.ones((4, 3)),
+                    "spherical": np.ones(4)}[ctype], ctype)
+  assert gmm.num_parameters(params) == want
+  x = _blobs(seed=2)[:50]
+  want_bic = -2 * np.sum(special.logsumexp(_scipy_joint(params, x), axis=1)) + want * np.log(50)
+  assert_allclose(gmm.bic(params, x), want_bic, rtol=1e-12)
+
+
+def test_bic_of_data_with_other_columns_is_a_user_error():
+  params = _params(*_init("full"), "full")
+  with pytest.raises(UserError, match="x has 2 columns but the mixture has 3 dimensions"):
+    gmm.bic(params, np.zeros((5, 2)))
+
+
+def _sklearn_holding(params):
+  """A GaussianMixture that holds our parameters (to score them with its own bic)."""
+  cov = np.asarray(params.covariances)
+  sk = GaussianMixture(params.num_components, covariance_type=params.covariance_type)
+  sk.weights_, sk.means_ = np.asarray(params.weights), np.asarray(params.means)
+  sk.covariances_ = cov
+  sk.precisions_cholesky_ = (np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+                             if params.covariance_type == "full" else 1.0 / np.sqrt(cov))
+  return sk
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ctype", CTYPES)
+def test_bic_chooses_the_true_k_and_agrees_with_sklearn_for_every_k(ctype):
+  """Three spherical blobs: for K = 1..5 our BIC equals GaussianMixture.bic on scikit-learn's
+  fit and on ours (1e-6 relative asked, 1e-10 held); each EM, scored by its own BIC, picks
+  K = 3, and so does each one's held-out log-likelihood."""
+  both = _blobs(seed=12, n_per=160)                   # the same three blobs, halved
+  x, x_eval = both[::2], both[1::2]
+  ks = range(1, 6)
+  ours, theirs, held_out, sk_held_out = [], [], [], []
+  for k in ks:
+    params, _ = gmm.fit(jax.random.key(k), x, k, covariance_type=ctype, max_iters=200,
+                        tol=1e-10, num_restarts=3)
+    sk = GaussianMixture(k, covariance_type=ctype, n_init=3, tol=1e-10, max_iter=200,
+                         random_state=k).fit(x)
+    sk_params = _params(sk.weights_, sk.means_, sk.covariances_, ctype)
+    assert_allclose(gmm.bic(sk_params, x), sk.bic(x), rtol=1e-10)
+    assert_allclose(gmm.bic(params, x), _sklearn_holding(params).bic(x), rtol=1e-10)
+    assert gmm.num_parameters(params) == sk._n_parameters()
+    ours.append(gmm.bic(params, x))
+    theirs.append(sk.bic(x))
+    held_out.append(float(jnp.mean(gmm.log_prob(params, x_eval))))
+    sk_held_out.append(sk.score(x_eval))
+  # At K = 1 and the true K both EMs reach the one optimum (above it, local optima may differ).
+  assert_allclose([ours[0], ours[K - 1]], [theirs[0], theirs[K - 1]], rtol=1e-6)
+  assert ks[int(np.argmin(ours))] == ks[int(np.argmin(theirs))] == K
+  assert ks[int(np.argmax(held_out))] == ks[int(np.argmax(sk_held_out))] == K
+
+
 # ----------------------------------------------------------------------------
 # Densities and the posterior against SciPy.
 # ----------------------------------------------------------------------------

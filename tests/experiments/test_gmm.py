@@ -13,6 +13,7 @@ from sklearn.mixture import GaussianMixture
 from experiments import gmm
 from experiments.configs import gmm as gmm_config
 from vae_jax import keys
+from vae_jax.classical import gmm as gmm_lib
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError
 
@@ -48,7 +49,7 @@ def test_tiny_toy2d_recovers_the_mixture_and_keeps_em_invariants(tmp_path):
   for name in ("config.json", "metrics.jsonl", "summary.json", "em_bounds.png",
                "gmm_components.png"):
     assert os.path.getsize(tmp_path / name) > 0, name
-  for name in ("em_bounds.png", "gmm_components.png"):
+  for name in ("em_bounds.png", "gmm_components.png", "gmm_selection.png"):
     _assert_png(tmp_path / name)
   assert not (tmp_path / "gmm_means.png").exists()
   assert os.listdir(tmp_path / "tensorboard")
@@ -74,6 +75,24 @@ def test_tiny_toy2d_recovers_the_mixture_and_keeps_em_invariants(tmp_path):
                        reg_covar=1e-6, random_state=0).fit(x)
   assert summary["train_log_likelihood"] == pytest.approx(sk.score(x), abs=1e-3)
   assert sorted(summary["weights"]) == pytest.approx(sorted(sk.weights_), abs=1e-3)
+
+  # Choosing K among 4, 5, 6: BIC and the held-out log-likelihood of our EM and of
+  # scikit-learn's pick the generating K, and the two BICs agree on the same parameters.
+  sel = summary["selection"]
+  assert sel["num_components"] == [4, 5, 6] and sel["true_num_components"] == 5
+  assert (sel["bic_choice"] == sel["eval_choice"] == sel["sklearn_bic_choice"]
+          == sel["sklearn_eval_choice"] == 5)
+  assert sel["bic_max_rel_diff_our_fits"] < 1e-6 and sel["bic_max_rel_diff_sklearn_fits"] < 1e-6
+  assert sel["num_parameters"] == [k * 3 + k * 2 + k - 1 for k in (4, 5, 6)]   # full, D = 2
+  assert sel["bic"][1] == pytest.approx(                      # K = 5: -2 N mean log p + P log N
+      -2 * 600 * sel["train_log_likelihood"][1] + 29 * np.log(600), rel=1e-12)
+  with jax.enable_x64(True):                  # the held-out points: the same mixture, another key
+    x_eval, _ = gmm_lib.sample(jax.random.fold_in(
+        keys.stream(keys.root(config.seed), "simulate"), 1), true, 600)
+  assert summary["eval_log_likelihood"] < summary["train_log_likelihood"]
+  assert sel["sklearn_eval_log_likelihood"][1] == pytest.approx(
+      GaussianMixture(5, covariance_type="full", n_init=2, random_state=0).fit(x).score(
+          np.asarray(x_eval)), abs=1e-3)
 
 
 @pytest.mark.slow
@@ -101,7 +120,7 @@ def test_mnist_pca_variant_fits_projected_images(tmp_path, dataset, pca_dim,
   assert config.gmm.data == "dataset" and config.gmm.num_components == 10
   config.data.dataset = dataset
   config.gmm.update(pca_dim=pca_dim, covariance_type=covariance_type, em_iters=25,
-                    num_restarts=1)
+                    num_restarts=1, selection_components=(2, 3))
   summary = gmm.run(config, str(tmp_path))
   for name in ("em_bounds.png", "gmm_components.png", "gmm_means.png"):
     _assert_png(tmp_path / name)
@@ -111,6 +130,10 @@ def test_mnist_pca_variant_fits_projected_images(tmp_path, dataset, pca_dim,
   assert np.isfinite(summary["eval_log_likelihood"])
   assert summary["eval_log_likelihood"] < summary["train_log_likelihood"] + 1.0
   assert "true_params_log_likelihood" not in summary
+  sel = summary["selection"]                    # scored on the eval split's projection
+  assert sel["num_components"] == [2, 3] and "true_num_components" not in sel
+  assert max(sel["bic_max_rel_diff_our_fits"], sel["bic_max_rel_diff_sklearn_fits"]) < 1e-6
+  _assert_png(tmp_path / "gmm_selection.png")
 
 
 def test_config_file_takes_variants_and_command_line_overrides():
@@ -135,7 +158,8 @@ def test_default_config_keeps_the_old_defaults():
   assert config.gmm.to_dict() == dict(
       data="toy2d", num_components=5, covariance_type="full", em_iters=200, em_tol=1e-8,
       num_restarts=4, init_method="random", reg_covar=1e-6, pca_dim=10,
-      toy_num_points=1500)
+      toy_num_points=1500, toy_num_eval_points=1500,
+      selection_components=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10))
   config.data.data_dir = "/some/dir"          # a placeholder: None, and settable to a str
   with pytest.raises(ValueError, match="unknown config variant 'nope'"):
     gmm_config.get_config("nope")
@@ -159,6 +183,17 @@ BAD_CONFIGS = {  # id: (settings on the tiny config, the message expected)
                   r"--config\.gmm\.pca_dim must be in \[1, 64\]"),
     "K>N": (dict(gmm__num_components=601),
             r"--config\.gmm\.num_components=601 exceeds the number of points 600"),
+    "selection K=0": (dict(gmm__selection_components=(0, 2)),
+                      r"--config\.gmm\.selection_components must be a tuple of distinct positive"),
+    "selection twice": (dict(gmm__selection_components=(2, 2)),
+                        r"--config\.gmm\.selection_components"),
+    "selection float": (dict(gmm__selection_components=(2.0, 3)),
+                        r"--config\.gmm\.selection_components"),
+    "selection K>N": (dict(gmm__selection_components=(3, 601)),
+                      r"--config\.gmm\.selection_components has K = 601 above the number of "
+                      r"points 600"),
+    "toy_num_eval_points=0": (dict(gmm__toy_num_eval_points=0),
+                              r"config\.gmm\.toy_num_eval_points"),
 }
 
 
@@ -177,3 +212,11 @@ def test_workdir_that_is_a_file_is_a_user_error(tmp_path):
   (tmp_path / "file").write_text("")
   with pytest.raises(UserError, match="not a directory"):
     gmm.run(gmm_config.get_config("tiny"), str(tmp_path / "file" / "w"))
+
+
+@pytest.mark.slow
+def test_no_selection_components_skips_the_choice(tmp_path):
+  config = gmm_config.get_config("tiny")
+  config.gmm.update(selection_components=(), em_iters=5)
+  summary = gmm.run(config, str(tmp_path))
+  assert "selection" not in summary and not (tmp_path / "gmm_selection.png").exists()
