@@ -26,12 +26,29 @@ all n of a trial. Per (model, n), averaged over trials:
   chain rule is minus the average sequential (prequential) log-loss
   (1/n) sum_i log p(x_i | x_<i).
 
+Then a model is chosen by its evidence: the fair coin H0 (theta = 1/2, no
+free parameter) against Beta-Bernoulli H1 (theta ~ Beta(a, b),
+``config.bayes.factor_prior``), by the Bayes factor
+log BF_01 = log p(X | H0) - log p(X | H1) (``bayes.log_bayes_factor``), for
+``config.bayes.trials`` streams of each true coin of
+``config.bayes.factor_truths`` at every n (in float64). Per (truth, n): its
+mean, standard error and 10/50/90% quantiles over trials, the fraction of
+trials that favour H0 (BF_01 > 1), and two references computed with SciPy
+only: the exact expectation, sum_k Binomial(k | n, theta*) log BF_01(k), and
+the Laplace approximation -n KL(theta* || 1/2) + log(n / (2 pi theta*(1 - theta*)))/2
+- log p_H1(theta*) - 1/2. Each trial's first stream is also integrated
+numerically (``scipy.integrate.quad``), and the largest difference from the
+closed form is recorded.
+
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` and
 ``tensorboard/`` (one record per (model, n), step = n, split "bayes"; one
-TensorBoard tag per model and metric, ``bayes/logloss_map/normal_normal``),
+TensorBoard tag per model and metric, ``bayes/logloss_map/normal_normal``;
+one per (truth, n), split "bayes_factor"),
 ``summary.json`` ({"table": {model: {str(n): row}}, "models": {model: prior,
-truth, entropy}, ...}) and ``bayes.png``. Deterministic given ``config.seed``:
-model i's data come from ``fold_in(keys.stream(root, "simulate"), i)``.
+truth, entropy}, "bayes_factor": {...}, ...}), ``bayes.png`` and
+``bayes_factor.png``. Deterministic given ``config.seed``: model i's data
+come from ``fold_in(keys.stream(root, "simulate"), i)``, the Bayes factor's
+coin j's from ``fold_in(simulate, 3 + j)`` (numbered after the three models).
 
   python -m experiments.main --config=experiments/configs/bayes.py --workdir=/tmp/bayes
 """
@@ -56,6 +73,7 @@ from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_positive
 
 FIGURE_FILE = "bayes.png"
+FACTOR_FIGURE_FILE = "bayes_factor.png"
 ROW_KEYS = ("posterior_std", "abs_error", "logloss_predictive", "logloss_map",
             "logloss_mle", "logloss_true", "mle_inf_fraction", "map_minus_predictive",
             "map_minus_predictive_se", "log_evidence_per_example")
@@ -97,6 +115,11 @@ def default_settings() -> list[Setting]:
   ]
 
 
+def _is_probability(value) -> bool:
+  return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+          and 0 < value < 1)
+
+
 def _is_int(value) -> bool:
   return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -118,6 +141,17 @@ def _resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.bayes.sizes = tuple(sorted({int(n) for n in sizes}))
   for name in ("trials", "heldout"):
     check_positive(config.bayes[name], f"config.bayes.{name}", integer=True)
+  truths = config.bayes.factor_truths
+  if not isinstance(truths, (tuple, list)) or not all(_is_probability(t) for t in truths):
+    raise UserError(f"--config.bayes.factor_truths must be a tuple of coin biases in (0, 1) "
+                    f"(() for none), got {truths!r}; e.g. "
+                    f"--config.bayes.factor_truths='(0.5, 0.6)'.")
+  prior = config.bayes.factor_prior
+  if not isinstance(prior, (tuple, list)) or len(prior) != 2:
+    raise UserError(f"--config.bayes.factor_prior must be a pair (a, b) of Beta prior "
+                    f"pseudo-counts, got {prior!r}; e.g. --config.bayes.factor_prior='(1.0, 1.0)'.")
+  for value in prior:
+    check_positive(value, "config.bayes.factor_prior", meaning="Beta pseudo-counts a, b")
   return config
 
 
@@ -200,6 +234,160 @@ def _aggregate(per_trial: dict) -> dict:
   row["map_minus_predictive_se"] = (float(np.std(gap, ddof=1) / np.sqrt(trials))
                                     if trials > 1 else float("nan"))
   return {k: row[k] for k in ROW_KEYS}
+
+
+# ----------------------------------------------------------------------------
+# The fair coin against Beta-Bernoulli: the Bayes factor as n grows.
+# ----------------------------------------------------------------------------
+
+NULL_THETA = 0.5   # H0: the fair coin
+
+
+@functools.partial(jax.jit, static_argnames=("sizes", "trials"))
+def _simulate_bayes_factor(model, truth, key: jax.Array, *, sizes: tuple[int, ...],
+                           trials: int) -> tuple[jax.Array, jax.Array]:
+  """log BF_01 of the fair coin against ``model`` for trials x sizes nested prefixes.
+
+  Returns:
+    (log_bf [S, T], ones [S, T]): the Bayes factor and the number of ones k.
+  """
+  x_all = model.sample(key, truth, (trials, max(sizes)))
+  log_bf, ones = [], []
+  for n in sizes:
+    x = x_all[:, :n]
+    log_bf.append(jax.vmap(lambda xs: bayes.log_bayes_factor(model, NULL_THETA, xs))(x))
+    ones.append(jnp.sum(x, axis=1))
+  return jnp.stack(log_bf), jnp.stack(ones)
+
+
+def _log_bf_reference(n: int, k, a: float, b: float):
+  """SciPy's log BF_01 for k ones in n flips: n log(1/2) - log B(a + k, b + n - k) + log B(a, b)."""
+  from scipy import special  # pylint: disable=g-import-not-at-top
+  k = np.asarray(k, np.float64)
+  return n * np.log(NULL_THETA) - special.betaln(a + k, b + n - k) + special.betaln(a, b)
+
+
+def expected_log_bayes_factor(n: int, truth: float, a: float, b: float) -> float:
+  """E[log BF_01] when the flips come from theta* = truth: a sum over k ~ Binomial(n, theta*)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  k = np.arange(n + 1)
+  return float(stats.binom(n, truth).pmf(k) @ _log_bf_reference(n, k, a, b))
+
+
+def laplace_log_bayes_factor(n, truth: float, a: float, b: float):
+  """E[log BF_01] by Laplace's method, to O(1/n): -n KL(theta* || 1/2)
+  + log(n / (2 pi theta*(1 - theta*)))/2 - log Beta(theta* | a, b) - 1/2 (the -1/2: the
+  expected fitted log-likelihood ratio, chi^2_1 / 2)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  n = np.asarray(n, np.float64)
+  t = truth
+  kl = t * np.log(t / NULL_THETA) + (1 - t) * np.log((1 - t) / (1 - NULL_THETA))
+  return (-n * kl + 0.5 * np.log(n / (2 * np.pi * t * (1 - t)))
+          - stats.beta(a, b).logpdf(t) - 0.5)
+
+
+def quadrature_log_evidence(k: int, n: int, a: float, b: float) -> float:
+  """log int theta^k (1 - theta)^(n - k) Beta(theta | a, b) d theta by ``scipy.integrate.quad``.
+
+  The integrand is scaled by its value at the posterior mode (it underflows for
+  large n otherwise), and quad is told where the peak is.
+  """
+  from scipy import integrate, stats  # pylint: disable=g-import-not-at-top
+  from scipy.special import xlog1py, xlogy  # pylint: disable=g-import-not-at-top
+  prior = stats.beta(a, b)
+  log_f = lambda t: xlogy(k, t) + xlog1py(n - k, -t) + prior.logpdf(t)
+  mode = min(max((k + a - 1) / (n + a + b - 2), 1e-12), 1 - 1e-12) if n + a + b > 2 else 0.5
+  peak = log_f(mode)
+  value, _ = integrate.quad(lambda t: np.exp(log_f(t) - peak), 0.0, 1.0, points=[mode],
+                            epsabs=0.0, epsrel=1e-12, limit=200)
+  return float(peak + np.log(value))
+
+
+def run_bayes_factor(coin_keys, truths, prior, sizes, trials: int) -> dict:
+  """The Bayes-factor experiment: per true coin and n, summaries over trials and references.
+
+  Args:
+    coin_keys: one key per true coin, for its flips.
+    truths: the true coin biases theta*.
+    prior: (a, b) of H1's Beta prior.
+    sizes: the n (nested prefixes of each trial's stream).
+    trials: streams per coin.
+
+  Returns:
+    {"null_theta", "prior", "truths": {str(theta*): {"kl_to_null", "rows":
+    {str(n): row}}}, "quadrature_max_abs_diff", "quadrature_checks"}.
+  """
+  a, b = (float(v) for v in prior)
+  model = bayes.BetaBernoulli(a=a, b=b)
+  out, quad_diffs = {}, []
+  with jax.enable_x64(True):   # log BF_01 is O(n): float32 would blur it at n ~ 1e3
+    for coin_key, truth in zip(coin_keys, truths):
+      log_bf, ones = jax.device_get(_simulate_bayes_factor(
+          model, jnp.asarray(truth, jnp.float64), coin_key, sizes=tuple(sizes), trials=trials))
+      rows = {}
+      for i, n in enumerate(sizes):
+        v = np.asarray(log_bf[i], np.float64)
+        k0 = int(ones[i][0])
+        quad = n * np.log(NULL_THETA) - quadrature_log_evidence(k0, n, a, b)
+        quad_diffs.append(abs(float(v[0]) - quad))
+        q10, q50, q90 = np.quantile(v, (0.1, 0.5, 0.9))
+        rows[str(n)] = dict(
+            mean_log_bf=float(np.mean(v)),
+            se_log_bf=float(np.std(v, ddof=1) / np.sqrt(trials)) if trials > 1 else float("nan"),
+            q10_log_bf=float(q10), median_log_bf=float(q50), q90_log_bf=float(q90),
+            favours_null=float(np.mean(v > 0)),
+            exact_expected_log_bf=expected_log_bayes_factor(n, truth, a, b),
+            laplace_log_bf=float(laplace_log_bayes_factor(n, truth, a, b)),
+            max_abs_diff_vs_scipy=float(np.max(np.abs(
+                v - _log_bf_reference(n, ones[i], a, b)))))
+      kl = truth * np.log(truth / NULL_THETA) + (1 - truth) * np.log((1 - truth) / NULL_THETA)
+      out[str(truth)] = {"kl_to_null": float(kl), "rows": rows}
+  return {"null_theta": NULL_THETA, "prior": {"a": a, "b": b}, "truths": out,
+          "quadrature_checks": len(quad_diffs),
+          "quadrature_max_abs_diff": float(max(quad_diffs)) if quad_diffs else None}
+
+
+def save_bayes_factor_figure(path: str, result: dict, sizes, trials: int) -> str:
+  """log BF_01 against n for each true coin, and the fraction of trials favouring the fair coin."""
+  n = np.asarray(sizes, np.float64)
+  fine = np.geomspace(n[0], n[-1], 200)
+  a, b = result["prior"]["a"], result["prior"]["b"]
+  fig, axes = plots.new_figure(1, 2, figsize=(13, 4.6))
+  for j, (truth, entry) in enumerate(result["truths"].items()):
+    rows = [entry["rows"][str(k)] for k in sizes]
+    col = lambda key: np.array([r[key] for r in rows])  # pylint: disable=cell-var-from-loop
+    color = f"C{j}"
+    label = f"θ* = {truth}" + (" (H0 true)" if float(truth) == NULL_THETA else "")
+    ax = axes[0]
+    ax.fill_between(n, col("q10_log_bf"), col("q90_log_bf"), color=color, alpha=0.15)
+    ax.errorbar(n, col("mean_log_bf"), yerr=2 * col("se_log_bf"), fmt="o", color=color, ms=4,
+                capsize=2, label=f"{label}: mean over trials ± 2 s.e. (band: 10–90%)")
+    ax.plot(n, col("exact_expected_log_bf"), "-", color=color, lw=1,
+            label="exact expectation (binomial sum, SciPy)")
+    ax.plot(fine, laplace_log_bayes_factor(fine, float(truth), a, b), ":", color=color, lw=1.5,
+            label="Laplace: −n KL(θ*‖½) + ½ log n + const")
+    axes[1].semilogx(n, col("favours_null"), "o-", color=color, ms=4, label=label)
+  ax = axes[0]
+  ax.set_xscale("log")
+  ax.axhline(0.0, color="k", lw=0.7)
+  ax.set_xlabel("number of flips n")
+  ax.set_ylabel("log BF₀₁ = log p(X | fair) − log p(X | Beta–Bernoulli)")
+  ax.set_title(f"Fair coin vs Beta({a:g}, {b:g})–Bernoulli: > 0 favours the fair coin",
+               fontsize=10)
+  ax.legend(fontsize=7, loc="lower left")
+  ax.grid(alpha=0.3, which="both")
+  ax = axes[1]
+  ax.axhline(0.5, color="0.5", lw=0.7, ls=":")
+  ax.set_ylim(-0.03, 1.03)
+  ax.set_xlabel("number of flips n")
+  ax.set_ylabel("fraction of trials with BF₀₁ > 1")
+  ax.set_title("How often the evidence prefers the fair coin", fontsize=10)
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3, which="both")
+  fig.suptitle(f"Choosing a model by its evidence ({trials} simulated streams per coin; "
+               f"closed form vs quadrature: max |diff| {result['quadrature_max_abs_diff']:.1e} "
+               "nats)", fontsize=10)
+  return plots.save(fig, path)
 
 
 def _reference_sqrt(ax, sizes, anchor):
@@ -308,14 +496,31 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       logging.info("bayes %s: n=%d log-loss predictive %.4f, MAP %.4f, MLE %s", s.name,
                    sizes[0], first["logloss_predictive"], first["logloss_map"],
                    first["logloss_mle"])
+    truths = tuple(float(t) for t in config.bayes.factor_truths)
+    bayes_factor = None
+    if truths:
+      coin_keys = [jax.random.fold_in(simulate, len(settings) + j) for j in range(len(truths))]
+      bayes_factor = run_bayes_factor(coin_keys, truths, config.bayes.factor_prior, sizes, trials)
+      for truth, entry in bayes_factor["truths"].items():
+        for n in sizes:
+          writer.write(n, "bayes_factor", {"truth": f"theta_{truth}", **entry["rows"][str(n)]},
+                       series=("truth",))
+        last = entry["rows"][str(sizes[-1])]
+        logging.info("bayes factor, theta* = %s: mean log BF_01 %.3f at n = %d (exact %.3f), "
+                     "%.0f%% of trials favour the fair coin", truth, last["mean_log_bf"],
+                     sizes[-1], last["exact_expected_log_bf"], 100 * last["favours_null"])
   finally:
     writer.close()
 
+  if bayes_factor is not None:
+    save_bayes_factor_figure(os.path.join(workdir, FACTOR_FIGURE_FILE), bayes_factor, sizes,
+                             trials)
   figure = save_bayes_figure(os.path.join(workdir, FIGURE_FILE), settings, table, sizes,
                              {k: v["entropy"] for k, v in models.items()}, trials, heldout)
   summary = wd.to_jsonable(dict(
       table=table, models=models, sizes=sizes, trials=trials, heldout=heldout,
       seed=config.seed, figure=os.path.basename(figure),
+      **({} if bayes_factor is None else dict(bayes_factor=bayes_factor)),
       notes=("Means over trials; log-losses in nats/example on held-out data, "
              "paired across estimators. +inf (MLE plug-in giving a held-out point "
              "probability 0) is stored as the string 'inf'; mle_inf_fraction is the "

@@ -15,7 +15,8 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from vae_jax.classical.bayes import BetaBernoulli, DirichletCategorical, NormalNormal
+from vae_jax.classical.bayes import (BetaBernoulli, DirichletCategorical, NormalNormal,
+                                     log_bayes_factor)
 from vae_jax.errors import UserError
 
 X_BIN = np.array([1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1])      # k = 8 ones, N = 12
@@ -339,6 +340,85 @@ def test_entropy_and_sampling_match_scipy():
 
 
 # ----------------------------------------------------------------------------
+# Models compared by their evidence: the Bayes factor of a point null.
+# ----------------------------------------------------------------------------
+
+
+def _coin_log_evidence_by_quad(k, n, a, b):
+  """log int theta^k (1 - theta)^(n - k) Beta(theta | a, b) d theta, scaled at its peak."""
+  log_f = lambda t: special.xlogy(k, t) + special.xlog1py(n - k, -t) + stats.beta(a, b).logpdf(t)
+  grid = np.linspace(1e-9, 1 - 1e-9, 20001)
+  peak_at = grid[np.argmax(log_f(grid))]
+  value, _ = integrate.quad(lambda t: np.exp(log_f(t) - log_f(peak_at)), 0.0, 1.0,
+                            points=[peak_at], epsabs=0.0, epsrel=1e-12, limit=200)
+  return log_f(peak_at) + np.log(value)
+
+
+def _flips(n, theta):
+  return np.asarray(np.random.default_rng(n).uniform(size=n) < theta, np.int32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("a,b", BETA_PRIORS)
+@pytest.mark.parametrize("n,theta", [(12, 0.5), (300, 0.62), (5000, 0.51)])
+def test_fair_coin_bayes_factor_matches_quadrature(a, b, n, theta):
+  """log BF_01 = log p(X | 1/2) - log int p(X | theta) Beta(theta | a, b) d theta, the
+  integral by scipy.integrate.quad (scaled: unscaled, it underflows for large n)."""
+  x = _flips(n, theta)
+  want = n * np.log(0.5) - _coin_log_evidence_by_quad(int(x.sum()), n, a, b)
+  assert_allclose(float(log_bayes_factor(BetaBernoulli(a, b), 0.5, x)), want,
+                  rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("a,b", BETA_PRIORS)
+def test_fair_coin_bayes_factor_matches_scipys_beta_binomial(a, b):
+  """Per sequence: p(X | H1) = BetaBinomial(k | n, a, b) / C(n, k) (SciPy); 0 at n = 0. The
+  difference of two O(n) terms: absolute tolerance ~ n eps."""
+  model = BetaBernoulli(a, b)
+  assert float(log_bayes_factor(model, 0.5, np.zeros(0, np.int32))) == 0.0
+  for n, theta in [(1, 0.5), (40, 0.3), (5000, 0.51)]:
+    x = _flips(n, theta)
+    k = int(x.sum())
+    log_comb = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    per_sequence = stats.betabinom(n, a, b).logpmf(k) - log_comb
+    assert_allclose(float(log_bayes_factor(model, 0.5, x)), n * np.log(0.5) - per_sequence,
+                    rtol=0, atol=1e-13 * n + 1e-12)
+
+
+def test_bayes_factor_of_the_other_models_matches_scipy():
+  """Normal: N(x | mu0 1, sigma2 I) over N(x | mu0 1, sigma2 I + tau2 1 1^T). Categorical: the
+  uniform theta0 over SciPy's Dirichlet-multinomial (per sequence)."""
+  n = len(X_REAL)
+  want = (stats.multivariate_normal(np.full(n, MU0), SIGMA2 * np.eye(n)).logpdf(X_REAL)
+          - stats.multivariate_normal(np.full(n, MU0), SIGMA2 * np.eye(n)
+                                      + TAU2 * np.ones((n, n))).logpdf(X_REAL))
+  assert_allclose(float(log_bayes_factor(NormalNormal(MU0, TAU2, SIGMA2), MU0, X_REAL)), want,
+                  rtol=1e-12)
+  counts = np.bincount(LABELS, minlength=3)
+  coefficient = special.gammaln(len(LABELS) + 1) - special.gammaln(counts + 1).sum()
+  want = (len(LABELS) * np.log(1 / 3)
+          - (stats.dirichlet_multinomial(ALPHA, len(LABELS)).logpmf(counts) - coefficient))
+  got = float(log_bayes_factor(DirichletCategorical(ALPHA), np.full(3, 1 / 3), LABELS))
+  assert_allclose(got, want, rtol=1e-12)
+
+
+def test_bayes_factor_rates_match_the_laplace_approximation():
+  """Averaged exactly over k ~ Binomial(n, theta*) (SciPy weights): E log BF_01 -> the Laplace
+  value -n KL(theta* || 1/2) + log(n / (2 pi theta*(1 - theta*)))/2 - log p(theta*) - 1/2
+  under Beta(1, 1), to O(1/n); the fair coin's grows like log(n)/2."""
+  model = BetaBernoulli(1.0, 1.0)
+  log_bf = jax.jit(jax.vmap(lambda x: log_bayes_factor(model, 0.5, x)))
+  for theta in (0.5, 0.6):
+    kl = theta * np.log(2 * theta) + (1 - theta) * np.log(2 * (1 - theta))
+    for n in (1000, 4000):
+      k = np.arange(n + 1)
+      flips = (np.arange(n)[None, :] < k[:, None]).astype(np.int32)   # one sequence per k
+      expected = stats.binom(n, theta).pmf(k) @ np.asarray(log_bf(flips))
+      laplace = -n * kl + 0.5 * np.log(n / (2 * np.pi * theta * (1 - theta))) - 0.5
+      assert abs(expected - laplace) < 2 / n, (theta, n, expected, laplace)   # ~1/n here
+
+
+# ----------------------------------------------------------------------------
 # Validation at the public boundary.
 # ----------------------------------------------------------------------------
 
@@ -363,6 +443,9 @@ BAD_CALLS = {
     "tau2 < 0": lambda: NormalNormal(0.0, -1.0, 1.0).log_evidence(np.array([1.0])),
     "mu0 nan": lambda: NormalNormal(np.nan, 1.0, 1.0).log_evidence(np.array([1.0])),
     "x inf": lambda: NormalNormal(0.0, 1.0, 1.0).posterior(np.array([1.0, np.inf])),
+    "bayes factor theta0 > 1": lambda: log_bayes_factor(BetaBernoulli(1.0, 1.0), 1.5,
+                                                        np.array([1])),
+    "bayes factor x = 2": lambda: log_bayes_factor(BetaBernoulli(1.0, 1.0), 0.5, np.array([2])),
 }
 
 

@@ -4,6 +4,9 @@
   python -m experiments.main --config=experiments/configs/bayes.py \
       --config.bayes.sizes='(1, 10, 100)' --config.bayes.trials=50 --workdir=/tmp/bayes
 
+The default also compares the fair coin with Beta(1, 1)-Bernoulli by their
+evidence, for a fair coin and one of bias 0.6.
+
 Variants (comma-separated after the colon, applied in order):
   tiny   three sizes, 20 trials of 200 held-out points: seconds (tests, smoke runs)
 """
@@ -34,5 +37,9 @@ def get_config(arg=None):
       # points of one stream of max(sizes) points (nested prefixes).
       sizes=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
       trials=200,      # independent simulated data sets averaged per n
-      heldout=1000))   # held-out examples per trial for the log-loss
+      heldout=1000,    # held-out examples per trial for the log-loss
+      # The Bayes factor of the fair coin (theta = 1/2) against Beta-Bernoulli,
+      # at every n of sizes, for coins of these true biases (() for none) ...
+      factor_truths=(0.5, 0.6),
+      factor_prior=(1.0, 1.0)))  # ... with theta ~ Beta(a, b) under Beta-Bernoulli
   return common.apply_variants(config, arg, VARIANTS)

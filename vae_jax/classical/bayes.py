@@ -28,6 +28,9 @@ hyperparameters and has the same methods:
   posterior_std(x)                     std of p(theta|X) (concentration)
   sample(key, theta, shape), entropy(theta)  the data distribution p(x|theta)
 
+Models compared by their evidence: ``log_bayes_factor(model, theta0, x)``,
+log p(X | theta0) - log p(X) of a point null against the conjugate model.
+
 Everything is in log space (``gammaln``/``xlogy``), in nats, and
 jit-able: ``jax.jit(BetaBernoulli.log_evidence)(model, x)`` works because the
 models are pytrees. Inputs are validated at every public method with a
@@ -526,3 +529,35 @@ class NormalNormal(_Conjugate):
     """Entropy of N(theta, sigma2) in nats, 0.5 log(2 pi e sigma2) (theta-free)."""
     del theta
     return 0.5 * (LOG_2PI + 1.0 + jnp.log(_float(self.sigma2)))
+
+
+# ----------------------------------------------------------------------------
+# Comparing models by their evidence.
+# ----------------------------------------------------------------------------
+
+
+def log_bayes_factor(model, theta0, x) -> Array:
+  """log BF_01 = log p(X | H0) - log p(X | H1) of a point null against a conjugate model.
+
+  H0 fixes theta = theta0 (no free parameter); H1 is ``model``, theta drawn from
+  its prior. Both evidences are closed-form:
+
+    log p(X | H0) = log p(X | theta0)                        (``model.log_likelihood``)
+    log p(X | H1) = log int p(X | theta) p(theta) d theta    (``model.log_evidence``).
+
+  For the coin, theta0 = 1/2 against Beta(a, b):
+    log BF_01 = -N log 2 - log B(a + k, b + N - k) + log B(a, b).
+  Positive favours H0. With equal prior odds, p(H0 | X) = sigmoid(log BF_01).
+  As N grows it tends to +inf like log(N)/2 when H0 is true (the Occam factor
+  of H1's free parameter) and to -inf like -N KL(theta* || theta0) when not.
+
+  Args:
+    model: a conjugate model of this module (``BetaBernoulli``,
+      ``DirichletCategorical``, ``NormalNormal``): H1.
+    theta0: H0's parameter, of the shape ``model.log_likelihood`` takes.
+    x: [N] observations, as the model's methods take them.
+
+  Returns:
+    Shape [], in nats (0 for N = 0).
+  """
+  return model.log_likelihood(theta0, x) - model.log_evidence(x)
