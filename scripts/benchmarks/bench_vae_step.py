@@ -163,7 +163,8 @@ NOTES = {
                 "(None: the variant's own). trainer_steps_per_s and ms_per_step: the median "
                 "of the repeats' TrainResult.steps_per_s (rounds_steps_per_s), the families "
                 "interleaved within each repeat; time_per_step_vs_gaussian: the Gaussian's "
-                "median rate over this one's. coupling_transform: the coupling layers' "
+                "median rate over this one's; paired_time_vs_gaussian: the same ratio in "
+                "each repeat (rounds) and its median. coupling_transform: the coupling layers' "
                 "transformer (coupling_affine: affine in place of the family's spline).",
     "torch_eager": "PyTorch eager: the same model and Adam, with per-step row selection "
                    "(a torch.randperm per epoch) and torch.bernoulli binarization on the host, "
@@ -336,6 +337,10 @@ def bench_families(ds: data_lib.Dataset, families: list[str], steps: int, k: int
         "coupling_transform": COUPLING_TRANSFORMS.get(
             f, "spline" if FAMILY_VARIANTS[f] == "coupling" else None),
         "time_per_step_vs_gaussian": base / rate if base else None}
+    if base:     # the same ratio per round (this VM's speed drifts between rounds)
+      paired = [g / r for g, r in zip(rates["gaussian"], rates[f])]
+      out["families"][f]["paired_time_vs_gaussian"] = {"median": _median(paired),
+                                                       "rounds": paired}
   return out
 
 
