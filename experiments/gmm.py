@@ -383,8 +383,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   check_choice(c.init_method, INIT_METHODS, "config.gmm.init_method")
   for name in ("num_components", "em_iters", "num_restarts"):
     check_positive(c[name], f"config.gmm.{name}", integer=True)
-  if c.em_tol is None or not c.em_tol >= 0:
-    raise UserError(f"--config.gmm.em_tol must be >= 0, got {c.em_tol!r}.")
+  check_positive(c.em_tol, "config.gmm.em_tol", minimum=0)
   check_positive(c.reg_covar, "config.gmm.reg_covar")
   ks = c.selection_components
   if not isinstance(ks, (tuple, list)) or not all(

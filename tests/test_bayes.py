@@ -460,5 +460,5 @@ def test_user_error_messages_say_what_and_how():
     BetaBernoulli(2.0, 2.0).posterior(np.array([0, 1, 2]))
   with pytest.raises(UserError, match=r"outside \[0, 3\).*\[3\]"):
     DirichletCategorical(np.ones(3)).posterior(np.array([0, 3]))
-  with pytest.raises(UserError, match="sigma2 must be positive"):
+  with pytest.raises(UserError, match=r"sigma2 must be a positive finite number \(a hyperparameter"):
     NormalNormal(0.0, 1.0, -2.0).map(np.array([1.0]))

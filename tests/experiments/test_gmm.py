@@ -170,7 +170,7 @@ BAD_CONFIGS = {  # id: (settings on the tiny config, the message expected)
                          r"config\.gmm\.num_components must be a positive integer"),
     "em_iters=0": (dict(gmm__em_iters=0), r"config\.gmm\.em_iters"),
     "num_restarts<0": (dict(gmm__num_restarts=-1), r"config\.gmm\.num_restarts"),
-    "em_tol<0": (dict(gmm__em_tol=-1.0), r"--config\.gmm\.em_tol must be >= 0"),
+    "em_tol<0": (dict(gmm__em_tol=-1.0), r"--config\.gmm\.em_tol must be a finite number >= 0"),
     "reg_covar=0": (dict(gmm__reg_covar=0.0), r"config\.gmm\.reg_covar"),
     "data": (dict(gmm__data="nope"), r"--config\.gmm\.data must be one of toy2d, dataset"),
     "covariance_type": (dict(gmm__covariance_type="tied"), r"--config\.gmm\.covariance_type"),

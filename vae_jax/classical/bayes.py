@@ -58,7 +58,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlog1py, xlogy
 import numpy as np
 
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, check_positive
 
 Array = jax.Array
 LOG_2PI = math.log(2.0 * math.pi)
@@ -127,13 +127,10 @@ def _check_nonempty(x, name: str, what: str):
                     f"(the MAP and the posterior are defined for N = 0).")
 
 
-def _check_positive(value, name: str):
-  if _is_traced(value):
-    return
-  arr = np.asarray(value, dtype=np.float64)
-  if not np.all(np.isfinite(arr) & (arr > 0)):
-    raise UserError(f"{name} must be positive and finite, got {arr.tolist()}; "
-                    f"hyperparameters of the prior are > 0.")
+def _check_hyperparameter(value, name: str):
+  """``errors.check_positive`` on a concrete hyperparameter (scalar or array)."""
+  if not _is_traced(value):
+    check_positive(value, name, meaning="a hyperparameter of the prior; all are > 0")
 
 
 def _check_finite(value, name: str):
@@ -220,8 +217,8 @@ class BetaBernoulli(_Conjugate):
   b: Array
 
   def _check(self):
-    _check_positive(self.a, "a")
-    _check_positive(self.b, "b")
+    _check_hyperparameter(self.a, "a")
+    _check_hyperparameter(self.b, "b")
 
   def _counts(self, x: Array):
     """(k, n): number of ones and of observations."""
@@ -332,7 +329,7 @@ class DirichletCategorical(_Conjugate):
     if not hasattr(self.alpha, "shape") or len(self.alpha.shape) != 1:
       raise UserError(f"alpha must be a 1-D array [K] of concentrations, got "
                       f"{self.alpha!r}; e.g. jnp.ones(K).")
-    _check_positive(self.alpha, "alpha")
+    _check_hyperparameter(self.alpha, "alpha")
 
   def counts(self, x) -> Array:
     """n_k = #{i: x_i = k}, [K] floats.
@@ -441,8 +438,8 @@ class NormalNormal(_Conjugate):
 
   def _check(self):
     _check_finite(self.mu0, "mu0")
-    _check_positive(self.tau2, "tau2")
-    _check_positive(self.sigma2, "sigma2")
+    _check_hyperparameter(self.tau2, "tau2")
+    _check_hyperparameter(self.sigma2, "sigma2")
 
   def mle(self, x) -> Array:
     """mu_MLE = mean(x), shape []. Needs N >= 1."""

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax.errors import UserError, check_data_matrix
+from vae_jax.errors import UserError, check_data_matrix, check_positive
 
 Array = jax.Array
 LOG_2PI = math.log(2.0 * math.pi)
@@ -387,8 +387,8 @@ def fit_with_trace(key: Array, x, num_components: int, *, covariance_type: str =
                    ) -> tuple[GMMParams, FitTrace]:
   """Like ``fit`` but returns the full ``FitTrace`` (log p(x) and ELBO per iteration)."""
   x = _validate(x, num_components, covariance_type, init_method)
-  if max_iters < 1 or num_restarts < 1:
-    raise UserError("max_iters and num_restarts must be >= 1.")
+  check_positive(max_iters, "max_iters", integer=True)
+  check_positive(num_restarts, "num_restarts", integer=True)
   shift = jnp.mean(x, axis=0)            # centre: log-likelihoods are shift invariant
   xc = x - shift
   if init is not None:

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vae_jax.errors import UserError, check_data_matrix
+from vae_jax.errors import UserError, check_data_matrix, check_positive
 
 Array = jax.Array
 LOG_2PI = math.log(2.0 * math.pi)
@@ -348,9 +348,8 @@ def _check_spectrum(eigenvalues, num_samples):
   if not np.all(np.isfinite(host)) or np.any(np.diff(host) > 0):
     raise UserError("eigenvalues must be finite and sorted in descending order (as "
                     "ppca.spectrum returns them).")
-  if not isinstance(num_samples, (int, np.integer)) or isinstance(num_samples, bool) or (
-      num_samples < 2):
-    raise UserError(f"num_samples must be an integer N >= 2, got {num_samples!r}.")
+  check_positive(num_samples, "num_samples", integer=True, minimum=2,
+                 meaning="N, the data set's size")
   return eigenvalues
 
 
