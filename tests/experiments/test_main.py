@@ -373,6 +373,7 @@ VARIANT_RUNS = [
     ("vae", "mnist_idx,tiny", {"train.num_steps": 20, "eval.iw_samples": 2}),
     ("vae", "tiny,planar", {"train.num_steps": 20}),
     ("vae", "tiny,iaf,mog", {"train.num_steps": 20}),
+    ("vae", "tiny,coupling", {"train.num_steps": 20}),
     ("vae", "tiny,vamp", {"train.num_steps": 20}),
     ("discrete_vae", "tiny", {}),
     ("autoregressive", "tiny", {}),
