@@ -204,17 +204,116 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Choosing K: BIC and the held-out likelihood
+#
+# The likelihood always rises with $K$, so it cannot choose $K$. The evidence can: $p(\mathbf{X}|K) = \int p(\mathbf{X}|\boldsymbol{\theta}, K)p(\boldsymbol{\theta}|K)d\boldsymbol{\theta}$
+# penalizes the parameters a model does not need. Its Laplace approximation for large $N$ (Schwarz, 1978) is,
+# up to terms that do not grow with $N$, $-\frac12\mathrm{BIC}$:
+#
+# $$\mathrm{BIC}(K) = -2\sum_{i=1}^N \log p(\mathbf{x}_i|\hat{\boldsymbol{\theta}}_K) + P_K \log N, \qquad
+# P_K = \underbrace{K - 1}_{\pi} + \underbrace{KD}_{\boldsymbol{\mu}} + \underbrace{K\tfrac{D(D+1)}{2}}_{\boldsymbol{\Sigma}\ \text{full}}\ \ (KD\ \text{diag},\ K\ \text{spherical}).$$
+#
+# The other way to choose is the log-likelihood of **held-out** data. Here both choose among $K = 1..8$ for
+# points drawn from a known 4-component mixture, with our EM (`gmm.fit`) and with scikit-learn's: `gmm.bic`
+# and `GaussianMixture.bic` are evaluated on **both** sets of fitted parameters, and each EM's fits are
+# scored by their own criteria.
+
+# %%
+KEY_TRUE, KEY_HELD_OUT, KEY_SELECT = (jax.random.fold_in(root, i) for i in range(2, 5))
+true_mix = gmm.GMMParams(
+    weights=jnp.array([0.35, 0.25, 0.25, 0.15]),
+    means=jnp.array([[0.0, 0.0], [4.0, 0.5], [1.0, 4.5], [-3.5, 3.0]]),
+    covariances=jnp.array([[[1.0, 0.5], [0.5, 1.0]], [[0.6, -0.2], [-0.2, 0.9]],
+                           [[1.2, 0.0], [0.0, 0.4]], [[0.5, 0.1], [0.1, 0.5]]]),
+    covariance_type="full")
+x_known, _ = gmm.sample(KEY_TRUE, true_mix, 1000)
+x_known_eval, _ = gmm.sample(KEY_HELD_OUT, true_mix, 1000)
+x_known, x_known_eval = np.asarray(x_known), np.asarray(x_known_eval)
+KS = np.arange(1, 9)
+
+
+def sklearn_holding(p):
+  """A GaussianMixture that holds our parameters, to score them with scikit-learn's bic."""
+  mix = GaussianMixture(p.num_components, covariance_type="full")
+  mix.weights_, mix.means_, mix.covariances_ = (np.asarray(p.weights), np.asarray(p.means),
+                                                np.asarray(p.covariances))
+  mix.precisions_cholesky_ = np.linalg.inv(np.linalg.cholesky(mix.covariances_)).transpose(0, 2, 1)
+  return mix
+
+
+ours_fit, sk_fit = {}, {}
+for k in KS:                                # 4 restarts each; scikit-learn with its default tol
+  ours_fit[k] = gmm.fit(jax.random.fold_in(KEY_SELECT, k), x_known, int(k), max_iters=300,
+                        tol=1e-8, num_restarts=4)[0]
+  with warnings.catch_warnings():           # an overfitted K may stop at max_iter: still scored
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    sk_fit[k] = GaussianMixture(k, covariance_type="full", n_init=4, max_iter=300,
+                                random_state=int(k)).fit(x_known)
+
+
+def selection_table(bic_fn):
+  """BIC of both EMs' fits by our formula (bic_fn) and by scikit-learn's, and held-out log p(x)."""
+  as_params = lambda m: gmm.GMMParams(jnp.asarray(m.weights_), jnp.asarray(m.means_),
+                                      jnp.asarray(m.covariances_), "full")
+  return {
+      "ours on our fits": np.array([bic_fn(ours_fit[k], x_known) for k in KS]),
+      "sklearn on our fits": np.array([sklearn_holding(ours_fit[k]).bic(x_known) for k in KS]),
+      "ours on sklearn fits": np.array([bic_fn(as_params(sk_fit[k]), x_known) for k in KS]),
+      "sklearn on sklearn fits": np.array([sk_fit[k].bic(x_known) for k in KS]),
+      "held-out, our fits": np.array([float(jnp.mean(gmm.log_prob(ours_fit[k], x_known_eval)))
+                                      for k in KS]),
+      "held-out, sklearn fits": np.array([sk_fit[k].score(x_known_eval) for k in KS]),
+      "parameters": np.array([gmm.num_parameters(ours_fit[k]) for k in KS]),
+  }
+
+
+selection = selection_table(gmm.bic)
+bic_rel_diff = max(
+    np.max(np.abs(selection["ours on our fits"] / selection["sklearn on our fits"] - 1)),
+    np.max(np.abs(selection["ours on sklearn fits"] / selection["sklearn on sklearn fits"] - 1)))
+choices = {"BIC, our EM": KS[np.argmin(selection["ours on our fits"])],
+           "BIC, sklearn's EM": KS[np.argmin(selection["sklearn on sklearn fits"])],
+           "held-out, our EM": KS[np.argmax(selection["held-out, our fits"])],
+           "held-out, sklearn's EM": KS[np.argmax(selection["held-out, sklearn fits"])]}
+print(" K   P    BIC ours (sklearn's EM)   held-out log p(x) ours (sklearn's EM)")
+for i, k in enumerate(KS):
+  print(f"{k:2d} {selection['parameters'][i]:3d}   {selection['ours on our fits'][i]:9.2f} "
+        f"({selection['sklearn on sklearn fits'][i]:9.2f})   "
+        f"{selection['held-out, our fits'][i]:8.4f} ({selection['held-out, sklearn fits'][i]:8.4f})")
+print(f"gmm.bic vs GaussianMixture.bic on the same parameters: max relative difference {bic_rel_diff:.1e}")
+print("chosen K:", {name: int(k) for name, k in choices.items()}, "(true K = 4)")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+axes[0].plot(KS, selection["ours on our fits"], "o-", label="our EM")
+axes[0].plot(KS, selection["sklearn on sklearn fits"], "x--", ms=8, label="scikit-learn's EM")
+axes[1].plot(KS, selection["held-out, our fits"], "o-", label="our EM")
+axes[1].plot(KS, selection["held-out, sklearn fits"], "x--", ms=8, label="scikit-learn's EM")
+for ax, ylabel in zip(axes, ["BIC (lower is better)", "held-out mean log p(x)  [nats]"]):
+  ax.axvline(4, color="k", ls=":", label="true K = 4")
+  ax.set_xlabel("number of components K")
+  ax.set_ylabel(ylabel)
+  ax.legend(fontsize=8)
+axes[0].set_title("BIC: the evidence's large-N approximation")
+axes[1].set_title("Held-out log-likelihood")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## The claims, asserted
 #
 # * EM never decreases $\log p(\mathbf{x}|\boldsymbol{\theta})$, and each M-step's bound is sandwiched between consecutive likelihoods;
 # * $\log p(\mathbf{x}) = \mathcal{L}(q) + KL(q||p(z|\mathbf{x}))$ per example for an arbitrary $q$, with $KL \ge 0$ (strictly positive here),
 #   and the KL is 0 at $q = p(z|\mathbf{x})$;
 # * $\log p(\mathbf{x})$ and the responsibilities agree with SciPy and scikit-learn, and scikit-learn's EM from the same start
-#   lands on the same fit.
+#   lands on the same fit;
+# * choosing $K$: `gmm.bic` equals scikit-learn's `GaussianMixture.bic` on the same parameters (both EMs' fits, every $K$,
+#   to $10^{-6}$ relative), counts $P_K = K - 1 + KD + KD(D+1)/2$, and BIC and the held-out log-likelihood pick the true
+#   $K = 4$ with either EM.
 
 # %%
-def check_claims(ll, elbo, parts, parts_post, checks):
-  """The notebook's claims; ll [T + 1] and elbo [T] are EM's trace."""
+def check_claims(ll, elbo, parts, parts_post, checks, selection=selection):
+  """The notebook's claims; ll [T + 1] and elbo [T] are EM's trace, selection the table over K."""
   tol = 1e-9                                      # float64 round-off on quantities of size ~10
   assert np.all(np.diff(ll) >= -tol), np.min(np.diff(ll))
   assert ll[-1] > ll[0] + 0.1
@@ -225,6 +324,14 @@ def check_claims(ll, elbo, parts, parts_post, checks):
   assert np.max(np.abs(parts_post["log_px"] - parts_post["elbo"])) < 1e-9
   for name, err in checks.items():
     assert err < (1e-6 if "own EM" in name else 1e-9), (name, err)
+
+  for fits in ("our fits", "sklearn fits"):
+    ours, theirs = selection[f"ours on {fits}"], selection[f"sklearn on {fits}"]
+    assert np.max(np.abs(ours / theirs - 1)) < 1e-6, (fits, ours, theirs)
+  assert np.array_equal(selection["parameters"], KS - 1 + 2 * KS + 3 * KS)   # D = 2, full
+  for criterion, best in (("ours on our fits", np.argmin), ("sklearn on sklearn fits", np.argmin),
+                          ("held-out, our fits", np.argmax), ("held-out, sklearn fits", np.argmax)):
+    assert KS[best(selection[criterion])] == 4, (criterion, selection[criterion])
 
 
 check_claims(ll, elbo, parts, parts_post, checks)

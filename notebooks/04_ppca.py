@@ -234,15 +234,107 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## 5. Choosing $M$ by the evidence (Minka, 2000)
+#
+# The maximum likelihood never decreases with $M$, so it cannot choose $M$. The evidence $p(\mathbf{X}|M)$, with
+# the parameters integrated out, can. Minka (2000) integrates over the principal directions $U$ (uniform on the
+# Stiefel manifold), the kept eigenvalues and $\sigma^2$ by Laplace's method; with $\lambda_j$ the eigenvalues of the
+# sample covariance and $v_M = \frac{1}{D - M}\sum_{j > M}\lambda_j$ (this is $\sigma^2_{ML}$),
+#
+# $$\log p(\mathbf{X}|M) \approx \underbrace{-\tfrac N2\Big[D\log 2\pi + \sum_{j \le M}\log\lambda_j + (D - M)\log v_M + D\Big]}_{\log p(\mathbf{X}|\boldsymbol{\theta}_{ML}(M))}
+# + \log p(U) + \frac{m + M}{2}\log 2\pi - \frac12 \log|A_Z| - \frac M2 \log N,$$
+#
+# $m = DM - M(M+1)/2$, $\log|A_Z| = \sum_{i \le M}\sum_{j > i}\log\big[N(\lambda_i - \lambda_j)(\hat\lambda_j^{-1} - \hat\lambda_i^{-1})\big]$ ($\hat\lambda_j = v_M$ for $j > M$).
+# The first term is section 1's maximum likelihood; the rest is the **Occam factor**, the price of the $m + M$
+# parameters. `ppca.log_evidence` computes it for every $M$ at once; scikit-learn's `PCA(n_components="mle")`
+# maximizes the same formula without the $M$-independent $-\frac{ND}{2}(\log 2\pi + 1)$. Two data sets: the digits,
+# and the same number of draws from the $M = 4$ PPCA fitted in section 1 (whose $M$ is known).
+
+# %%
+from sklearn.decomposition._pca import _assess_dimension   # what PCA(n_components="mle") maximizes
+
+KEY_DRAWS = jax.random.fold_in(root, 3)
+LOG_2PI = np.log(2 * np.pi)
+with jax.enable_x64(True):
+  x_drawn = np.asarray(ppca.sample(KEY_DRAWS, closed, N))            # [N, D] from the M = 4 fit
+  spectra = {"digits": np.asarray(ppca.spectrum(x)), "drawn, M = 4": np.asarray(ppca.spectrum(x_drawn))}
+  max_ll = {name: np.asarray(ppca.max_log_likelihood(lam, N)) for name, lam in spectra.items()}
+DATA = {"digits": x, "drawn, M = 4": x_drawn}
+
+
+def evidence_checks(evidence_fn):
+  """Per data set: the evidence of every M (evidence_fn(eigenvalues, N) -> [D - 1]), its choice,
+  scikit-learn's choice, and the largest difference from sklearn's curve plus the constant
+  (relative to the curve's scale)."""
+  out = {}
+  for name, lam in spectra.items():
+    with jax.enable_x64(True):
+      ours = np.asarray(evidence_fn(lam, N), np.float64)
+    theirs = np.array([_assess_dimension(lam, m, N) for m in range(1, D)])
+    finite = np.isfinite(theirs)
+    out[name] = dict(
+        curve=ours, chosen=int(np.argmax(ours)) + 1,
+        sklearn_mle=int(PCA(n_components="mle", svd_solver="full").fit(DATA[name]).n_components_),
+        same_inf=bool(np.array_equal(np.isfinite(ours), finite)),
+        max_rel_diff=float(np.max(np.abs(ours[finite] - (theirs[finite] - N * D / 2 * (LOG_2PI + 1))))
+                           / np.max(np.abs(theirs[finite]))))
+  return out
+
+
+evidence = evidence_checks(ppca.log_evidence)
+for name, e in evidence.items():
+  print(f"{name:13s}: M by the evidence {e['chosen']:2d}, by PCA(n_components='mle') {e['sklearn_mle']:2d}; "
+        f"max relative difference from sklearn's curve + const {e['max_rel_diff']:.1e}")
+print(f"the digits span {int(np.sum(spectra['digits'] >= 1e-15))} of {D} directions (3 pixels are constant)")
+
+# %% [markdown]
+# On the digits the evidence keeps rising up to $M = 61$, the number of directions the images span (three pixels
+# are always blank): real images are far from "a subspace plus isotropic noise", and beyond the span $v_M = 0$ (floored
+# at $10^{-15}$, as scikit-learn does). On data that *are* PPCA draws, the evidence peaks at the true $M = 4$, while the
+# likelihood keeps climbing.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+ms = np.arange(1, D)
+ax = axes[0]
+ax.plot(ms, max_ll["digits"] / N, label="max log-likelihood / N")
+ax.plot(ms, np.where(np.isfinite(evidence["digits"]["curve"]), evidence["digits"]["curve"], np.nan) / N,
+        label="log evidence / N")
+ax.axvline(evidence["digits"]["chosen"], color="k", ls="--", lw=1,
+           label=f"chosen M = {evidence['digits']['chosen']} (sklearn: {evidence['digits']['sklearn_mle']})")
+ax.set_xlabel("latent dimension M")
+ax.set_ylabel("nats per image")
+ax.set_title("Digits: the evidence rises to the data's span")
+ax.legend(fontsize=8)
+ax = axes[1]
+drawn = evidence["drawn, M = 4"]
+shown = ms <= 12
+ax.plot(ms[shown], (drawn["curve"] - drawn["curve"][3])[shown], "o-", label="log evidence")
+ax.plot(ms[shown], (max_ll["drawn, M = 4"] - max_ll["drawn, M = 4"][3])[shown], "s:",
+        label="max log-likelihood")
+ax.axvline(4, color="k", ls="--", lw=1, label=f"true M = 4 (chosen {drawn['chosen']}, sklearn {drawn['sklearn_mle']})")
+ax.set_ylim(-300, 300)
+ax.set_xlabel("latent dimension M")
+ax.set_ylabel("nats, relative to M = 4")
+ax.set_title("Draws from the M = 4 PPCA: the evidence peaks at 4")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## The claims, asserted
 #
 # * `ppca.fit` is the maximum-likelihood solution scikit-learn and SciPy compute;
 # * EM never decreases $\log p(\mathbf{x})$, its bound is sandwiched, and it ends at the closed form ($\sigma^2$ and $WW^T$);
 # * $\log p(\mathbf{x}) = \mathcal{L}(q) + KL(q||p(\mathbf{z}|\mathbf{x}))$ for an arbitrary Gaussian $q$, with $KL > 0$, and $KL = 0$ at the posterior;
-# * the linear VAE: ELBO $\le$ its exact $\log p(\mathbf{x})$ $\le$ the PPCA maximum, and its ELBO is within 1% of that maximum.
+# * the linear VAE: ELBO $\le$ its exact $\log p(\mathbf{x})$ $\le$ the PPCA maximum, and its ELBO is within 1% of that maximum;
+# * choosing $M$: `ppca.log_evidence` is scikit-learn's curve plus $-\frac{ND}{2}(\log 2\pi + 1)$ at every $M$ (to $10^{-12}$
+#   relative, $-\infty$ at the same $M$) and picks scikit-learn's $M$ (61, the span, on the digits; the true 4 on the PPCA
+#   draws); its likelihood term at $M = 4$ is section 1's maximum, and the evidence lies below the likelihood at every $M$.
 
 # %%
-def check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll):
+def check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll,
+                 evidence=evidence):
   """The notebook's claims."""
   for name, err in closed_checks.items():
     assert err < 1e-6, (name, err)
@@ -255,6 +347,13 @@ def check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae
   assert np.max(np.abs(at_post["kl"])) < 1e-8
   assert vae_elbo <= vae_ll + 0.01 and vae_ll <= ppca_ll + 1e-3, (vae_elbo, vae_ll, ppca_ll)
   assert ppca_ll - vae_elbo <= 0.01 * abs(ppca_ll), (vae_elbo, ppca_ll)
+
+  for name, e in evidence.items():
+    assert e["same_inf"] and e["max_rel_diff"] < 1e-12, (name, e["max_rel_diff"])
+    assert e["chosen"] == e["sklearn_mle"] == {"digits": 61, "drawn, M = 4": 4}[name], (name, e)
+    finite = np.isfinite(e["curve"]) & np.isfinite(max_ll[name])
+    assert np.all(e["curve"][finite] < max_ll[name][finite]), name
+  assert abs(max_ll["digits"][M - 1] - N * ppca_ll) < 1e-8 * N * abs(ppca_ll)
 
 
 check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll)
