@@ -446,6 +446,7 @@ BAD_CALLS = {
     "bayes factor theta0 > 1": lambda: log_bayes_factor(BetaBernoulli(1.0, 1.0), 1.5,
                                                         np.array([1])),
     "bayes factor x = 2": lambda: log_bayes_factor(BetaBernoulli(1.0, 1.0), 0.5, np.array([2])),
+    "bayes factor of a non-model": lambda: log_bayes_factor((1.0, 1.0), 0.5, np.array([1])),
 }
 
 

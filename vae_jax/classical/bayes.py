@@ -556,5 +556,11 @@ def log_bayes_factor(model, theta0, x) -> Array:
 
   Returns:
     Shape [], in nats (0 for N = 0).
+
+  Raises:
+    UserError: ``model`` is not one of the three, or theta0 / x are not what it takes.
   """
+  if not isinstance(model, (BetaBernoulli, DirichletCategorical, NormalNormal)):
+    raise UserError(f"model must be a conjugate model of vae_jax.classical.bayes (BetaBernoulli, "
+                    f"DirichletCategorical or NormalNormal), got {type(model).__name__}.")
   return model.log_likelihood(theta0, x) - model.log_evidence(x)
