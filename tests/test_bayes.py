@@ -402,6 +402,7 @@ def test_bayes_factor_of_the_other_models_matches_scipy():
   assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_bayes_factor_rates_match_the_laplace_approximation():
   """Averaged exactly over k ~ Binomial(n, theta*) (SciPy weights): E log BF_01 -> the Laplace
   value -n KL(theta* || 1/2) + log(n / (2 pi theta*(1 - theta*)))/2 - log p(theta*) - 1/2
