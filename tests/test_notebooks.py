@@ -42,16 +42,25 @@ INJECTED_ERRORS = {
         ("the MAP plug-in computed with the predictive's formula",
          "check_claims(mc_summary(dict(losses, MAP=losses['predictive'])), exact, exact_far,"
          " slopes)"),
+        ("the Bayes factor against the MLE's likelihood instead of the evidence",
+         "check_claims(mc, exact, exact_far, slopes, bf=bayes_factor_summary(simulate_log_bf(\n"
+         "    lambda x: h1.log_likelihood(0.5, x) - h1.log_likelihood(h1.mle(x), x), KEY_FACTOR)))"),
     ],
     "03_gmm_em": [
         ("log p(x) without the mixture weights' log pi_k (a dropped term)",
          "check_claims(ll, elbo, parts, parts_post, cross_checks(\n"
          "    np.asarray(gmm.log_prob(params.replace(weights=jnp.ones(K)), x)), resp))"),
+        ("BIC with a penalty of 2 log n per component more than it should have",
+         "check_claims(ll, elbo, parts, parts_post, checks, selection_table(\n"
+         "    lambda p, x: gmm.bic(p, x) + p.num_components * np.log(len(x))))"),
     ],
     "04_ppca": [
         ("sigma^2 averaged over D instead of the D - M discarded eigenvalues",
          "check_claims(closed_form_checks(closed.replace(sigma2=eigvals[M:].sum() / D)),\n"
          "             em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll)"),
+        ("the evidence without its Occam factor: the maximum likelihood alone",
+         "check_claims(closed_checks, em_ll, em_elbo, em_sigma2, em_WWt, vae_elbo, vae_ll,\n"
+         "             evidence_checks(ppca.max_log_likelihood))"),
     ],
     "05_estimators": [
         ("the S-sample estimate summed instead of averaged (a dropped 1/S)",
