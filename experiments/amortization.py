@@ -21,6 +21,23 @@ per-example optimization, mean ELBO per step, as ``elbo/<f>``); figures
 p(x|z) p(z) normalized by quadrature on a grid, beside 20,000 draws of each
 family's amortized q, with KL(q || p(z|x)) = E_q[log q(z|x) - log p(x, z)] +
 log p(x) (log p(x) by the same quadrature): the lecture's gap, drawn.
+
+Semi-amortized inference (Kim et al., 2018): with ``amortization.savae_refine_steps``
+= K > 0, a VAE of the first family whose q is refined by K gradient steps
+(``model.refine_lr``, ``model.refine_gradient``; ``vae_jax.inference.refinement``)
+is trained in ``WORKDIR/savae_<f>``, the same encoder and settings otherwise,
+and its gaps are measured on the same examples. summary.json ``savae`` holds
+``vae`` and ``savae``, each with the gaps above (the SA-VAE's also
+``refined_elbo``, its K-step q's ELBO, and ``refined_amortization_gap`` =
+optimized - refined) and ``local_convergence``: how much further each
+example's ELBO rises when q* is optimized again for ``local_steps`` steps (the
+same draws; near 0: the gaps measure converged optima); and
+``amortization_gap_change`` = the SA-VAE's amortization gap (of its encoder's
+q) - the plain VAE's, and ``refined_amortization_gap_change`` = the gap left
+after its K steps - the plain VAE's, each paired over the examples, with its
+standard error and a verdict (``shrinks`` or ``grows`` when the difference is
+beyond two standard errors, else ``no change measured``). metrics.jsonl's ``local_opt`` split holds their traces as
+``elbo/savae_<f>``.
 """
 
 from __future__ import annotations
@@ -40,6 +57,8 @@ from vae_jax import keys
 from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 from vae_jax.inference import objectives
 from vae_jax import plots
+from vae_jax import tasks
+from vae_jax.inference import refinement
 from vae_jax.training import workdir as wd
 from vae_jax.errors import check_positive
 
@@ -90,19 +109,30 @@ def family_config(config, posterior: str):
       int(config.amortization.flow_steps) if "flow_steps" in own_keys else None))
 
 
+def savae_config(config):
+  """The SA-VAE's config: the first family's, refining with ``savae_refine_steps`` steps."""
+  return vae.with_model(family_config(config, config.amortization.posteriors[0]),
+                        refine_steps=int(config.amortization.savae_refine_steps))
+
+
 def validate(config) -> None:
   a = config.amortization
   for name in ("examples", "local_steps", "eval_samples", "iw_samples", "flow_steps"):
     check_positive(a[name], f"config.amortization.{name}", integer=True)
   check_positive(a.local_lr, "config.amortization.local_lr")
+  check_positive(a.savae_refine_steps, "config.amortization.savae_refine_steps", integer=True,
+                 minimum=0, meaning="the SA-VAE's refinement steps; 0: no SA-VAE")
   vae.validate_sweep(config, a.posteriors, POSTERIORS, "amortization.posteriors",
-                     {"posterior": "gaussian", "flow_steps": None},
+                     {"posterior": "gaussian", "flow_steps": None, "refine_steps": 0},
                      lambda f: family_config(config, f))
+  if a.savae_refine_steps:
+    tasks.validate_vae_config(savae_config(config))
 
 
 def _summarize(result: dict) -> dict:
   """Means over examples with their standard errors (None for a single example)."""
-  per_example = {k: np.asarray(result[k], np.float64) for k in GAP_KEYS}
+  extra = ("refined_elbo", "refined_amortization_gap", "local_convergence")
+  per_example = {k: np.asarray(result[k], np.float64) for k in GAP_KEYS + extra if k in result}
   per_example["inference_gap"] = per_example["log_likelihood_iw"] - per_example["amortized_elbo"]
   out = {}
   for k, v in per_example.items():
@@ -135,6 +165,28 @@ def save_families_plot(path: str, families: dict) -> str:
   ax.grid(alpha=0.3, axis="y")
   ax.set_ylim(0, 1.25 * max(1e-3, float(np.max(approx + amort + amort_se + approx_se))))
   return plots.save(fig, path)
+
+
+def savae_summary(config, runs: dict) -> dict:
+  """summary.json ``savae``: the plain VAE's and the SA-VAE's gaps on the same examples,
+  and the change of the amortization gap, paired over the examples (module doc)."""
+  out = {"posterior": config.amortization.posteriors[0],
+         "refine_steps": int(config.amortization.savae_refine_steps),
+         "refine_lr": float(config.model.refine_lr),
+         "refine_gradient": config.model.refine_gradient}
+  for name, (gaps, train_summary) in runs.items():
+    out[name] = {**_summarize(gaps), "vae_eval_neg_elbo": train_summary["eval_neg_elbo"]}
+    if "eval_neg_elbo_refined" in train_summary:
+      out[name]["vae_eval_neg_elbo_refined"] = train_summary["eval_neg_elbo_refined"]
+  plain = np.asarray(runs["vae"][0]["amortization_gap"], np.float64)
+  for key, gap in (("amortization_gap_change", "amortization_gap"),
+                   ("refined_amortization_gap_change", "refined_amortization_gap")):
+    mean, se = evaluation.mean_and_stderr(
+        np.asarray(runs["savae"][0][gap], np.float64) - plain)
+    out[key], out[f"{key}_stderr"] = mean, se
+    out[f"{key}_verdict"] = ("shrinks" if mean + 2 * se < 0 else "grows" if mean - 2 * se > 0
+                             else "no change measured")
+  return out
 
 
 # posterior_2d.png: images shown, grid points per side, draws of each q.
@@ -221,6 +273,7 @@ def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   families, trained, traces = {}, {}, {}
   key = keys.stream(keys.root(config.seed), "local")
+  savae_runs = {}
   for f in a.posteriors:
     fc = family_config(config, f)
     train_summary, task, result, ds = vae.train(fc, os.path.join(workdir, f"vae_{f}"))
@@ -228,23 +281,46 @@ def run(config, workdir: str) -> dict:
     params = jax.device_get(state.params)
     n = min(int(a.examples), len(ds.eval_x))
     x = jnp.asarray(ds.eval_x[:n])
+    compared = bool(a.savae_refine_steps) and f == a.posteriors[0]
     gaps = amortization.gaps(
         params, x, key, model=model, local_steps=int(a.local_steps),
         local_learning_rate=float(a.local_lr), eval_samples=int(a.eval_samples),
-        iw_samples=int(a.iw_samples))
+        iw_samples=int(a.iw_samples), check_convergence=compared)
     families[f] = {**_summarize(gaps), "vae_step": int(state.step),
                    "vae_eval_neg_elbo": train_summary["eval_neg_elbo"],
                    "flow_steps": fc.model.flow_steps}
+    families[f].pop("local_convergence", None)
+    families[f].pop("local_convergence_stderr", None)
+    if compared:
+      savae_runs["vae"] = (gaps, train_summary)
     trained[f] = (model, params)
     traces[f] = np.asarray(gaps["trace"])
     if f == a.posteriors[0]:
       save_gap_plot(os.path.join(workdir, "amortization_gaps.png"), gaps, traces[f])
     logging.info("%s: amortization gap %.3f, approximation gap %.3f nats", f,
                  families[f]["amortization_gap"], families[f]["approximation_gap"])
+  if a.savae_refine_steps:
+    sc = savae_config(config)
+    f = a.posteriors[0]
+    train_summary, task, result, _ = vae.train(sc, os.path.join(workdir, f"savae_{f}"))
+    gaps = amortization.gaps(
+        jax.device_get(result.state.params), x, key, model=task.model,
+        local_steps=int(a.local_steps), local_learning_rate=float(a.local_lr),
+        eval_samples=int(a.eval_samples), iw_samples=int(a.iw_samples),
+        refinement=refinement.from_config(sc.model), check_convergence=True)
+    savae_runs["savae"] = (gaps, train_summary)
+    traces[f"savae_{f}"] = np.asarray(gaps["trace"])
   first = families[a.posteriors[0]]
   summary = {"experiment": "amortization", "dataset": ds.name, "num_examples": n,
              "num_importance_samples": int(a.iw_samples), "local_steps": int(a.local_steps),
              **first, "families": families}
+  if savae_runs:
+    summary["savae"] = savae_summary(config, savae_runs)
+    logging.info("SA-VAE (%d steps): amortization gap %.3f (%.3f after its steps) vs the "
+                 "VAE's %.3f nats", a.savae_refine_steps,
+                 summary["savae"]["savae"]["amortization_gap"],
+                 summary["savae"]["savae"]["refined_amortization_gap"],
+                 summary["savae"]["vae"]["amortization_gap"])
   writer = wd.MetricWriter(workdir)
   writer.truncate_after(-1)
   for f, trace in traces.items():

@@ -11,7 +11,15 @@ writes into ``workdir``:
     ``bits_per_dim_iw``) or ``exact`` (MADE; the discrete VAE by enumeration);
   - the ELBO with ``recon`` and ``kl`` (the true ELBO, whatever the training
     objective), ``kl_per_dim`` (a list of L numbers) and ``active_units``
-    (Cov_x(E_q[z_u]) > 0.01) for the VAE;
+    (Cov_x(E_q[z_u]) > 0.01) for the VAE; all of the encoder's q;
+  - for a semi-amortized VAE (the run's ``model.refine_steps`` > 0,
+    ``vae_jax.inference.refinement``), the same bound with the refined q as
+    the proposal (the run's refine_steps and refine_lr): ``nll_iw_refined``
+    with ``nll_iw_refined_stderr`` and ``bits_per_dim_iw_refined``, the
+    refined q's ``elbo_refined`` (the same draws as ``elbo``), and
+    ``iw_gain_refined``, the mean of log p(x) refined - encoder's per example
+    (paired), with ``iw_gain_refined_stderr``; ``refine_steps`` is 0 and these
+    keys are absent otherwise;
   - ``num_examples``, ``iw_samples``, ``seconds`` and ``examples_per_s``;
 * the run files every experiment writes (``vae_jax.training.workdir``): ``config.json``;
   ``summary.json``, the same numbers as evaluation.json; ``metrics.jsonl`` and
@@ -51,6 +59,7 @@ from vae_jax.inference import iwae
 from vae_jax import keys
 from vae_jax import models
 from vae_jax.inference import objectives
+from vae_jax.inference import refinement as refinement_lib
 from vae_jax import plots
 from vae_jax import tasks
 from vae_jax.training import workdir as wd
@@ -156,9 +165,9 @@ def write_run_files(workdir: str, result: dict) -> None:
     writer.close()
 
 
-def evaluate_vae(config, module, model, params, x, key) -> dict:
+def evaluate_vae(config, module, model, params, x, key, run_config) -> dict:
   """IWAE-K log p(x) (the model's ``log_likelihood``), the ELBO, KL per dimension and
-  active units of a VAE."""
+  active units of a VAE; for a semi-amortized one, the same with its refined q."""
   if config.estimate == "exact":
     raise UserError("a VAE's log p(x) has no closed form; use --config.estimate=iwae "
                     "(or auto).")
@@ -174,7 +183,30 @@ def evaluate_vae(config, module, model, params, x, key) -> dict:
                                                  key=jax.random.fold_in(key, 2))
   active = evaluation.active_units(means)
   nll, nll_se = evaluation.mean_and_stderr(-log_px)
-  return {"nll_method": "iwae", "nll": nll, "nll_stderr": nll_se,
+  refinement = refinement_lib.from_config(run_config.model)
+  refined = {"refine_steps": 0}
+  if refinement is not None:
+    log_px_ref = module.log_likelihood(params, x, jax.random.fold_in(key, 3), model=model,
+                                       num_samples=int(config.iw_samples),
+                                       chunk_size=config.chunk_size,
+                                       batch_size=int(config.batch_size),
+                                       progress=progress_logger(len(x)),
+                                       refinement=refinement)
+
+    def refined_elbo(xb, k):   # the encoder's ELBO's draws (k), refined from fold_in(k, 1)
+      q, _ = refinement_lib.refined_posterior(params, xb, jax.random.fold_in(k, 1),
+                                              model=model, refinement=refinement)
+      return objectives.elbo(params, xb, k, model=model, num_samples=int(config.elbo_samples),
+                             q=q)[1]
+
+    terms_ref = _batched(jax.jit(refined_elbo), x, 500, jax.random.fold_in(key, 1))
+    nll_ref, nll_ref_se = evaluation.mean_and_stderr(-log_px_ref)
+    gain, gain_se = evaluation.mean_and_stderr(log_px_ref - log_px)
+    refined = {"refine_steps": refinement.steps, "nll_iw_refined": nll_ref,
+               "nll_iw_refined_stderr": nll_ref_se, "elbo_refined":
+               float(terms_ref["elbo"].mean()), "iw_gain_refined": gain,
+               "iw_gain_refined_stderr": gain_se}
+  return {"nll_method": "iwae", "nll": nll, "nll_stderr": nll_se, **refined,
           "nll_iw": nll, "nll_iw_stderr": nll_se,
           "elbo": float(terms["elbo"].mean()), "recon": float(terms["recon"].mean()),
           "kl": float(terms["kl"].mean()),
@@ -267,13 +299,16 @@ def run(config, workdir: str) -> dict:
   t0 = time.perf_counter()
   module = models.get(run_config)       # the registry: one module per model
   if module.NLL_METHOD == "iwae":
-    result = evaluate_vae(config, module, model, params, x, eval_key)
+    result = evaluate_vae(config, module, model, params, x, eval_key, run_config)
   else:
     result = evaluate_exact(config, module, model, params, x)
   seconds = time.perf_counter() - t0
   result["bits_per_dim"] = float(objectives.bits_per_dim(result["nll"], ds.num_dims))
   if result["nll_method"] == "iwae":
     result["bits_per_dim_iw"] = result["bits_per_dim"]
+  if "nll_iw_refined" in result:
+    result["bits_per_dim_iw_refined"] = float(objectives.bits_per_dim(result["nll_iw_refined"],
+                                                                      ds.num_dims))
   means, active = result.pop("_means", None), result.pop("_active", None)
   result.update(checkpoint=os.path.abspath(config.checkpoint), step=int(state.step),
                 model=run_config.model.name, dataset=ds.name, split=config.split,

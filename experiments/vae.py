@@ -3,13 +3,16 @@
 ``run(config, workdir)`` trains through ``vae_jax.training.trainer`` (checkpoints and
 resume in ``workdir``), then writes ``summary.json`` (final eval -ELBO, recon,
 KL, bits/dim, the K = ``eval.iw_samples`` IWAE estimate of -log p(x),
-throughput) and three figures:
+throughput; for a semi-amortized VAE, ``model.refine_steps`` > 0, also
+``eval_neg_elbo_refined`` and ``eval_neg_log_likelihood_iw_refined``: the same
+estimates with the refined q, ``vae_jax.inference.refinement``) and three figures:
 
 * ``samples.png``: decoder means E[x|z] for z drawn from the model's prior;
 * ``reconstructions.png``: held-out inputs and E[x|z] at the mean of q(z|x);
 * ``training_curves.png``: train and eval -ELBO per step (the train -IWAE
   bound when the estimator trains on it, the final IWAE estimate of -log p(x)
-  when the run made one), on a y-range that leaves out the first steps.
+  when the run made one; a semi-amortized VAE's eval -ELBO of its refined q),
+  on a y-range that leaves out the first steps.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def save_training_curves(workdir: str, config, dataset: str) -> str:
       "train -ELBO (batch avg)": ("train", "elbo", -1.0),
       "train -IWAE bound (batch avg)": ("train", "iwae_bound", -1.0),
       "eval -ELBO": ("eval", "neg_elbo", 1.0),
+      "eval -ELBO, refined q": ("eval", "neg_elbo_refined", 1.0),
       iwae: ("eval", "neg_log_likelihood_iw", 1.0)})
   return plots.save_curves(
       os.path.join(workdir, "training_curves.png"), curves, xlabel="step",

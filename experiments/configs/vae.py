@@ -18,6 +18,9 @@ Variants (comma-separated after the colon, applied in order):
             with log q(z|x) at any z: every estimator takes it
   mog       p(z): a learned mixture of 10 Gaussians
   vamp      p(z): the VampPrior with 500 pseudo-inputs (Tomczak & Welling, 2018)
+  savae     semi-amortized inference (Kim et al., 2018): each example's q refined by
+            5 gradient steps on its ELBO, the encoder trained through them
+            (refine_steps=0 gives back exactly the default VAE)
 """
 
 import ml_collections
@@ -67,6 +70,12 @@ def _coupling(config):
   config.model.flow_steps = 4
 
 
+def _savae(config):
+  # Only these two keys: vae.py:savae --config.model.refine_steps=0 is the default VAE.
+  config.model.refine_steps = 5
+  config.model.refine_lr = 0.005
+
+
 def _mog(config):
   config.model.prior = "mog"
   config.model.prior_components = 10
@@ -79,7 +88,7 @@ def _vamp(config):
 
 VARIANTS = {"tiny": _tiny, "conv": _conv, "gaussian": _gaussian, "vem": _vem,
             "mnist_idx": _mnist_idx, "planar": _planar, "iaf": _iaf,
-            "coupling": _coupling, "mog": _mog, "vamp": _vamp}
+            "coupling": _coupling, "mog": _mog, "vamp": _vamp, "savae": _savae}
 
 
 def get_config(arg=None):
@@ -116,7 +125,16 @@ def get_config(arg=None):
       # q(z|x) q(z2|z) and p(z2) p(z|z2), each conditional a Gaussian from an MLP with
       # top_hidden_dims tanh layers; z2's size (unset: one layer).
       top_latent_dim=config_dict.placeholder(int),
-      top_hidden_dims=()))
+      top_hidden_dims=(),
+      # Semi-amortized inference (Kim et al., 2018; vae_jax.inference.refinement): each
+      # example's q, from the encoder, takes refine_steps gradient-ascent steps of size
+      # refine_lr on that example's ELBO (decoder fixed) and the objective is evaluated at
+      # the refined q. 0 steps: the plain VAE. refine_gradient: unrolled (the SA-VAE: the
+      # encoder's gradient flows through the steps) | stopped (the refined q held fixed:
+      # the decoder trains on it, the encoder on its own q's ELBO; "VAE + SVI").
+      refine_steps=0,
+      refine_lr=0.005,
+      refine_gradient="unrolled"))
   config.objective = ml_collections.ConfigDict(dict(
       # The encoder's gradient. On the ELBO: reparam | score | score_baseline |
       # score_loo | stl; on the num_samples-sample IWAE bound: iwae | vimco | dreg.

@@ -35,13 +35,31 @@ def test_amortization(tmp_path):
   assert os.path.isdir(tmp_path / "vae_gaussian" / "checkpoints" / "300")
   assert os.path.getsize(tmp_path / "amortization_gaps.png") > 0
   assert summary == on_disk
+  # The SA-VAE: the same encoder, refined by savae_refine_steps steps, beside the VAE.
+  savae = on_disk["savae"]
+  assert savae["refine_steps"] == config.amortization.savae_refine_steps > 0
+  assert savae["vae"]["amortization_gap"] == on_disk["amortization_gap"]
+  for name in ("vae", "savae"):
+    assert np.isfinite(savae[name]["local_convergence"]), name
+    assert savae[name]["amortization_gap"] > -3 * savae[name]["amortization_gap_stderr"], name
+  assert savae["savae"]["refined_elbo"] == pytest.approx(
+      savae["savae"]["optimized_elbo"] - savae["savae"]["refined_amortization_gap"])
+  assert savae["amortization_gap_change"] == pytest.approx(
+      savae["savae"]["amortization_gap"] - savae["vae"]["amortization_gap"], abs=1e-4)
+  assert savae["refined_amortization_gap_change"] == pytest.approx(
+      savae["savae"]["refined_amortization_gap"] - savae["vae"]["amortization_gap"], abs=1e-4)
+  for key in ("amortization_gap_change_verdict", "refined_amortization_gap_change_verdict"):
+    assert savae[key] in ("shrinks", "grows", "no change measured")
+  saved = json.load(open(tmp_path / "savae_gaussian" / "config.json"))
+  assert saved["model"]["refine_steps"] == savae["refine_steps"]
+  assert "eval_neg_elbo_refined" in json.load(open(tmp_path / "savae_gaussian" / "summary.json"))
 
 
 @pytest.mark.parametrize("key", ["examples", "local_steps", "eval_samples", "iw_samples",
-                                 "local_lr"])
+                                 "local_lr", "savae_refine_steps"])
 def test_bad_settings(tmp_path, key):
   config = get_config("amortization")
-  config.amortization[key] = 0 if key != "local_lr" else -1.0
+  config.amortization[key] = -1 if key == "savae_refine_steps" else 0 if key != "local_lr" else -1.0
   with pytest.raises(UserError, match=f"config.amortization.{key}"):
     amortization.run(config, str(tmp_path))
 
@@ -66,6 +84,19 @@ def test_families_and_posterior_2d(tmp_path):
   assert planar["model"]["posterior"] == "planar" and planar["model"]["flow_steps"] == 2
   for name in ("posterior_2d.png", "amortization_families.png", "amortization_gaps.png"):
     assert os.path.getsize(tmp_path / name) > 0
+
+
+def test_the_savae_needs_a_refinable_first_family(tmp_path, monkeypatch):
+  from vae_jax.families.posteriors import REGISTRY  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(REGISTRY.get("gaussian"), "REFINABLE", False)
+  config = get_config("amortization")
+  with pytest.raises(UserError, match="--config.model.refine_steps=5 refines q's"):
+    amortization.run(config, str(tmp_path))
+  config.amortization.savae_refine_steps = 0           # no SA-VAE: nothing to refine
+  amortization.validate(config)
+  config.model.refine_steps = 2                        # the plain VAEs are plain
+  with pytest.raises(UserError, match="config.model.refine_steps"):
+    amortization.validate(config)
 
 
 @pytest.mark.parametrize("settings,key", [

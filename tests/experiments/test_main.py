@@ -375,6 +375,7 @@ VARIANT_RUNS = [
     ("vae", "tiny,iaf,mog", {"train.num_steps": 20}),
     ("vae", "tiny,coupling", {"train.num_steps": 20}),
     ("vae", "tiny,vamp", {"train.num_steps": 20}),
+    ("vae", "tiny,savae", {"train.num_steps": 20}),
     ("discrete_vae", "tiny", {}),
     ("autoregressive", "tiny", {}),
     ("estimator_variance", "tiny", {}),

@@ -19,6 +19,13 @@ and moved by Adam on the reparametrized ELBO, one example at a time (``vmap``).
 
 q is passed as the distribution object the encoder returns, so every family
 takes part in the same code: ``q = model.apply(params, x, method="encode")``.
+
+A semi-amortized VAE (``vae_jax.inference.refinement``) has a third q between
+the two: the encoder's q after its K refinement steps, whose ELBO ``gaps``
+reports beside the others (``refinement``). Whether q* is the optimum it stands
+for is measured, not assumed: ``check_convergence`` runs the local
+optimization again from q* for as many steps and reports how much further each
+example's ELBO rises (the same draws, so the difference is not noise).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import optax
 
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
+from vae_jax.inference import refinement as refinement_lib
 from vae_jax.errors import check_positive
 
 Array = jax.Array
@@ -89,9 +97,10 @@ def per_example(fn, q, x: Array, key: Array, *, shared_batched: bool = False) ->
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "num_samples",
-                                             "learning_rate"))
+                                             "learning_rate", "shared_batched"))
 def optimize_local(params: Any, x: Array, key: Array, q, *, model, num_steps: int,
-                   num_samples: int = 8, learning_rate: float = 1e-2) -> tuple[Any, Array]:
+                   num_samples: int = 8, learning_rate: float = 1e-2,
+                   shared_batched: bool = False) -> tuple[Any, Array]:
   """Per-example q* = argmax_q ELBO(q) within q's family, decoder and prior fixed.
 
   Args:
@@ -101,6 +110,8 @@ def optimize_local(params: Any, x: Array, key: Array, q, *, model, num_steps: in
     q: the initial q, a distribution object with batch [B] (e.g. the encoder's).
     num_steps: Adam steps (learning rate cosine-decayed to 1% over them).
     num_samples: reparametrized samples per step.
+    shared_batched: q's shared arrays have a leading example axis too (q is an
+      optimized q*, optimized further).
 
   Returns:
     (q*, trace [num_steps]): the optimized q (the same family; shared arrays
@@ -125,14 +136,16 @@ def optimize_local(params: Any, x: Array, key: Array, q, *, model, num_steps: in
     (q1, _), trace = jax.lax.scan(step, (q0, tx.init(q0)), jnp.arange(num_steps))
     return q1, trace
 
-  q_star, traces = jax.vmap(one_example, in_axes=(_per_example_axes(q), 0))(q, x)
+  q_star, traces = jax.vmap(one_example,
+                            in_axes=(_per_example_axes(q, shared_batched), 0))(q, x)
   # q_star: every array now has a leading example axis
   return q_star, jnp.mean(traces, 0)
 
 
 def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
          local_learning_rate: float = 1e-2, local_samples: int = 8,
-         eval_samples: int = 1000, iw_samples: int = 1000) -> dict[str, Array]:
+         eval_samples: int = 1000, iw_samples: int = 1000, refinement=None,
+         check_convergence: bool = False) -> dict[str, Array]:
   """Amortized ELBO, optimized ELBO, IW log p(x) and the two gaps, per example.
 
   Args:
@@ -143,13 +156,20 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
     eval_samples: samples of each ELBO estimate (the same draws for both q's).
     iw_samples: samples of the IW estimate of log p(x). Every count is used
       exactly; counts below 1 raise UserError.
+    refinement: a semi-amortized VAE's ``refinement.Refinement``: also the
+      ELBO of its refined q (refined from ``fold_in(key, 3)``).
+    check_convergence: also optimize q* again for ``local_steps`` steps (a
+      fresh schedule, from ``fold_in(key, 4)``) and report the further gain.
 
   Returns:
     dict of [B] arrays: ``amortized_elbo``, ``optimized_elbo``,
     ``log_likelihood_iw`` (IW estimate with the optimized q* as proposal),
     ``amortization_gap``, ``approximation_gap``; the optimized q* (``q``, a
     distribution object of q's family) and ``trace`` of the local
-    optimization (mean ELBO per step).
+    optimization (mean ELBO per step). With a refinement, also
+    ``refined_elbo`` and ``refined_amortization_gap`` = optimized - refined;
+    with ``check_convergence``, ``local_convergence``: ELBO(q* optimized
+    again) - ELBO(q*) on the same draws, [B] (about 0 where q* had converged).
   """
   for name, value in (("local_steps", local_steps), ("local_samples", local_samples),
                       ("eval_samples", eval_samples), ("iw_samples", iw_samples)):
@@ -173,6 +193,18 @@ def gaps(params: Any, x: Array, key: Array, *, model, local_steps: int = 1000,
   # The optimized q* is the better proposal; with a poor proposal the IW
   # estimate has heavy-tailed weights (it is a lower bound only on average).
   log_px = jax.jit(lambda q: per_example(iw_fn, q, x, k_iw, shared_batched=True))(q_star)
-  return {"amortized_elbo": amortized, "optimized_elbo": optimized,
-          "log_likelihood_iw": log_px, "amortization_gap": optimized - amortized,
-          "approximation_gap": log_px - optimized, "q": q_star, "trace": trace}
+  out = {"amortized_elbo": amortized, "optimized_elbo": optimized,
+         "log_likelihood_iw": log_px, "amortization_gap": optimized - amortized,
+         "approximation_gap": log_px - optimized, "q": q_star, "trace": trace}
+  if refinement is not None:
+    q_ref, _ = jax.jit(lambda q: refinement_lib.refine(
+        params, x, jax.random.fold_in(key, 3), q, model=model, refinement=refinement))(q_enc)
+    out["refined_elbo"] = jax.jit(lambda q: per_example(elbo_fn, q, x, k_eval))(q_ref)
+    out["refined_amortization_gap"] = optimized - out["refined_elbo"]
+  if check_convergence:
+    q_again, _ = optimize_local(
+        params, x, jax.random.fold_in(key, 4), q_star, model=model, num_steps=local_steps,
+        num_samples=local_samples, learning_rate=local_learning_rate, shared_batched=True)
+    again = jax.jit(lambda q: per_example(elbo_fn, q, x, k_eval, shared_batched=True))(q_again)
+    out["local_convergence"] = again - optimized
+  return out

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
+from vae_jax.inference import refinement as refinement_lib
 from vae_jax.errors import UserError, check_positive
 
 Array = jax.Array
@@ -480,7 +481,7 @@ def _join(params, enc, dec):
 def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
                   estimator: str, num_samples: int, baseline_decay: float = 0.9,
                   kl_weight: float | Array = 1.0, free_bits: float = 0.0,
-                  ) -> tuple[Array, tuple[dict, dict]]:
+                  refinement=None) -> tuple[Array, tuple[dict, dict]]:
   """Negative surrogate objective of a VAE for one batch, any q and p(z).
 
   q(z|x) and p(z) are the model's distribution objects (``vae_jax.families``).
@@ -516,6 +517,14 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     KL where the batch mean of KL_l exceeds lambda and the constant lambda
     (no gradient) elsewhere.
 
+  Semi-amortized inference (``refinement``, ``vae_jax.inference.refinement``):
+  the surrogate is evaluated at q_K, the encoder's q after K gradient steps on
+  each example's ELBO (drawn from ``fold_in(key, 1)``; z from ``key`` as
+  without it). Unrolled, its gradient flows through the steps to the encoder;
+  stopped, q_K is a constant for the decoder and the encoder gets the
+  surrogate of its own q (decoder and prior held fixed there), whose estimator
+  state is the one kept.
+
   The settings are those ``validate`` accepted; nothing is checked here.
 
   Args:
@@ -525,16 +534,48 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
     est_state: the entry's state ({"baseline", "count"} for score_baseline; {} otherwise).
     kl_weight: beta, a scalar (may be traced: a warm-up schedule).
     free_bits: lambda in nats per latent dimension; 0 disables it.
+    refinement: a ``refinement.Refinement``, or None for the plain VAE.
 
   Returns:
     (loss, (aux, new_est_state)); aux holds per-example [B] ``recon``
     (mean_s log p(x|z_s)), ``kl`` (KL(q || p(z)), analytic or Monte-Carlo)
     and ``elbo`` (recon - kl for the ELBO-family estimators, stl included;
-    the S-sample bound for the IWAE-objective ones).
+    the S-sample bound for the IWAE-objective ones), of q_K when refining;
+    then also ``elbo_amortized``, the one-draw ELBO of the encoder's q (the
+    refinement's first step).
   """
   entry = ESTIMATORS[estimator]
-  enc, dec = _split(params)
   q, prior = objectives.posterior_and_prior(params, x, model=model)
+  settings = dict(entry=entry, num_samples=num_samples, baseline_decay=baseline_decay,
+                  kl_weight=kl_weight, free_bits=free_bits)
+  if refinement is None:
+    sur, aux, new_state = _surrogate_at(params, x, key, est_state, q, prior, model=model,
+                                        **settings)
+    return -jnp.mean(sur), (aux, new_state)
+  k_refine = jax.random.fold_in(key, 1)
+  if refinement.unrolled:
+    q_ref, trace = refinement_lib.refine(params, x, k_refine, q, model=model,
+                                         refinement=refinement)
+    sur, aux, new_state = _surrogate_at(params, x, key, est_state, q_ref, prior, model=model,
+                                        **settings)
+  else:
+    q_ref, trace = sg(refinement_lib.refine(sg(params), x, k_refine, sg(q), model=model,
+                                            refinement=refinement))
+    sur, aux, _ = _surrogate_at(params, x, key, est_state, q_ref, prior, model=model,
+                                **settings)
+    held = {**params, "params": {k: (v if k == "encoder" else sg(v))
+                                 for k, v in params["params"].items()}}
+    sur_enc, _, new_state = _surrogate_at(held, x, key, est_state, q, _stopped(prior),
+                                          model=model, **settings)
+    sur = sur + sur_enc - sg(sur_enc)
+  return -jnp.mean(sur), ({**aux, "elbo_amortized": sg(trace[0])}, new_state)
+
+
+def _surrogate_at(params, x, key, est_state, q, prior, *, model, entry: Estimator,
+                  num_samples: int, baseline_decay: float, kl_weight, free_bits: float):
+  """(per-example surrogate [B], aux, next state) of ``entry`` at q: ``vae_surrogate``'s
+  draws and densities, the decoder's and prior's gradient from ``params``."""
+  enc, dec = _split(params)
   # (The order of these lines is the order in which the gradient's sums accumulate:
   # kept as it was, so that every estimator's gradient keeps its recorded bits.)
   kl_dims = q.kl_per_dim(prior)                                             # [B, L] or None
@@ -564,19 +605,20 @@ def vae_surrogate(params: Any, x: Array, key: Array, est_state: dict, *, model,
   sur, new_state = entry.surrogate(draws, est_state)
   aux = {"recon": sg(jnp.mean(log_lik, 0)), "kl": sg(kl),
          "elbo": sg(entry.objective.value(draws))}
-  return -jnp.mean(sur), (aux, new_state)
+  return sur, aux, new_state
 
 
 def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: float = 0.9,
-                  free_bits: float = 0.0):
+                  free_bits: float = 0.0, refinement=None):
   """(loss_fn, est_state0): loss_fn(params, x, key, est_state[, kl_weight=beta]).
 
-  The settings are those ``validate`` accepted. ``vae_jax.models.vae.build``
-  wraps it as the trainer's loss.
+  The settings are those ``validate`` accepted; ``refinement`` (a
+  ``refinement.Refinement`` or None) makes it the semi-amortized VAE.
+  ``vae_jax.models.vae.build`` wraps it as the trainer's loss.
   """
   loss_fn = functools.partial(vae_surrogate, model=model, estimator=estimator,
                               num_samples=num_samples, baseline_decay=baseline_decay,
-                              free_bits=float(free_bits))
+                              free_bits=float(free_bits), refinement=refinement)
   return loss_fn, ESTIMATORS[estimator].init_state()
 
 

@@ -226,7 +226,8 @@ _iwae_batch = jax.jit(iwae_bound_streamed, static_argnames=("model", "num_sample
 def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_samples: int,
                   chunk_size: int | None = None,
                   batch_size: int = DEFAULT_BATCH_SIZE,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
+                  progress: Callable[[int], None] | None = None,
+                  batch_fn: Callable | None = None) -> np.ndarray:
   """Per-example IWAE-K estimates of log p(x) over a whole split.
 
   Args:
@@ -242,6 +243,9 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
     progress: called with the number of examples done (``min(j*B + B, N)``)
       as each batch j finishes, for a progress line; it waits for each batch
       (one stays queued behind it). It changes no number. None: no waits.
+    batch_fn: a jitted ``(params, xb, key, *, model, num_samples, chunk_size) -> [B]``
+      in place of the encoder's streamed bound (e.g. ``refinement.batch_fn``:
+      the refined q as the proposal). None: ``iwae_bound_streamed``.
 
   Returns:
     [N] float64 NumPy array of log p(x) estimates in nats.
@@ -252,7 +256,8 @@ def evaluate_iwae(params: Any, x_all, key: Array, *, model: nn.Module, num_sampl
   n = len(x_all)
   batch = min(int(batch_size), n)
   chunk = default_chunk_size(batch) if chunk_size is None else int(chunk_size)
-  fn = functools.partial(_iwae_batch, model=model, num_samples=int(num_samples), chunk_size=chunk)
+  fn = functools.partial(batch_fn or _iwae_batch, model=model, num_samples=int(num_samples),
+                         chunk_size=chunk)
   out = []
   for j, (xb, _) in enumerate(data_lib.eval_batches(x_all, batch)):
     out.append(fn(params, xb, jax.random.fold_in(key, j)))

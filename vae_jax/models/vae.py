@@ -21,6 +21,7 @@ from vae_jax import data as data_lib
 from vae_jax.inference import estimators
 from vae_jax.inference import iwae
 from vae_jax.inference import objectives
+from vae_jax.inference import refinement as refinement_lib
 from vae_jax.training import task as task_lib
 from vae_jax.errors import UserError, check_choice, check_positive
 from vae_jax.models import common
@@ -43,6 +44,8 @@ def validate(config) -> None:
   check_positive(m.latent_dim, "config.model.latent_dim", integer=True)
   common.hidden_dims(m.hidden_dims)
   validate_family(config)
+  refinement_lib.validate(m, refinable=getattr(parts(m)[0], "REFINABLE", False),
+                          family=f"posterior={m.posterior}")
   estimators.validate(o, has_density=parts(m)[0].HAS_DENSITY, closed_form_kl=analytic_kl(m),
                       family=f"posterior={m.posterior}, prior={m.prior}")
   iw = config.eval.iw_samples
@@ -123,25 +126,40 @@ def build_network(model_config, image_shape: Sequence[int], dtype=None) -> netwo
 
 
 def eval_step(params: Any, x: jax.Array, mask: jax.Array, key: jax.Array, *,
-                  model, iw_samples: int = 0) -> dict:
+              model, iw_samples: int = 0, refinement=None) -> dict:
   """Sums of per-example terms over the unmasked rows of one eval batch.
 
   Args:
     x: [B, D] batch (zero-padded), mask: [B] 1 for real rows.
+    refinement: the semi-amortized VAE's ``refinement.Refinement`` (None: none).
 
   Returns:
     Scalar sums: neg_elbo (one reparametrized sample, analytic KL), recon, kl,
     count, and neg_log_likelihood_iw (the K = iw_samples IWAE bound) when
-    iw_samples > 0. Always the true ELBO, whatever the training objective.
+    iw_samples > 0: always of the encoder's q, the true ELBO whatever the
+    training objective. With a refinement, also neg_elbo_refined (and
+    neg_log_likelihood_iw_refined): the same estimates, on the same draws, with
+    the refined q_K (refined from ``fold_in(key, 2)``) in place of the encoder's.
   """
-  _, aux = objectives.elbo(params, x, jax.random.fold_in(key, 0), model=model, num_samples=1)
+  q = model.apply(params, x, method="encode")
+  _, aux = objectives.elbo(params, x, jax.random.fold_in(key, 0), model=model, num_samples=1,
+                           q=q)
   out = {"neg_elbo": -jnp.sum(aux["elbo"] * mask), "recon": jnp.sum(aux["recon"] * mask),
          "kl": jnp.sum(aux["kl"] * mask), "count": jnp.sum(mask)}
+  proposals = {"": q}
+  if refinement is not None:
+    proposals["_refined"], _ = refinement_lib.refine(params, x, jax.random.fold_in(key, 2), q,
+                                                     model=model, refinement=refinement)
+    _, aux = objectives.elbo(params, x, jax.random.fold_in(key, 0), model=model,
+                             num_samples=1, q=proposals["_refined"])
+    out["neg_elbo_refined"] = -jnp.sum(aux["elbo"] * mask)
   if iw_samples:
     # Streamed in chunks (vae_jax.inference.iwae): memory does not grow with K.
-    ll = iwae.iwae_bound_streamed(params, x, jax.random.fold_in(key, 1), model=model,
-                                  num_samples=iw_samples)
-    out["neg_log_likelihood_iw"] = -jnp.sum(ll * mask)
+    prior = model.apply(params, method="prior_distribution")
+    for suffix, proposal in proposals.items():
+      ll = iwae.iwae_terms_given_q(params, x, jax.random.fold_in(key, 1), proposal, prior,
+                                   model=model, num_samples=iw_samples)["iwae"]
+      out[f"neg_log_likelihood_iw{suffix}"] = -jnp.sum(ll * mask)
   return out
 
 
@@ -150,6 +168,15 @@ def kl_weight(step: jax.Array, warmup_steps: int) -> jax.Array:
   if not warmup_steps:
     return jnp.ones((), jnp.float32)
   return jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def train_metrics(aux: dict, dataset_size: int | None = None, bound: str = "elbo") -> dict:
+  """``common.elbo_metrics``, and for the semi-amortized VAE ``elbo_amortized``: the
+  batch mean of the encoder's own q's one-draw ELBO (``elbo`` is the refined q's)."""
+  out = common.elbo_metrics(aux, dataset_size, bound)
+  if "elbo_amortized" in aux:
+    out["elbo_amortized"] = jnp.mean(aux["elbo_amortized"])
+  return out
 
 
 def _vae_loss(params, x, key, est_state, step, *, base, warmup_steps):
@@ -168,21 +195,24 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
   dtype = common.compute_dtype(config)
   train_model = model if dtype == jnp.float32 else build_network(config.model, image_shape, dtype)
   o = config.objective
+  refinement = refinement_lib.from_config(config.model)
   base, est0 = estimators.make_vae_loss(train_model, o.estimator, int(o.num_samples),
                                         baseline_decay=float(o.baseline_decay),
-                                        free_bits=float(o.free_bits))
+                                        free_bits=float(o.free_bits), refinement=refinement)
   iw = int(config.eval.iw_samples)
+  bound = estimators.ESTIMATORS[o.estimator].objective.metric
   return task_lib.Task(
       name="vae", model=model, init_params=common.init_fn(model, int(np.prod(image_shape))),
       loss_fn=functools.partial(_vae_loss, base=base,
                                 warmup_steps=int(o.kl_warmup_steps)),
       est_state=est0,
-      train_metrics=functools.partial(
-          common.elbo_metrics, dataset_size=num_train,
-          bound=estimators.ESTIMATORS[o.estimator].objective.metric),
-      eval_step=functools.partial(eval_step, model=model),
-      final_eval_step=functools.partial(eval_step, model=model, iw_samples=iw),
-      bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw"},
+      train_metrics=functools.partial(train_metrics, dataset_size=num_train, bound=bound),
+      eval_step=functools.partial(eval_step, model=model, refinement=refinement),
+      final_eval_step=functools.partial(eval_step, model=model, iw_samples=iw,
+                                        refinement=refinement),
+      bits_per_dim={"neg_elbo": "bits_per_dim", "neg_log_likelihood_iw": "bits_per_dim_iw",
+                    "neg_elbo_refined": "bits_per_dim_refined",
+                    "neg_log_likelihood_iw_refined": "bits_per_dim_iw_refined"},
       headline=("loss", "recon", "kl"), eval_headline="neg_elbo",
       groups=("encoder", "decoder") + (() if prior_is_fixed(config.model) else ("prior",)),
       phases=(int(o.e_steps), int(o.m_steps)))
@@ -190,8 +220,11 @@ def build(config, image_shape: Sequence[int], num_train: int | None = None) -> t
 
 def log_likelihood(params: Any, x: np.ndarray, key: jax.Array, *, model, num_samples: int,
                    chunk_size: int | None = None, batch_size: int = iwae.DEFAULT_BATCH_SIZE,
-                   progress=None) -> np.ndarray:
+                   progress=None, refinement=None) -> np.ndarray:
   """Per-example IWAE-K estimates of log p(x) over ``x``: [N] (``iwae.evaluate_iwae``;
-  ``progress(examples_done)`` as each batch finishes)."""
+  ``progress(examples_done)`` as each batch finishes); with a ``refinement``, the
+  proposal is the refined q (``refinement.iwae_bound``), else the encoder's."""
   return iwae.evaluate_iwae(params, x, key, model=model, num_samples=num_samples,
-                            chunk_size=chunk_size, batch_size=batch_size, progress=progress)
+                            chunk_size=chunk_size, batch_size=batch_size, progress=progress,
+                            batch_fn=None if refinement is None
+                            else refinement_lib.batch_fn(refinement))

@@ -11,6 +11,11 @@ A posterior module declares:
   has one too (``vae_jax.families.priors``);
 * ``TWO_LAYERS``: whether it can be q(z1 | x) under a second stochastic layer
   (``model.top_latent_dim``);
+* ``REFINABLE``: whether semi-amortized inference (``model.refine_steps``,
+  ``vae_jax.inference.refinement``) can refine q by gradient steps on each
+  example's ELBO: its draws are reparametrized and its per-example arrays are
+  its parameters (arrays shared by every example, ``q.shared_fields``, stay
+  the encoder's). A family that does not declare it is not refined;
 * ``validate(model_config)``: its own keys' rules (UserError naming the key);
 * ``head(settings) -> head``: ``head(encoder, h)`` turns the encoder's
   features h: [B, F] into q(z|x), creating its parameters in the encoder's

@@ -39,6 +39,9 @@ KEYS = ("flow_steps",)
 HAS_DENSITY = True
 CLOSED_FORM_KL = False
 TWO_LAYERS = False
+# Semi-amortized inference refines the base Gaussian and the context, per example; the
+# layers' conditioners, shared by every example, stay the encoder's.
+REFINABLE = True
 # Bins of each spline, and its interval [-BOUND, BOUND] (identity outside it).
 BINS = 8
 BOUND = 5.0

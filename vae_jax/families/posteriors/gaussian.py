@@ -22,6 +22,9 @@ HAS_DENSITY = True
 CLOSED_FORM_KL = True
 # Can be q(z1 | x) under a second stochastic layer (vae_jax.families.hierarchical).
 TWO_LAYERS = True
+# Semi-amortized inference can refine q: its mean and log sigma, per example
+# (vae_jax.inference.refinement).
+REFINABLE = True
 SCALE_HEADS = ("log_var", "log_scale")
 
 

@@ -28,6 +28,9 @@ KEYS = ("flow_steps",)
 HAS_DENSITY = False
 CLOSED_FORM_KL = False
 TWO_LAYERS = False
+# Semi-amortized inference refines the base Gaussian and the context, per example; the
+# MADE weights, shared by every example, stay the encoder's.
+REFINABLE = True
 # Hidden units of each step's MADE (per latent dimension) and the size of the context h.
 HIDDEN_FACTOR = 2
 CONTEXT_DIM = 64

@@ -25,6 +25,8 @@ KEYS = ("flow_steps",)
 HAS_DENSITY = False
 CLOSED_FORM_KL = False
 TWO_LAYERS = False
+# Semi-amortized inference refines the base Gaussian and each map's (u, w, b), per example.
+REFINABLE = True
 
 
 def validate(model_config) -> None:
