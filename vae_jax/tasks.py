@@ -2,10 +2,10 @@
 
 What a notebook needs to rebuild a run: ``load_data(config)``,
 ``build_task(config, image_shape, num_train)`` (validates the model's config
-once and builds its ``trainer.Task`` through the registry
-``vae_jax.models.MODELS``) and ``load_checkpoint(workdir)``. The model-specific
+once and builds its ``Task``, ``vae_jax.training.task``, through the registry
+``vae_jax.models.REGISTRY``) and ``load_checkpoint(workdir)``. The model-specific
 code lives in one module per model (``vae_jax.models.vae``, ``discrete_vae``,
-``made``); the names below that point there are kept for older callers.
+``made``).
 """
 
 from __future__ import annotations
@@ -20,27 +20,10 @@ from vae_jax import data as data_lib
 from vae_jax import keys
 from vae_jax import models
 from vae_jax.training import optim
+from vae_jax.training import task as task_lib
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
-from vae_jax.models import common
-
-MODELS = models.MODELS
-hidden_dims = common.hidden_dims
-compute_dtype = common.compute_dtype
-# The VAE's, the discrete VAE's and MADE's functions under their older names,
-# each imported on first use (a run imports only its own model).
-_OLDER_NAMES = {"validate_vae_config": ("vae", "validate"),
-                "validate_vae_data": ("vae", "validate_data"),
-                "build_vae": ("vae", "build_network"), "vae_task": ("vae", "build"),
-                "discrete_vae_task": ("discrete_vae", "build"), "made_task": ("made", "build")}
-
-
-def __getattr__(name):
-  if name in _OLDER_NAMES:
-    model, attr = _OLDER_NAMES[name]
-    return getattr(models.module(model), attr)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_data_config(config) -> None:
@@ -57,7 +40,7 @@ def load_data(config) -> data_lib.Dataset:
 
 
 def build_task(config, image_shape: Sequence[int], num_train: int | None = None
-               ) -> trainer.Task:
+               ) -> task_lib.Task:
   """The task of ``config.model.name`` for data of ``image_shape`` (validated once)."""
   return models.build_task(config, image_shape, num_train)
 
@@ -83,7 +66,7 @@ def load_checkpoint(workdir: str, step: int | None = None, defaults=None):
 
   Returns:
     (model, state, config): the Flax module, the restored
-    ``trainer.TrainState`` (``state.params`` are the model's variables) and
+    ``TrainState`` (``state.params`` are the model's variables) and
     the run's config (a ConfigDict).
   """
   config = read_run_config(workdir, defaults)
