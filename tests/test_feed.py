@@ -8,7 +8,7 @@ from tests.conftest import get_config
 from vae_jax import data, tasks
 from vae_jax.training import checkpointing
 from vae_jax.training import feed
-from vae_jax.training import sharding
+from vae_jax import sharding
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError

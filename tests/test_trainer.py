@@ -18,7 +18,7 @@ from vae_jax.training import trainer
 from vae_jax.errors import UserError
 from vae_jax.models import vae as vae_model
 from vae_jax.training import feed as feed_lib
-from vae_jax.training import sharding
+from vae_jax import sharding
 from vae_jax.training import step as step_lib
 from vae_jax.training import workdir as wd
 

@@ -57,7 +57,7 @@ from vae_jax import prng
 from vae_jax import tasks
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import optim
-from vae_jax.training import sharding
+from vae_jax import sharding
 from vae_jax.training import step as step_lib
 from vae_jax.training import task as task_lib
 from vae_jax.training import trainer

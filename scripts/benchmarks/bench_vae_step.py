@@ -88,7 +88,7 @@ from experiments.configs import vae as vae_config
 from vae_jax import data as data_lib
 from vae_jax.training import feed as feed_lib
 from vae_jax.training import optim
-from vae_jax.training import sharding
+from vae_jax import sharding
 from vae_jax.training import step as step_lib
 from vae_jax import tasks
 from vae_jax.training import trainer

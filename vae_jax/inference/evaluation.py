@@ -17,7 +17,7 @@ import numpy as np
 
 from vae_jax import data as data_lib
 from vae_jax.inference import objectives
-from vae_jax.training import sharding as sharding_lib
+from vae_jax import sharding as sharding_lib
 
 
 def evaluate(eval_fn: Callable, params: Any, x: np.ndarray, batch_size: int,

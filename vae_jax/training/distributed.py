@@ -4,7 +4,7 @@ Every process runs the same program (JAX's multi-controller SPMD): the same
 config, the same ``--workdir`` on a shared file system, and its own
 ``process_id``. ``initialize`` connects them before anything touches a
 device; afterwards ``jax.devices()`` lists the devices of every process, the
-trainer's mesh spans them all (``vae_jax.training.sharding``), each process uploads
+trainer's mesh spans them all (``vae_jax.sharding``), each process uploads
 only its own slice of every global batch, and orbax saves and restores from
 all of them. Only process 0 writes files (``is_writer``): metrics.jsonl,
 TensorBoard events, figures, config.json and summary.json.

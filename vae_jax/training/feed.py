@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vae_jax import data as data_lib
-from vae_jax.training import sharding as sharding_lib
+from vae_jax import sharding as sharding_lib
 from vae_jax.errors import UserError, check_choice
 
 FEEDS = ("auto", "device", "host")

@@ -12,7 +12,7 @@ once for every model:
   loop (``train_steps``) fed
   by ``vae_jax.training.feed`` (batches gathered and binarized on device when the
   training split fits there);
-* data parallelism over the local devices (``vae_jax.training.sharding``);
+* data parallelism over the local devices (``vae_jax.sharding``);
 * orbax checkpoints (``vae_jax.training.checkpointing``) and bit-exact resume: the
   batch of step t, its dynamic binarization and the noise key
   ``fold_in(noise, t)`` are pure functions of (seed, t), whatever the feed,
@@ -49,7 +49,7 @@ from vae_jax import keys
 from vae_jax.training import optim
 from vae_jax.training import progress
 from vae_jax.training.progress import NonFiniteLossError, StepMeter, format_eta  # pylint: disable=unused-import
-from vae_jax.training import sharding
+from vae_jax import sharding
 from vae_jax.training import step as step_lib
 from vae_jax.training import task as task_lib
 from vae_jax.training import workdir as wd
