@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from tests.conftest import ROOT, get_config
+from tests.conftest import ROOT, code_lines_matching, get_config
 from vae_jax.errors import UserError
 from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 from vae_jax.families.priors import REGISTRY as PRIORS
@@ -109,15 +109,7 @@ def test_no_code_branches_on_a_family_or_prior_name():
   such as ``posterior == "gaussian"`` or ``prior != "standard"`` outside the parts."""
   names = "|".join(POSTERIORS.names() + PRIORS.names())
   compare = re.compile(rf"""(posterior|prior)\w*\s*[!=]=\s*["']({names})["']|["']({names})["']\s*[!=]=\s*[\w.]*(posterior|prior)""")
-  found = []
-  for folder in ("vae_jax", "experiments"):
-    for root, _, files in os.walk(os.path.join(ROOT, folder)):
-      for f in files:
-        if f.endswith(".py") and "configs" not in root:
-          path = os.path.join(root, f)
-          for i, line in enumerate(open(path), 1):
-            if compare.search(line):
-              found.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+  found = code_lines_matching(compare)
   assert not found, "\n".join(found)
 
 

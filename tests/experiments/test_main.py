@@ -31,7 +31,7 @@ VAE_OUTPUTS = ("config.json", "data_spec.json", "metrics.jsonl", "summary.json",
 TINY_VAE = [f"--config={config_path('vae', 'tiny')}"]
 # Two fake CPU devices. They once hung or aborted under load (XLA:CPU's all-reduce
 # rendezvous never met while a later program was dispatched); the trainer now keeps
-# one program in flight on several CPU devices (vae_jax.training.sharding.wait).
+# one program in flight on several CPU devices (vae_jax.sharding.wait).
 TWO_DEVICES = "--xla_force_host_platform_device_count=2"
 
 
