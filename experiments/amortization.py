@@ -57,8 +57,8 @@ from vae_jax import keys
 from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 from vae_jax.inference import objectives
 from vae_jax import plots
-from vae_jax import tasks
 from vae_jax.inference import refinement
+from vae_jax.models import vae as vae_model
 from vae_jax.training import workdir as wd
 from vae_jax.errors import check_positive
 
@@ -126,7 +126,7 @@ def validate(config) -> None:
                      {"posterior": "gaussian", "flow_steps": None, "refine_steps": 0},
                      lambda f: family_config(config, f))
   if a.savae_refine_steps:
-    tasks.validate_vae_config(savae_config(config))
+    vae_model.validate(savae_config(config))
 
 
 def _summarize(result: dict) -> dict:
