@@ -29,7 +29,7 @@ all n of a trial. Per (model, n), averaged over trials:
 Then a model is chosen by its evidence: the fair coin H0 (theta = 1/2, no
 free parameter) against Beta-Bernoulli H1 (theta ~ Beta(a, b),
 ``config.bayes.factor_prior``), by the Bayes factor
-log BF_01 = log p(X | H0) - log p(X | H1) (``bayes.log_bayes_factor``), for
+log BF_01 = log p(X | H0) - log p(X | H1) (``evidence.log_bayes_factor``), for
 ``config.bayes.trials`` streams of each true coin of
 ``config.bayes.factor_truths`` at every n (in float64). Per (truth, n): its
 mean, standard error and 10/50/90% quantiles over trials, the fraction of
@@ -67,6 +67,7 @@ import ml_collections
 import numpy as np
 
 from vae_jax.classical import bayes
+from vae_jax.classical import evidence
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax.training import workdir as wd
@@ -255,7 +256,7 @@ def _simulate_bayes_factor(model, truth, key: jax.Array, *, sizes: tuple[int, ..
   log_bf, ones = [], []
   for n in sizes:
     x = x_all[:, :n]
-    log_bf.append(jax.vmap(lambda xs: bayes.log_bayes_factor(model, NULL_THETA, xs))(x))
+    log_bf.append(jax.vmap(lambda xs: evidence.log_bayes_factor(model, NULL_THETA, xs))(x))
     ones.append(jnp.sum(x, axis=1))
   return jnp.stack(log_bf), jnp.stack(ones)
 

@@ -48,6 +48,7 @@ import numpy as np
 from scipy import integrate, special, stats
 
 from vae_jax.classical import bayes
+from vae_jax.classical import evidence
 from vae_jax.data import load_arrays
 
 root = jax.random.key(0)
@@ -346,7 +347,7 @@ plt.show()
 # $$p(\mathbf{X}|H_0) = 2^{-n}, \qquad p(\mathbf{X}|H_1) = \int_0^1 \theta^k (1-\theta)^{n-k} d\theta = B(1 + k, 1 + n - k),$$
 #
 # and the **Bayes factor** $BF_{01} = p(\mathbf{X}|H_0) / p(\mathbf{X}|H_1)$ (with even prior odds, $p(H_0|\mathbf{X}) = \sigma(\log BF_{01})$)
-# is `bayes.log_bayes_factor(model, 0.5, x)`. $H_1$ spreads its probability over every bias, so it pays an
+# is `evidence.log_bayes_factor(model, 0.5, x)`. $H_1$ spreads its probability over every bias, so it pays an
 # **Occam factor**: when the coin is fair, Laplace's method gives
 #
 # $$\mathbb{E}\log BF_{01} \approx -n\,KL(\theta^*\|\tfrac12) + \tfrac12\log\frac{n}{2\pi\theta^*(1-\theta^*)} - \log p(\theta^*|H_1) - \tfrac12,$$
@@ -375,7 +376,7 @@ def quad_log_bf(k, n):
 
 with jax.enable_x64(True):                  # log BF_01 is a difference of O(n) terms
   bf_quad_err = max(
-      abs(float(bayes.log_bayes_factor(h1, 0.5, np.r_[np.ones(k), np.zeros(n - k)].astype(int)))
+      abs(float(evidence.log_bayes_factor(h1, 0.5, np.r_[np.ones(k), np.zeros(n - k)].astype(int)))
           - quad_log_bf(k, n))
       for n, k in [(1, 0), (10, 3), (100, 50), (1000, 620), (10000, 5040)])
 print(f"closed form vs quadrature, five (n, k): max |difference| {bf_quad_err:.1e} nats")
@@ -410,7 +411,7 @@ def bayes_factor_summary(draws):
           for theta, d in draws.items()}
 
 
-bf_draws = simulate_log_bf(lambda x: bayes.log_bayes_factor(h1, 0.5, x), KEY_FACTOR)
+bf_draws = simulate_log_bf(lambda x: evidence.log_bayes_factor(h1, 0.5, x), KEY_FACTOR)
 bf = bayes_factor_summary(bf_draws)
 N_BF_FAR = np.array([10**3, 10**4, 10**5, 10**6])                     # exact sums only
 bf_far = {theta: np.array([exact_expected_log_bf(n, theta) for n in N_BF_FAR])
@@ -473,7 +474,7 @@ plt.show()
 #   (within 0.01), with $n \times$ excess $\to 1/2$ and $n^2 \times$ gap $\to 1$ (within 1%); the Monte-Carlo slopes,
 #   with their s.e., agree with the exact slopes at the same $n$ within 3 s.e., and the gap's is below $-1$ by more
 #   than 3 s.e. (it does not close like $1/n$);
-# * choosing by the evidence: `bayes.log_bayes_factor` equals quadrature (to $10^{-9}$ nats); its Monte-Carlo means agree
+# * choosing by the evidence: `evidence.log_bayes_factor` equals quadrature (to $10^{-9}$ nats); its Monte-Carlo means agree
 #   with the exact expectation within 4 s.e. at every $n$ for both coins; the exact expectation is Laplace's within
 #   $2/n$ for $n \ge 1000$; for the fair coin it grows like $\frac12 \log n$ (slope within 0.01 over $n = 10^3 \ldots 10^6$),
 #   for $\theta^* = 0.6$ it falls like $-n\,KL$ (within 1% at $n = 10^6$); at $n = 10^4$ the evidence prefers the fair coin

@@ -15,8 +15,8 @@ from numpy.testing import assert_allclose
 import pytest
 from scipy import integrate, optimize, special, stats
 
-from vae_jax.classical.bayes import (BetaBernoulli, DirichletCategorical, NormalNormal,
-                                     log_bayes_factor)
+from vae_jax.classical.bayes import BetaBernoulli, DirichletCategorical, NormalNormal
+from vae_jax.classical.evidence import log_bayes_factor
 from vae_jax.errors import UserError
 
 X_BIN = np.array([1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1])      # k = 8 ones, N = 12

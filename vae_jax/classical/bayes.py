@@ -28,7 +28,8 @@ hyperparameters and has the same methods:
   posterior_std(x)                     std of p(theta|X) (concentration)
   sample(key, theta, shape), entropy(theta)  the data distribution p(x|theta)
 
-Models compared by their evidence: ``log_bayes_factor(model, theta0, x)``,
+Models compared by their evidence (a point null against one of these, the Bayes
+factor): ``vae_jax.classical.evidence.log_bayes_factor(model, theta0, x)``,
 log p(X | theta0) - log p(X) of a point null against the conjugate model.
 
 Everything is in log space (``gammaln``/``xlogy``), in nats, and
@@ -526,41 +527,3 @@ class NormalNormal(_Conjugate):
     """Entropy of N(theta, sigma2) in nats, 0.5 log(2 pi e sigma2) (theta-free)."""
     del theta
     return 0.5 * (LOG_2PI + 1.0 + jnp.log(_float(self.sigma2)))
-
-
-# ----------------------------------------------------------------------------
-# Comparing models by their evidence.
-# ----------------------------------------------------------------------------
-
-
-def log_bayes_factor(model, theta0, x) -> Array:
-  """log BF_01 = log p(X | H0) - log p(X | H1) of a point null against a conjugate model.
-
-  H0 fixes theta = theta0 (no free parameter); H1 is ``model``, theta drawn from
-  its prior. Both evidences are closed-form:
-
-    log p(X | H0) = log p(X | theta0)                        (``model.log_likelihood``)
-    log p(X | H1) = log int p(X | theta) p(theta) d theta    (``model.log_evidence``).
-
-  For the coin, theta0 = 1/2 against Beta(a, b):
-    log BF_01 = -N log 2 - log B(a + k, b + N - k) + log B(a, b).
-  Positive favours H0. With equal prior odds, p(H0 | X) = sigmoid(log BF_01).
-  As N grows it tends to +inf like log(N)/2 when H0 is true (the Occam factor
-  of H1's free parameter) and to -inf like -N KL(theta* || theta0) when not.
-
-  Args:
-    model: a conjugate model of this module (``BetaBernoulli``,
-      ``DirichletCategorical``, ``NormalNormal``): H1.
-    theta0: H0's parameter, of the shape ``model.log_likelihood`` takes.
-    x: [N] observations, as the model's methods take them.
-
-  Returns:
-    Shape [], in nats (0 for N = 0).
-
-  Raises:
-    UserError: ``model`` is not one of the three, or theta0 / x are not what it takes.
-  """
-  if not isinstance(model, (BetaBernoulli, DirichletCategorical, NormalNormal)):
-    raise UserError(f"model must be a conjugate model of vae_jax.classical.bayes (BetaBernoulli, "
-                    f"DirichletCategorical or NormalNormal), got {type(model).__name__}.")
-  return model.log_likelihood(theta0, x) - model.log_evidence(x)
