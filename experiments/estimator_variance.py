@@ -29,6 +29,7 @@ import numpy as np
 
 from vae_jax.training import checkpointing
 from vae_jax.inference import estimators
+from vae_jax.inference import gradients
 from vae_jax import keys
 from vae_jax import plots
 from vae_jax import tasks
@@ -56,8 +57,8 @@ def _stats_fn(model, name: str, num_samples: int, num_draws: int):
   @jax.jit
   def fn(params, x, key):
     state = _measurement_state(loss_fn, state0, params, x, jax.random.fold_in(key, 1))
-    return estimators.gradient_statistics(
-        estimators.encoder_grad_fn(loss_fn, params, x, state), jax.random.fold_in(key, 0),
+    return gradients.gradient_statistics(
+        gradients.encoder_grad_fn(loss_fn, params, x, state), jax.random.fold_in(key, 0),
         num_draws)
 
   return fn

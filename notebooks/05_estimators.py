@@ -53,7 +53,7 @@ from vae_jax import tasks
 from vae_jax.errors import UserError
 from vae_jax.families import DiagNormal
 from vae_jax.families.discrete import Bernoulli
-from vae_jax.inference import estimators
+from vae_jax.inference import gradients
 from vae_jax.training import trainer
 
 
@@ -105,9 +105,9 @@ TOY_ESTIMATORS = ("reparam", "score")
 @functools.lru_cache(maxsize=None)
 def toy_stats_fn(name, num_samples):
   def grad_fn(k):
-    g = estimators.grad_estimate(name, q, h, k, num_samples)[1]
+    g = gradients.grad_estimate(name, q, h, k, num_samples)[1]
     return (g.loc, g.log_scale)
-  return jax.jit(lambda k: estimators.gradient_statistics(grad_fn, k, NUM_DRAWS))
+  return jax.jit(lambda k: gradients.gradient_statistics(grad_fn, k, NUM_DRAWS))
 
 
 def pooled(repeats):
@@ -198,16 +198,16 @@ pi = jax.nn.sigmoid(logits)
 exact_bern = pi * (1 - pi) * (1 - 2 * t)
 h_bern = lambda z: jnp.sum((z - t) ** 2, -1)
 try:
-  estimators.grad_estimate("reparam", Bernoulli(logits), h_bern, k_bern, 4)
+  gradients.grad_estimate("reparam", Bernoulli(logits), h_bern, k_bern, 4)
   raise RuntimeError("reparam on a Bernoulli should be refused")
 except UserError as e:
   print("reparam refused:", e)
 
 bern = {}
 for name in ("score", "score_loo"):
-  grad_fn = jax.jit(lambda k, name=name: estimators.grad_estimate(
+  grad_fn = jax.jit(lambda k, name=name: gradients.grad_estimate(
       name, Bernoulli(logits), h_bern, k, 8)[1].logits)
-  bern[name] = jax.device_get(estimators.gradient_statistics(grad_fn, k_bern, NUM_DRAWS))
+  bern[name] = jax.device_get(gradients.gradient_statistics(grad_fn, k_bern, NUM_DRAWS))
   se = np.sqrt(bern[name]["variance"] / NUM_DRAWS)
   print(f"{name:10s} mean {np.round(bern[name]['mean'], 4)}  exact {np.round(exact_bern, 4)}"
         f"  total variance {float(bern[name]['total_variance']):.4f}")

@@ -14,7 +14,7 @@ from tests.conftest import get_config
 from vae_jax.models import discrete_vae as dv
 from vae_jax import distributions as D
 from vae_jax.families.discrete import Bernoulli
-from vae_jax.inference import estimators
+from vae_jax.inference import gradients
 from vae_jax.errors import UserError
 
 L, DIM, BATCH = 3, 6, 4
@@ -120,8 +120,8 @@ def encoder_stats(tiny):
     out = {}
     for est in SCORE_ESTIMATORS:
       loss_fn, state = _loss_and_state(model, est, num_samples)
-      out[est] = estimators.gradient_statistics(
-          estimators.encoder_grad_fn(loss_fn, params, x, state), key, num_draws)
+      out[est] = gradients.gradient_statistics(
+          gradients.encoder_grad_fn(loss_fn, params, x, state), key, num_draws)
     exact = jax.grad(lambda p: -jnp.mean(dv.exact_elbo(p, x, model=model)))(params)
     return out, exact["params"]["encoder"]
 

@@ -26,6 +26,7 @@ from vae_jax.errors import UserError
 from vae_jax.families import DiagNormal
 from vae_jax.families.discrete import Bernoulli, Categorical
 from vae_jax.inference import estimators as E
+from vae_jax.inference import gradients as G
 from vae_jax.inference import objectives
 from vae_jax.models import discrete_vae
 from vae_jax.models import vae as vae_model
@@ -67,8 +68,8 @@ def exact_quadratic_grad():
                                                 ("score_loo", 0.0)])
 def test_gaussian_estimators_are_unbiased(estimator, baseline):
   # The gradient comes back as a q of gradients: (loc, log_scale) in its leaves' order.
-  grad_fn = jax.jit(lambda k: E.grad_estimate(estimator, Q, f_quadratic, k, 4, baseline)[1])
-  stats = E.gradient_statistics(grad_fn, jax.random.key(0), R)
+  grad_fn = jax.jit(lambda k: G.grad_estimate(estimator, Q, f_quadratic, k, 4, baseline)[1])
+  stats = G.gradient_statistics(grad_fn, jax.random.key(0), R)
   _check_unbiased(stats, exact_quadratic_grad(), R)
 
 
@@ -80,7 +81,7 @@ def test_the_check_detects_a_biased_estimator():
       fz, log_q = f_quadratic(z), q.log_prob(z)
       return jnp.mean(fz + (fz - fz) * (log_q - jax.lax.stop_gradient(log_q)))
     return jax.grad(sur)(Q)
-  stats = E.gradient_statistics(jax.jit(biased), jax.random.key(0), 2000)
+  stats = G.gradient_statistics(jax.jit(biased), jax.random.key(0), 2000)
   with pytest.raises(AssertionError):
     _check_unbiased(stats, exact_quadratic_grad(), 2000)
 
@@ -88,15 +89,15 @@ def test_the_check_detects_a_biased_estimator():
 @pytest.mark.slow
 def test_surrogate_value_is_the_monte_carlo_estimate():
   for est in GENERIC:
-    value, _ = E.grad_estimate(est, Q, f_quadratic, jax.random.key(1), 20000, 1.0)
+    value, _ = G.grad_estimate(est, Q, f_quadratic, jax.random.key(1), 20000, 1.0)
     exact = float(jnp.sum((MU - C) ** 2 + jnp.exp(2 * LOG_SCALE)))
     assert abs(float(value) - exact) < 0.1, (est, value, exact)
 
 
 def test_variance_ordering_on_the_quadratic():
   def total_var(est, b=0.0):
-    fn = jax.jit(lambda k: E.grad_estimate(est, Q, f_quadratic, k, 8, b)[1])
-    return float(E.gradient_statistics(fn, jax.random.key(2), 4000)["total_variance"])
+    fn = jax.jit(lambda k: G.grad_estimate(est, Q, f_quadratic, k, 8, b)[1])
+    return float(G.gradient_statistics(fn, jax.random.key(2), 4000)["total_variance"])
   reparam, score, loo = total_var("reparam"), total_var("score"), total_var("score_loo")
   good_baseline = total_var("score_baseline", float(jnp.sum((MU - C) ** 2
                                                             + jnp.exp(2 * LOG_SCALE))))
@@ -119,9 +120,9 @@ def test_categorical_score_estimators_are_unbiased(estimator, baseline):
   exact = p * (TABLE - jnp.dot(p, TABLE))          # d/dlogits sum_k p_k f_k
   np.testing.assert_allclose(exact, jax.grad(lambda l: jnp.dot(jax.nn.softmax(l), TABLE))(LOGITS),
                              rtol=1e-6)
-  grad_fn = jax.jit(lambda k: E.grad_estimate(estimator, Categorical(LOGITS), lambda z: TABLE[z],
+  grad_fn = jax.jit(lambda k: G.grad_estimate(estimator, Categorical(LOGITS), lambda z: TABLE[z],
                                               k, 4, baseline)[1].logits)
-  stats = E.gradient_statistics(grad_fn, jax.random.key(3), R)
+  stats = G.gradient_statistics(grad_fn, jax.random.key(3), R)
   _check_unbiased(stats, exact, R)
 
 
@@ -132,18 +133,18 @@ def test_bernoulli_score_is_unbiased():
   # E f = sum p_i w_i + 3 prod p_i.
   exact = jax.grad(lambda l: jnp.sum(jax.nn.sigmoid(l) * w)
                    + 3.0 * jnp.prod(jax.nn.sigmoid(l)))(logits)
-  grad_fn = jax.jit(lambda k: E.grad_estimate("score_loo", Bernoulli(logits), f, k, 4)[1].logits)
-  stats = E.gradient_statistics(grad_fn, jax.random.key(4), R)
+  grad_fn = jax.jit(lambda k: G.grad_estimate("score_loo", Bernoulli(logits), f, k, 4)[1].logits)
+  stats = G.gradient_statistics(grad_fn, jax.random.key(4), R)
   _check_unbiased(stats, exact, R)
 
 
 def test_generic_estimators_refuse_what_q_lacks():
   with pytest.raises(UserError, match="reparametriz"):
-    E.surrogate("reparam", Categorical(LOGITS), lambda z: TABLE[z], jax.random.key(0), 4)
+    G.surrogate("reparam", Categorical(LOGITS), lambda z: TABLE[z], jax.random.key(0), 4)
   with pytest.raises(UserError, match="num_samples >= 2"):
-    E.surrogate("score_loo", Q, f_quadratic, jax.random.key(0), 1)
+    G.surrogate("score_loo", Q, f_quadratic, jax.random.key(0), 1)
   with pytest.raises(UserError, match="not an estimator of grad E_q"):
-    E.surrogate("dreg", Q, f_quadratic, jax.random.key(0), 4)
+    G.surrogate("dreg", Q, f_quadratic, jax.random.key(0), 4)
 
 
 @pytest.mark.slow
@@ -167,14 +168,14 @@ def test_discrete_distributions_draw_as_the_distributions_module():
 
 def test_gradient_statistics_on_a_known_distribution():
   scale, shift = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, 0.0, -1.0])
-  stats = E.gradient_statistics(lambda k: {"g": jax.random.normal(k, (3,)) * scale + shift},
+  stats = G.gradient_statistics(lambda k: {"g": jax.random.normal(k, (3,)) * scale + shift},
                                 jax.random.key(5), 40000)
   np.testing.assert_allclose(stats["variance"]["g"], scale**2, rtol=0.03)
   np.testing.assert_allclose(stats["mean"]["g"], shift, atol=0.05)
   np.testing.assert_allclose(float(stats["total_variance"]), 14.0, rtol=0.03)
   np.testing.assert_allclose(stats["snr"]["g"], np.abs(shift) / scale, atol=0.03)
   with pytest.raises(UserError):
-    E.gradient_statistics(lambda k: jnp.zeros(2), jax.random.key(0), 1)
+    G.gradient_statistics(lambda k: jnp.zeros(2), jax.random.key(0), 1)
 
 
 # ----------------------------------------------------------------------------
@@ -410,8 +411,8 @@ def test_vae_encoder_gradients_agree_in_expectation(tiny_vae, estimator, referen
     loss_fn, state0 = E.make_vae_loss(model, est, 4)
     state = ({"baseline": jnp.float32(-44.0), "count": jnp.int32(1)}
              if est == "score_baseline" else state0)
-    fn = jax.jit(E.encoder_grad_fn(loss_fn, params, x, state))
-    return E.gradient_statistics(fn, jax.random.key(9), draws)
+    fn = jax.jit(G.encoder_grad_fn(loss_fn, params, x, state))
+    return G.gradient_statistics(fn, jax.random.key(9), draws)
 
   est, ref = stats(estimator), stats(reference)
   for m1, v1, m2, v2 in zip(*(jax.tree_util.tree_leaves(s[k]) for s in (est, ref)

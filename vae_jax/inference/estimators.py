@@ -34,14 +34,10 @@ any z, S samples), which KL options apply, its state and its surrogate.
 ``validate`` checks a config's ``objective`` section against an entry once,
 where the config is read; nothing is checked again at trace time.
 
-The estimators of grad E_q[f] take q as a distribution object
-(``vae_jax.families.DiagNormal``, ``vae_jax.families.discrete.Bernoulli`` or
-``Categorical``, or your own with ``sample`` and ``log_prob``) and differentiate
-with respect to it: ``grad_estimate(name, q, f, key, S)`` returns the gradient as
-a q of cotangents (``.loc``, ``.log_scale``; ``.logits``).
-
-``gradient_statistics`` measures any of them: over R independent draws, the
-per-parameter mean, variance and signal-to-noise ratio, and the total variance.
+The entries with an ``expectation`` also estimate grad E_q[f] for a generic q,
+a distribution object (``vae_jax.inference.gradients.grad_estimate(name, q, f,
+key, S)`` returns the gradient as a q of cotangents), and
+``gradients.gradient_statistics`` measures any of them over R independent draws.
 """
 
 from __future__ import annotations
@@ -311,7 +307,7 @@ ESTIMATORS: dict[str, Estimator] = {
 }
 
 
-def _names(keep: Callable[[Estimator], bool]) -> str:
+def names_where(keep: Callable[[Estimator], bool]) -> str:
   return ", ".join(n for n, e in ESTIMATORS.items() if keep(e))
 
 
@@ -340,7 +336,7 @@ def validate(objective, *, has_density: bool, closed_form_kl: bool,
   """
   name = objective.estimator
   entry = ESTIMATORS.get(name)
-  usable = _names(lambda e: (has_density or not e.needs_density) and e.objective in bounds
+  usable = names_where(lambda e: (has_density or not e.needs_density) and e.objective in bounds
                   and (reparametrized or not e.reparametrized))
   setting = f"--config.objective.estimator={name}"
   here = f" ({family})" if family else ""
@@ -369,7 +365,7 @@ def validate(objective, *, has_density: bool, closed_form_kl: bool,
                     f"warm-up), got {warmup!r}.")
   if warmup and not entry.kl_warmup:
     raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
-                    f"({_names(lambda e: e.kl_warmup)}); {name} trains the "
+                    f"({names_where(lambda e: e.kl_warmup)}); {name} trains the "
                     f"{entry.objective.title}.")
   if not free_bits >= 0:
     raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
@@ -379,90 +375,8 @@ def validate(objective, *, has_density: bool, closed_form_kl: bool,
                     f"dimension, which this model does not have{here}; set free_bits=0.")
   if free_bits and not entry.free_bits:
     raise UserError(f"--config.objective.free_bits needs the analytic KL term "
-                    f"({_names(lambda e: e.free_bits)}), not {name}.")
+                    f"({names_where(lambda e: e.free_bits)}), not {name}.")
   return entry
-
-
-# ----------------------------------------------------------------------------
-# Estimators of grad E_q[f] for any q.
-# ----------------------------------------------------------------------------
-
-
-def surrogate(estimator: str, q: Any, f: Callable[[Array], Array], key: Array,
-              num_samples: int, baseline: Array | float = 0.0) -> Array:
-  """Scalar with value ~ E_q[f] and jax.grad w.r.t. q's parameters = the chosen estimator.
-
-  Args:
-    estimator: a name of ``ESTIMATORS`` with an ``expectation`` (reparam and
-      the score-function estimators).
-    q: a distribution object (a pytree of its parameters) with ``sample`` and
-      ``log_prob``; differentiate the surrogate with respect to it.
-    f: z [S, ...] -> [S]; must be differentiable for ``reparam`` only.
-    key: PRNG key for the S samples.
-    num_samples: S.
-    baseline: b for ``score_baseline`` (a number, not differentiated).
-  """
-  entry = ESTIMATORS.get(estimator)
-  if entry is None or entry.expectation is None:
-    raise UserError(f"{estimator!r} is not an estimator of grad E_q[f]; choose one of "
-                    f"{_names(lambda e: e.expectation is not None)}.")
-  if entry.reparametrized and not getattr(q, "reparametrized", True):
-    raise UserError(f"{estimator} needs a reparametrizable q (e.g. Gaussian); a "
-                    f"{type(q).__name__} has none: use a score-function estimator.")
-  if entry.needs_density and not getattr(q, "has_density", True):
-    raise UserError(f"{estimator} needs log q at any z, which this {type(q).__name__} lacks.")
-  if num_samples < entry.min_samples:
-    raise UserError(f"{estimator} needs num_samples >= {entry.min_samples}, got {num_samples}.")
-  state = {"baseline": jnp.asarray(baseline), "count": jnp.ones((), jnp.int32)}
-  return entry.expectation(q, f, key, num_samples, state, 0.0)[0]
-
-
-def grad_estimate(estimator: str, q: Any, f: Callable, key: Array, num_samples: int,
-                  baseline: Array | float = 0.0) -> tuple[Array, Any]:
-  """(MC estimate of E_q[f], estimate of grad E_q[f] w.r.t. q: a q of gradients)."""
-  return jax.value_and_grad(
-      lambda q_: surrogate(estimator, q_, f, key, num_samples, baseline))(q)
-
-
-# ----------------------------------------------------------------------------
-# Measuring an estimator.
-# ----------------------------------------------------------------------------
-
-
-def gradient_statistics(grad_fn: Callable[[Array], Any], key: Array, num_draws: int,
-                        ) -> dict[str, Any]:
-  """Mean, variance and SNR of a stochastic gradient over R independent draws.
-
-  Args:
-    grad_fn: key -> gradient pytree (one draw of the estimator; close over
-      everything else, e.g. the batch and the estimator state).
-    key: PRNG key; draw r uses fold_in(key, r).
-    num_draws: R >= 2.
-
-  Returns:
-    dict with pytrees ``mean``, ``variance`` (unbiased, ddof = 1) and ``snr``
-    (|mean| / std per parameter), and scalars ``total_variance`` (sum of the
-    per-parameter variances, the trace of the gradient's covariance),
-    ``mean_snr`` (average over parameters) and ``mean_norm`` (norm of the mean).
-  """
-  if num_draws < 2:
-    raise UserError(f"gradient statistics need num_draws >= 2, got {num_draws}.")
-  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(num_draws))
-  grads = jax.lax.map(grad_fn, keys)                                   # [R, ...] leaves
-  mean = jax.tree_util.tree_map(lambda g: jnp.mean(g, 0), grads)
-  var = jax.tree_util.tree_map(lambda g: jnp.var(g, 0, ddof=1), grads)
-  snr = jax.tree_util.tree_map(lambda m, v: jnp.abs(m) / jnp.sqrt(v + 1e-30), mean, var)
-  return {"mean": mean, "variance": var, "snr": snr, **summarize(mean, var, snr)}
-
-
-def summarize(mean: Any, variance: Any, snr: Any) -> dict[str, Array]:
-  """Scalars of (sub)trees of ``gradient_statistics``' output: ``total_variance``
-  (sum of the per-parameter variances), ``mean_snr`` and ``mean_norm``."""
-  leaves = jax.tree_util.tree_leaves
-  size = sum(x.size for x in leaves(variance))
-  return {"total_variance": sum(jnp.sum(v) for v in leaves(variance)),
-          "mean_snr": sum(jnp.sum(s) for s in leaves(snr)) / size,
-          "mean_norm": jnp.sqrt(sum(jnp.sum(m * m) for m in leaves(mean)))}
 
 
 # ----------------------------------------------------------------------------
@@ -620,11 +534,3 @@ def make_vae_loss(model, estimator: str, num_samples: int, *, baseline_decay: fl
                               num_samples=num_samples, baseline_decay=baseline_decay,
                               free_bits=float(free_bits), refinement=refinement)
   return loss_fn, ESTIMATORS[estimator].init_state()
-
-
-def encoder_grad_fn(loss_fn: Callable, params: Any, x: Array, est_state: Any) -> Callable:
-  """key -> gradient of the encoder parameters of one estimator draw (for statistics)."""
-  def grad_fn(key):
-    g = jax.grad(lambda p: loss_fn(p, x, key, est_state)[0])(params)
-    return g["params"]["encoder"]
-  return grad_fn

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from vae_jax import data as data_lib
-from vae_jax.inference import estimators
+from vae_jax.inference import gradients
 from vae_jax.training import task as task_lib
 
 
@@ -197,17 +197,17 @@ def grad_stats_step(params: Any, x: jax.Array, est_state: Any, step: jax.Array,
   """Variance and SNR of the training gradient on one batch x: [B, D].
 
   ``num_draws`` independent draws of the whole gradient (same batch,
-  parameters and estimator state; one ``estimators.gradient_statistics``
+  parameters and estimator state; one ``gradients.gradient_statistics``
   call), reduced per group: ``grad_var_<group>`` (trace of the covariance),
   ``grad_snr_<group>`` (mean |mean| / std over parameters) and
   ``grad_mean_norm_<group>``; the group is ``all`` without groups.
   """
   grad_fn = lambda k: jax.grad(lambda p: loss_fn(p, x, k, est_state, step)[0])(params)["params"]
-  stats = estimators.gradient_statistics(grad_fn, key, num_draws)
+  stats = gradients.gradient_statistics(grad_fn, key, num_draws)
   out = {}
   for group in groups or (None,):
     pick = (lambda t: t[group]) if group else (lambda t: t)
-    scalars = estimators.summarize(*(pick(stats[k]) for k in ("mean", "variance", "snr")))
+    scalars = gradients.summarize(*(pick(stats[k]) for k in ("mean", "variance", "snr")))
     name = group or "all"
     out[f"grad_var_{name}"] = scalars["total_variance"]
     out[f"grad_snr_{name}"] = scalars["mean_snr"]
