@@ -335,8 +335,35 @@ def table_amortization(name: str) -> Callable[[dict], str]:
           f" | {_pm(v['approximation_gap'], v['approximation_gap_stderr'])} |")
     head = ("| family | amortized ELBO | optimized ELBO | IW log p(x) | amortization gap | "
             "approximation gap |\n| --- | --- | --- | --- | --- | --- |")
-    return _markdown(head, rows, [r])
+    savae = r["summary"].get("savae")
+    return _markdown(head, rows, [r], _savae_table(savae) if savae else "")
   return table
+
+
+def _savae_table(s: dict) -> str:
+  """The amortization experiment's ``savae``: the VAE and the SA-VAE of the same encoder."""
+  def row(label, v, refined):
+    after = (f"{_num(v['refined_elbo'])} | {_pm(v['refined_amortization_gap'], v['refined_amortization_gap_stderr'])}"
+             if refined else "— | —")
+    return (f"| {label} | {_num(v['amortized_elbo'])} | {after} | {_num(v['optimized_elbo'])} | "
+            f"{_num(v['log_likelihood_iw'])} | "
+            f"{_pm(v['amortization_gap'], v['amortization_gap_stderr'])} | "
+            f"{_signed(v['local_convergence'], 4)} ± {v['local_convergence_stderr']:.4f} |")
+
+  def change(key):
+    return (f"{_signed(s[key])} ± {s[key + '_stderr']:.2f} nats "
+            f"({s[key + '_verdict']})")
+
+  head = (f"| `{s['posterior']}`, the same encoder | amortized ELBO (encoder's q) | "
+          f"after {s['refine_steps']} refinement steps | gap left after them | optimized ELBO | "
+          "IW log p(x) | amortization gap | q* optimized again: ELBO change |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
+  rows = [row("VAE", s["vae"], False),
+          row(f"SA-VAE (K = {s['refine_steps']}, refine_lr {s['refine_lr']:g}, "
+              f"{s['refine_gradient']})", s["savae"], True)]
+  return ("\n".join([head] + rows) + "\n\nThe SA-VAE's amortization gap minus the VAE's, "
+          f"paired over the examples: its encoder's q {change('amortization_gap_change')}; "
+          f"after its {s['refine_steps']} steps {change('refined_amortization_gap_change')}.")
 
 
 def table_priors(results: dict[str, dict]) -> str:
