@@ -4,7 +4,9 @@ A VAE (the ``model``, ``data`` and ``train`` sections, trained with the
 reparametrized ELBO) is checkpointed at each of ``variance.steps``; at each,
 on one fixed held-out batch, every estimator's encoder gradient is drawn
 ``variance.draws`` times for S = ``variance.num_samples`` (all of them at the
-last step, the first elsewhere).
+last step, the first elsewhere). Each family of ``variance.posteriors`` (flows
+with ``variance.flow_steps`` maps) gets its own VAE, measured the same way
+beside it: ``coupling``, a flow with log q at any z, takes every estimator.
 
   python -m experiments.main --config=experiments/configs/estimator_variance.py --workdir=/tmp/var
 
@@ -47,5 +49,8 @@ def get_config(arg=None):
   config.variance = ml_collections.ConfigDict(dict(
       estimators=("reparam", "score", "score_baseline", "score_loo", "stl", "iwae",
                   "vimco", "dreg"),
-      num_samples=(2, 8, 32), steps=(0, 200, 1000, 3000), draws=64))
+      num_samples=(2, 8, 32), steps=(0, 200, 1000, 3000), draws=64,
+      # Families measured beside model.posterior's, one VAE each (() none), and the
+      # number of maps of those that are flows.
+      posteriors=("coupling",), flow_steps=2))
   return common.apply_variants(config, arg, VARIANTS)
