@@ -6,7 +6,7 @@ The library (experiments live in ``experiments/``), by what a reader looks for:
   (``models.REGISTRY``): ``vae``, ``discrete_vae`` (Bernoulli latents), ``made``
   (the exact-likelihood baseline); ``networks`` the VAE's Flax modules.
 * ``families/``    posteriors and priors as distribution objects, and the parts a
-  config names (``posteriors/``: gaussian, planar, iaf; ``priors/``: standard,
+  config names (``posteriors/``: gaussian, planar, iaf, coupling; ``priors/``: standard,
   mog, vamp), each found by name; two stochastic layers.
 * ``inference/``   ``likelihoods`` p(x|z), ``objectives`` (the ELBO), ``iwae``
   (the streamed IWAE bound), ``estimators`` (score function, reparametrization,

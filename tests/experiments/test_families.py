@@ -181,7 +181,7 @@ def test_evaluate_a_flow_run(tmp_path, trained):
 @pytest.mark.slow
 @pytest.mark.parametrize("variants,settings,messages", [
     ("", {"model.posterior": "realnvp"},
-     ["--config.model.posterior must be one of coupling, gaussian, iaf, planar",
+     [f"--config.model.posterior must be one of {', '.join(POSTERIORS)}",
       "'realnvp'"]),
     ("", {"model.prior": "flow"}, ["--config.model.prior must be one of", "'flow'"]),
     ("planar", {"model.flow_steps": 0}, ["--config.model.flow_steps must be a positive integer"]),

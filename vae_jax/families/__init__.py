@@ -15,7 +15,7 @@ gaps) takes any family. The objects:
 
 The parts a config chooses by name, one module each, found by their registries:
 
-* ``posteriors/<name>.py`` (``model.posterior``): gaussian, planar, iaf;
+* ``posteriors/<name>.py`` (``model.posterior``): gaussian, planar, iaf, coupling;
 * ``priors/<name>.py`` (``model.prior``): standard, mog, vamp.
 
 Each part declares its config keys, validates them and builds itself (a head
