@@ -278,3 +278,26 @@ def test_an_older_workdir_resumes_without_the_keys_and_refuses_to_refine(tmp_pat
   proc = run_main([f"--config={config_path('vae', 'tiny,savae')}", "--config.train.num_steps=90",
                    f"--workdir={workdir}"])
   assert proc.returncode == 2 and "model.refine_steps" in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_evaluate_reports_the_iwae_bound_with_both_proposals(tmp_path):
+  from tests.conftest import config_path, run_main  # pylint: disable=g-import-not-at-top
+  run, out = str(tmp_path / "run"), str(tmp_path / "eval")
+  proc = run_main([f"--config={config_path('vae', 'tiny,savae')}",
+                   "--config.train.num_steps=20", f"--workdir={run}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(run, "summary.json")) as f:
+    summary = json.load(f)
+  assert {"eval_neg_elbo_refined", "eval_neg_log_likelihood_iw_refined",
+          "eval_bits_per_dim_refined", "eval_bits_per_dim_iw_refined"} <= set(summary)
+  proc = run_main([f"--config={config_path('evaluate', 'tiny')}", f"--config.checkpoint={run}",
+                   "--config.max_examples=40", f"--workdir={out}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(out, "evaluation.json")) as f:
+    result = json.load(f)
+  assert result["refine_steps"] == 5
+  for key in ("nll_iw", "nll_iw_refined", "elbo_refined", "iw_gain_refined",
+              "bits_per_dim_iw_refined"):
+    assert np.isfinite(result[key]), key
+  assert result["iw_gain_refined"] == pytest.approx(result["nll_iw"] - result["nll_iw_refined"])
