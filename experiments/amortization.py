@@ -103,10 +103,8 @@ def save_gap_plot(path: str, gaps: dict, trace) -> str:
 
 
 def family_config(config, posterior: str):
-  """The run's config with q of family ``posterior`` (flows: ``amortization.flow_steps``)."""
-  own_keys = POSTERIORS.get(posterior).KEYS
-  return vae.with_model(config, posterior=posterior, flow_steps=(
-      int(config.amortization.flow_steps) if "flow_steps" in own_keys else None))
+  """The run's config with q of family ``posterior`` (its keys from ``config.amortization``)."""
+  return vae.with_posterior(config, posterior, config.amortization)
 
 
 def savae_config(config):

@@ -145,10 +145,8 @@ def save_families_plot(path: str, families: dict, ref_samples: int) -> str:
 
 
 def family_config(config, posterior: str):
-  """The run's config with q of family ``posterior`` (flows: ``variance.flow_steps`` maps)."""
-  own_keys = POSTERIORS.get(posterior).KEYS
-  return vae.with_model(config, posterior=posterior, flow_steps=(
-      int(config.variance.flow_steps) if "flow_steps" in own_keys else None))
+  """The run's config with q of family ``posterior`` (its keys from ``config.variance``)."""
+  return vae.with_posterior(config, posterior, config.variance)
 
 
 def validate(config) -> tuple[list[str], list[int], list[int], int]:

@@ -32,6 +32,7 @@ from vae_jax.models import vae as vae_model
 from vae_jax.training import trainer
 from vae_jax.training import workdir as wd
 from vae_jax.errors import UserError, check_choice
+from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 
 # Several processes can train it (config.distributed: vae_jax.training.distributed).
 MULTI_PROCESS = True
@@ -127,6 +128,16 @@ def with_model(config, **model):
   with c.unlocked():
     c.model.update(model)
   return c
+
+
+def with_posterior(config, posterior: str, section):
+  """A copy of ``config`` whose q is of family ``posterior``: its own keys (e.g.
+  ``flow_steps``) take ``section``'s values (an experiment's sweep settings), every
+  other family's keys are unset."""
+  own = POSTERIORS.get(posterior).KEYS
+  keys = {k for name in POSTERIORS.names() for k in POSTERIORS.get(name).KEYS}
+  return with_model(config, posterior=posterior,
+                    **{k: (section[k] if k in own else None) for k in sorted(keys)})
 
 
 def validate_sweep(config, values, allowed, key: str, fixed: dict, make) -> None:
