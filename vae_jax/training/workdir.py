@@ -39,14 +39,16 @@ TENSORBOARD_DIR = "tensorboard"
 IDENTITY_SECTIONS = ("data", "model", "objective")
 IDENTITY_KEYS = ("experiment", "seed", "train.batch_size")
 # Keys a VAE's saved config.json lacks when the run was written before the
-# posterior and prior families existed, and what such a run had: a Gaussian q
-# and the N(0, I) prior. ``upgrade_config`` fills them in so old runs resume,
+# posterior and prior families (or semi-amortized refinement) existed, and what
+# such a run had: a Gaussian q, unrefined, and the N(0, I) prior. ``upgrade_config`` fills them in so old runs resume,
 # reload and evaluate (a migration of old files, not a default of new runs).
 # They equal today's defaults: with the config file's defaults at hand
 # (``fill_missing``) they are not needed; they stay for the callers that have
 # none (``tasks.load_checkpoint`` from a notebook).
 PRE_FAMILY_MODEL_KEYS = {"posterior": "gaussian", "flow_steps": None, "prior": "standard",
-                         "prior_components": None, "top_latent_dim": None, "top_hidden_dims": []}
+                         "prior_components": None, "top_latent_dim": None, "top_hidden_dims": [],
+                         # before semi-amortized inference: q was the encoder's, unrefined
+                         "refine_steps": 0, "refine_lr": 0.005, "refine_gradient": "unrolled"}
 # Runs written before ``model.scale_head`` existed had q's head output log sigma
 # (the configs' default is now log sigma^2: issue 24, docs/vs_pythae.md): a
 # change of meaning, which no default can fill in.
