@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vae_jax.errors import UserError
 from vae_jax.families import hierarchical
 from vae_jax.families.posteriors import REGISTRY as POSTERIORS
 from vae_jax.families.priors import REGISTRY as PRIORS
@@ -118,11 +119,13 @@ class MLPDecoder(nn.Module):
                           name="head")(_float32(out))
 
 
-def _check_conv_shape(image_shape):
+def check_conv_shape(image_shape, what: str = "the images") -> None:
+  """The conv networks' rule, checked once where they are built (and by the VAE's
+  ``validate_data``): two stride-2 layers need image sides divisible by 4."""
   h, w, _ = image_shape
   if h % 4 or w % 4:
-    raise ValueError(f"conv models need height and width divisible by 4, "
-                     f"got image_shape={tuple(image_shape)}; use --config.model.kind=mlp")
+    raise UserError(f"--config.model.kind=conv needs image sides divisible by 4; {what} are "
+                    f"{tuple(image_shape)}. Use --config.model.kind=mlp.")
 
 
 class ConvEncoder(nn.Module):
@@ -137,7 +140,6 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):  # x: [B, H*W*C]
-    _check_conv_shape(self.image_shape)
     act = activation_fn(self.activation)
     h = x.reshape(x.shape[:-1] + tuple(self.image_shape))
     for i, c in enumerate(self.channels):
@@ -160,7 +162,6 @@ class ConvDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z):  # z: [..., L]
-    _check_conv_shape(self.image_shape)
     h_img, w_img, c_img = self.image_shape
     act = activation_fn(self.activation)
     lead = z.shape[:-1]
@@ -253,6 +254,8 @@ def make_vae(*, kind: str = "mlp", image_shape: Sequence[int] = (28, 28, 1),
     prior_module = hierarchical.Prior(int(latent_dim), int(top_latent_dim),
                                       tuple(top_hidden_dims))
     total_latent_dim, decoder_dim = int(latent_dim) + int(top_latent_dim), int(latent_dim)
+  if kind == "conv":
+    check_conv_shape(image_shape)
   if kind == "mlp":
     enc = MLPEncoder(tuple(hidden_dims), head, activation, dtype=dtype)
     dec = MLPDecoder(tuple(reversed(tuple(hidden_dims))), output_dim,

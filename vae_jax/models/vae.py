@@ -103,9 +103,8 @@ def validate_data(ds: data_lib.Dataset, config) -> None:
   bernoulli = config.model.likelihood == "bernoulli"
   data_lib.check_pixels(ds, "--config.model.likelihood=bernoulli" if bernoulli else None,
                         "rescale it or use --config.model.likelihood=gaussian")
-  if config.model.kind == "conv" and (ds.image_shape[0] % 4 or ds.image_shape[1] % 4):
-    raise UserError(f"--config.model.kind=conv needs image sides divisible by 4; {ds.name} "
-                    f"images are {tuple(ds.image_shape)}. Use --config.model.kind=mlp.")
+  if config.model.kind == "conv":
+    networks.check_conv_shape(ds.image_shape, f"{ds.name} images")
 
 
 def build_network(model_config, image_shape: Sequence[int], dtype=None) -> networks.VAE:
