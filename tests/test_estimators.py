@@ -541,7 +541,7 @@ def test_each_entry_is_refused_exactly_where_its_rules_say(name):
     (dict(baseline_decay=-0.1), "--config.objective.baseline_decay"),
     (dict(kl_warmup_steps=-2), "--config.objective.kl_warmup_steps must be an integer >= 0"),
     (dict(kl_warmup_steps=2.5), "--config.objective.kl_warmup_steps must be an integer >= 0"),
-    (dict(free_bits=-1.0), "--config.objective.free_bits must be >= 0"),
+    (dict(free_bits=-1.0), "--config.objective.free_bits must be a finite number >= 0"),
 ])
 def test_bad_values_are_clear_errors(settings, match):
   with pytest.raises(UserError, match=match):

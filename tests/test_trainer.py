@@ -340,7 +340,7 @@ def test_free_bits_value_and_gradient_match_the_formula(tiny_vae):
 @pytest.mark.parametrize("estimator,key,value,match", [
     ("iwae", "kl_warmup_steps", 10, "kl_warmup_steps needs an objective with a KL part"),
     ("stl", "free_bits", 0.5, "free_bits needs the analytic KL term"),
-    ("reparam", "free_bits", -1.0, "free_bits must be >= 0"),
+    ("reparam", "free_bits", -1.0, "free_bits must be a finite number >= 0"),
     ("reparam", "kl_warmup_steps", -2, "kl_warmup_steps must be an integer >= 0"),
 ])
 def test_kl_options_refused_where_they_do_not_apply(tiny_vae, estimator, key, value, match):

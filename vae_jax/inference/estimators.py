@@ -360,16 +360,14 @@ def validate(objective, *, has_density: bool, closed_form_kl: bool,
     raise UserError(f"--config.objective.baseline_decay must be in [0, 1), got "
                     f"{objective.baseline_decay}.")
   warmup, free_bits = objective.get("kl_warmup_steps", 0), objective.get("free_bits", 0.0)
-  if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-    raise UserError(f"--config.objective.kl_warmup_steps must be an integer >= 0 (0: no "
-                    f"warm-up), got {warmup!r}.")
+  check_positive(warmup, "config.objective.kl_warmup_steps", integer=True, minimum=0,
+                 meaning="0: no warm-up")
   if warmup and not entry.kl_warmup:
     raise UserError(f"--config.objective.kl_warmup_steps needs an objective with a KL part "
                     f"({names_where(lambda e: e.kl_warmup)}); {name} trains the "
                     f"{entry.objective.title}.")
-  if not free_bits >= 0:
-    raise UserError(f"--config.objective.free_bits must be >= 0 nats per latent dimension "
-                    f"(0: off), got {free_bits!r}.")
+  check_positive(free_bits, "config.objective.free_bits", minimum=0,
+                 meaning="nats per latent dimension; 0: off")
   if free_bits and not closed_form_kl:
     raise UserError(f"--config.objective.free_bits needs a closed-form KL per latent "
                     f"dimension, which this model does not have{here}; set free_bits=0.")

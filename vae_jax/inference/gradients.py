@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, check_positive
 from vae_jax.inference.estimators import ESTIMATORS, names_where
 
 Array = jax.Array
@@ -84,8 +84,8 @@ def gradient_statistics(grad_fn: Callable[[Array], Any], key: Array, num_draws: 
     per-parameter variances, the trace of the gradient's covariance),
     ``mean_snr`` (average over parameters) and ``mean_norm`` (norm of the mean).
   """
-  if num_draws < 2:
-    raise UserError(f"gradient statistics need num_draws >= 2, got {num_draws}.")
+  check_positive(num_draws, "num_draws", integer=True, minimum=2,
+                 meaning="gradient statistics need two draws at least")
   keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(num_draws))
   grads = jax.lax.map(grad_fn, keys)                                   # [R, ...] leaves
   mean = jax.tree_util.tree_map(lambda g: jnp.mean(g, 0), grads)

@@ -48,10 +48,8 @@ def validate(config) -> None:
                           family=f"posterior={m.posterior}")
   estimators.validate(o, has_density=parts(m)[0].HAS_DENSITY, closed_form_kl=analytic_kl(m),
                       family=f"posterior={m.posterior}, prior={m.prior}")
-  iw = config.eval.iw_samples
-  if not isinstance(iw, int) or iw < 0:
-    raise UserError(f"--config.eval.iw_samples must be an integer >= 0 (0 skips the "
-                    f"importance-weighted estimate), got {iw!r}.")
+  check_positive(config.eval.iw_samples, "config.eval.iw_samples", integer=True, minimum=0,
+                 meaning="0 skips the importance-weighted estimate")
   for name in ("e_steps", "m_steps"):
     check_positive(o[name], f"config.objective.{name}", integer=True)
 
