@@ -31,7 +31,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import check_positive
 from vae_jax.families.posteriors import gaussian
 
 Array = jax.Array
@@ -56,8 +55,7 @@ PARAMS_PER_DIM = {"spline": 3 * BINS + 1, "affine": 2}
 
 
 def validate(model_config) -> None:
-  gaussian.validate(model_config)
-  check_positive(model_config.flow_steps, "config.model.flow_steps", integer=True)
+  gaussian.validate_flow(model_config)
 
 
 def init_layer(key: Array, latent_dim: int, hidden_dim: int, context_dim: int,
@@ -135,15 +133,12 @@ def posterior(base, layers, context, transform: str = "spline"):
 
 
 @dataclasses.dataclass(frozen=True)
-class Head:
+class Head(gaussian.FlowHead):
   """head(encoder, h) -> q: the Gaussian's heads, the context head and T coupling layers."""
-  latent_dim: int
-  scale_head: str
-  flow_steps: int
   transform: str = "spline"
 
   def __call__(self, encoder: nn.Module, h):
-    base = gaussian.base(encoder, h, self.latent_dim, self.scale_head)
+    base = self.gaussian(encoder, h)
     context = gaussian.float32(
         nn.Dense(CONTEXT_DIM, dtype=encoder.dtype, name="coupling_context")(h))
     hidden = max(MIN_HIDDEN, HIDDEN_FACTOR * self.latent_dim)
@@ -154,5 +149,4 @@ class Head:
 
 
 def head(settings) -> Head:
-  return Head(int(settings["latent_dim"]), settings["scale_head"], int(settings["flow_steps"]),
-              TRANSFORM)
+  return Head.of(settings, transform=TRANSFORM)

@@ -14,7 +14,7 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
-from vae_jax.errors import check_choice
+from vae_jax.errors import check_choice, check_positive
 from vae_jax.families.normal import DiagNormal
 
 KEYS = ()
@@ -58,3 +58,28 @@ class Head:
 
 def head(settings) -> Head:
   return Head(int(settings["latent_dim"]), settings["scale_head"])
+
+
+def validate_flow(model_config) -> None:
+  """A flow on this Gaussian: the Gaussian's keys and ``flow_steps`` >= 1 maps."""
+  validate(model_config)
+  check_positive(model_config.flow_steps, "config.model.flow_steps", integer=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowHead:
+  """What every flow's head reads: q's size, its scale head and the number of maps.
+  A flow family's ``Head`` subclasses it and starts from ``self.gaussian(encoder, h)``."""
+  latent_dim: int
+  scale_head: str
+  flow_steps: int
+
+  @classmethod
+  def of(cls, settings, **extra):
+    """The head of ``settings`` (config.model or a mapping with its keys)."""
+    return cls(int(settings["latent_dim"]), settings["scale_head"], int(settings["flow_steps"]),
+               **extra)
+
+  def gaussian(self, encoder: nn.Module, h) -> DiagNormal:
+    """The Gaussian's heads on h, in the encoder's scope: the flow's base."""
+    return base(encoder, h, self.latent_dim, self.scale_head)

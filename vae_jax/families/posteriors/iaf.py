@@ -13,13 +13,11 @@ draws (the estimators that need one are refused).
 
 from __future__ import annotations
 
-import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import check_positive
 from vae_jax.families.posteriors import gaussian
 from vae_jax.masks import made_masks
 
@@ -37,8 +35,7 @@ CONTEXT_DIM = 64
 
 
 def validate(model_config) -> None:
-  gaussian.validate(model_config)
-  check_positive(model_config.flow_steps, "config.model.flow_steps", integer=True)
+  gaussian.validate_flow(model_config)
 
 
 def init_step(key: Array, latent_dim: int, hidden_dim: int, context_dim: int) -> dict:
@@ -100,15 +97,11 @@ def posterior(base, steps, context):
   return flows.FlowPosterior(base, tuple(steps), context, forward, "iaf", shared=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class Head:
+class Head(gaussian.FlowHead):
   """head(encoder, h) -> q: the Gaussian's heads, the context head and T MADE steps."""
-  latent_dim: int
-  scale_head: str
-  flow_steps: int
 
   def __call__(self, encoder: nn.Module, h):
-    base = gaussian.base(encoder, h, self.latent_dim, self.scale_head)
+    base = self.gaussian(encoder, h)
     context = gaussian.float32(
         nn.Dense(CONTEXT_DIM, dtype=encoder.dtype, name="iaf_context")(h))
     hidden = HIDDEN_FACTOR * self.latent_dim
@@ -118,4 +111,4 @@ class Head:
 
 
 def head(settings) -> Head:
-  return Head(int(settings["latent_dim"]), settings["scale_head"], int(settings["flow_steps"]))
+  return Head.of(settings)

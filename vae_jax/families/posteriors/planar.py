@@ -11,13 +11,11 @@ own draws (the estimators that need one are refused).
 
 from __future__ import annotations
 
-import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import check_positive
 from vae_jax.families.posteriors import gaussian
 
 Array = jax.Array
@@ -30,8 +28,7 @@ REFINABLE = True
 
 
 def validate(model_config) -> None:
-  gaussian.validate(model_config)
-  check_positive(model_config.flow_steps, "config.model.flow_steps", integer=True)
+  gaussian.validate_flow(model_config)
 
 
 def u_hat(u: Array, w: Array) -> Array:
@@ -73,15 +70,11 @@ def posterior(base, steps):
                              forward, "planar")
 
 
-@dataclasses.dataclass(frozen=True)
-class Head:
+class Head(gaussian.FlowHead):
   """head(encoder, h) -> q: the Gaussian's heads, then (u, w, b) of each of T maps."""
-  latent_dim: int
-  scale_head: str
-  flow_steps: int
 
   def __call__(self, encoder: nn.Module, h):
-    base = gaussian.base(encoder, h, self.latent_dim, self.scale_head)
+    base = self.gaussian(encoder, h)
     batch, steps = h.shape[:-1], self.flow_steps
 
     def dense(name, size, init=nn.initializers.lecun_normal()):
@@ -96,4 +89,4 @@ class Head:
 
 
 def head(settings) -> Head:
-  return Head(int(settings["latent_dim"]), settings["scale_head"], int(settings["flow_steps"]))
+  return Head.of(settings)
